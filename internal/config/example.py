@@ -1,0 +1,46 @@
+"""Renders config.yaml.example from the settings dataclasses, so the example can never drift.
+
+``python -m internal.config.example > config.yaml.example`` (``make config-example``) writes it; a unit
+test fails when the committed file differs from what this renders.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from internal.config.loader import env_name
+from internal.config.settings import Settings
+
+HEADER = """\
+# L0 order service configuration. Copy to config.yaml and change what you need.
+# Precedence: built-in defaults < this file < environment variables.
+# Every key is shown with its default; the environment variable that overrides it is named after it.
+# An unknown key, a wrong type or an invalid value stops the service with one line naming the key (exit 2).
+# Generated from internal/config/settings.py by `make config-example`; do not edit by hand.
+"""
+
+
+def render_example() -> str:
+    lines = [HEADER]
+    for section in dataclasses.fields(Settings):
+        lines.append(f"{section.name}:")
+        default_section = getattr(Settings(), section.name)
+        for item in dataclasses.fields(default_section):
+            value = getattr(default_section, item.name)
+            lines.append(f"  # {item.metadata['help']} (env {env_name(section.name, item.name)})")
+            lines.append(f"  {item.name}: {_yaml_scalar(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _yaml_scalar(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(value)  # a JSON string is a valid YAML string
+
+
+if __name__ == "__main__":
+    print(render_example(), end="")

@@ -1,0 +1,135 @@
+"""Loads Settings with the precedence defaults < config file < environment.
+
+Any unknown key, wrong type or invalid value raises ``ConfigError`` naming the key; ``cmd/service.py``
+prints it as one line and exits with code 2. Booleans and numbers are not guessed from strings in the
+YAML file (``port: "8080"`` is a type error), but environment variables are text by nature and are
+parsed by the field's type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from internal.config.settings import Settings
+
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased as one line that names the key."""
+
+    def __init__(self, key: str, problem: str, source: str = "") -> None:
+        self.key = key
+        where = f" ({source})" if source else ""
+        super().__init__(f"{key}: {problem}{where}")
+
+
+def env_name(section: str, key: str) -> str:
+    return f"{section}_{key}".upper()
+
+
+def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from defaults, then the YAML file at ``path`` (if given), then ``environ``."""
+    env = os.environ if environ is None else environ
+    file_values = _read_file(path) if path is not None else {}
+    sections: dict[str, Any] = {}
+    for section_field in dataclasses.fields(Settings):
+        section_cls = _section_class(section_field.name)
+        raw_section = file_values.pop(section_field.name, {})
+        if not isinstance(raw_section, dict):
+            raise ConfigError(section_field.name, "must be a mapping of keys", str(path))
+        values: dict[str, Any] = {}
+        for item in dataclasses.fields(section_cls):
+            key = f"{section_field.name}.{item.name}"
+            default = item.default
+            if item.name in raw_section:
+                values[item.name] = _from_file(key, raw_section.pop(item.name), type(default), str(path))
+            name = env_name(section_field.name, item.name)
+            if name in env:
+                values[item.name] = _from_env(key, env[name], type(default), name)
+            value = values.get(item.name, default)
+            check = item.metadata.get("check")
+            problem = check(value) if check else None
+            if problem:
+                source = f"env {name}" if name in env else (str(path) if item.name in values else "default")
+                shown = "" if item.name == "dsn" else f" (got {value!r})"  # a DSN may hold a password
+                raise ConfigError(key, f"{problem}{shown}", source)
+        if raw_section:
+            unknown = sorted(raw_section)[0]
+            raise ConfigError(f"{section_field.name}.{unknown}", "unknown key", str(path))
+        sections[section_field.name] = section_cls(**values)
+    if file_values:
+        raise ConfigError(sorted(file_values)[0], "unknown section", str(path))
+    settings = Settings(**sections)
+    _check_across_fields(settings)
+    return settings
+
+
+def _section_class(name: str) -> type[Any]:
+    # Each section's default_factory is the section's dataclass itself.
+    return next(f for f in dataclasses.fields(Settings) if f.name == name).default_factory  # type: ignore[return-value]
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("config file", f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError("config file", f"{path} is not valid YAML{at}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError("config file", f"{path} must hold a mapping of sections")
+    return data
+
+
+def _from_file(key: str, value: Any, wanted: type, source: str) -> Any:
+    if wanted is float and type(value) is int:
+        return float(value)
+    if type(value) is not wanted:
+        raise ConfigError(
+            key, f"must be {_type_word(wanted)}, got {_type_word(type(value))} {value!r}", source
+        )
+    return value
+
+
+def _from_env(key: str, text: str, wanted: type, name: str) -> Any:
+    source = f"env {name}"
+    if wanted is str:
+        return text
+    if wanted is bool:
+        word = text.strip().lower()
+        if word in TRUE_WORDS:
+            return True
+        if word in FALSE_WORDS:
+            return False
+        raise ConfigError(key, f"must be true or false, got {text!r}", source)
+    try:
+        return wanted(text.strip())
+    except ValueError:
+        raise ConfigError(key, f"must be {_type_word(wanted)}, got {text!r}", source) from None
+
+
+def _type_word(kind: type) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(kind, kind.__name__)
+
+
+def _check_across_fields(settings: Settings) -> None:
+    if settings.postgres.pool_min_size > settings.postgres.pool_max_size:
+        raise ConfigError("postgres.pool_min_size", "must not exceed postgres.pool_max_size")
+    if settings.consumer.retry_initial_ms > settings.consumer.retry_max_ms:
+        raise ConfigError("consumer.retry_initial_ms", "must not exceed consumer.retry_max_ms")
+    if settings.dlq_topic == settings.kafka.topic:
+        raise ConfigError("kafka.dlq_topic", "must differ from kafka.topic")

@@ -1,0 +1,185 @@
+"""The service's configuration: frozen dataclasses, one per section of config.yaml.
+
+Each field declares its default, its meaning (``help``) and its constraint next to it, so the loader,
+config.yaml.example and the tests all read one source. The environment variable of ``section.key`` is
+``SECTION_KEY`` (``kafka.brokers`` -> ``KAFKA_BROKERS``), the names docker compose's .env uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from psycopg import conninfo
+
+Check = Callable[[Any], str | None]
+
+
+def at_least(low: float) -> Check:
+    return lambda v: None if v >= low else f"must be >= {low}"
+
+
+def between(low: float, high: float) -> Check:
+    return lambda v: None if low <= v <= high else f"must be between {low} and {high}"
+
+
+def one_of(*choices: str) -> Check:
+    return lambda v: None if v in choices else f"must be one of {', '.join(choices)}"
+
+
+def non_empty(v: str) -> str | None:
+    return None if v.strip() else "must not be empty"
+
+
+def postgres_dsn(v: str) -> str | None:
+    try:
+        params = conninfo.conninfo_to_dict(v)
+    except Exception as exc:  # psycopg raises ProgrammingError; any failure means "malformed"
+        return f"is not a valid PostgreSQL DSN ({str(exc).splitlines()[0]})"
+    port = str(params.get("port") or "5432")
+    if not all(part.isdigit() and 0 < int(part) < 65536 for part in port.split(",")):
+        return f"is not a valid PostgreSQL DSN (port {port!r})"
+    return (
+        None
+        if params.get("dbname") or params.get("host")
+        else "is not a valid PostgreSQL DSN (no host/dbname)"
+    )
+
+
+def topic_name(v: str) -> str | None:
+    ok = v == "" or (len(v) <= 249 and all(c.isascii() and (c.isalnum() or c in "._-") for c in v))
+    return None if ok else "must be a Kafka topic name (letters, digits, '.', '_', '-')"
+
+
+def setting(default: Any, help: str, check: Check | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "check": check})
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    level: str = setting(
+        "info", "minimum level: debug, info, warning, error", one_of("debug", "info", "warning", "error")
+    )
+    format: str = setting(
+        "json", "json (one object per line, for machines) or console (for people)", one_of("json", "console")
+    )
+    access_log: bool = setting(False, "one log line per HTTP request (costs throughput)")
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    host: str = setting("127.0.0.1", "address the HTTP server binds to (0.0.0.0 in containers)", non_empty)
+    port: int = setting(8080, "HTTP port of the UI, API, /metrics and health endpoints", between(1, 65535))
+    request_timeout_ms: int = setting(
+        2000, "database time budget of one request; over it the answer is 503", at_least(1)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresSettings:
+    dsn: str = setting(
+        "postgresql://orders:orders@127.0.0.1:5432/orders", "libpq connection string or URI", postgres_dsn
+    )
+    pool_min_size: int = setting(2, "connections kept open", at_least(1))
+    pool_max_size: int = setting(
+        10, "connections at most (consumer workers + concurrent look-ups)", at_least(1)
+    )
+    connect_timeout_s: float = setting(5.0, "time to wait for a new connection", at_least(0.1))
+    statement_timeout_ms: int = setting(
+        10000, "server-side limit of one statement of the writer", at_least(1)
+    )
+    migrate_on_start: bool = setting(True, "apply pending migrations from sql/ when the service starts")
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaSettings:
+    brokers: str = setting("127.0.0.1:9092", "bootstrap servers, comma-separated", non_empty)
+    topic: str = setting("orders", "topic the orders arrive on", topic_name)
+    dlq_topic: str = setting("", "dead-letter topic; empty means '<topic>.dlq'", topic_name)
+    group_id: str = setting(
+        "orders-consumer", "consumer group; instances with the same id share the partitions", non_empty
+    )
+    client_id: str = setting("orders-service", "client id shown in broker logs and metrics", non_empty)
+    topic_partitions: int = setting(
+        6, "partitions of the orders topic when the service creates it", at_least(1)
+    )
+    create_topics: bool = setting(True, "create the orders and dead-letter topics at start if missing")
+    session_timeout_ms: int = setting(
+        10000, "group session timeout: how fast a dead instance's partitions move", at_least(1000)
+    )
+    auto_offset_reset: str = setting(
+        "earliest", "where a new group starts: earliest or latest", one_of("earliest", "latest")
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerSettings:
+    workers: int = setting(
+        4, "threads that validate and write batches (one partition is served by one worker)", at_least(1)
+    )
+    batch_max_messages: int = setting(
+        500, "a batch is written when it holds this many messages...", at_least(1)
+    )
+    batch_max_wait_ms: int = setting(50, "...or when its oldest message waited this long", at_least(1))
+    max_in_flight_messages: int = setting(
+        10000, "polled but not yet committed messages before polling pauses", at_least(1)
+    )
+    max_message_bytes: int = setting(
+        1048576, "larger messages are dead-lettered as undecodable without parsing", at_least(1)
+    )
+    cross_field_checks: bool = setting(
+        True, "check sums, track numbers, duplicate rids and future dates across fields"
+    )
+    max_future_skew_seconds: int = setting(
+        300, "how far date_created may lie in the future (clock skew)", at_least(0)
+    )
+    retry_initial_ms: int = setting(
+        100, "first backoff after a transient error (doubles up to retry_max_ms, with jitter)", at_least(1)
+    )
+    retry_max_ms: int = setting(10000, "longest backoff between retries", at_least(1))
+    max_processing_attempts: int = setting(
+        3, "attempts for an unexpected error before dead-lettering as processing_error", at_least(1)
+    )
+    revoke_timeout_s: float = setting(
+        10.0, "time in-flight batches get to finish when partitions are revoked", at_least(0)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DlqSettings:
+    max_consecutive: int = setting(
+        0, "stop consuming after this many dead-letters in a row (0 = off)", at_least(0)
+    )
+    max_error_bytes: int = setting(4096, "the error header is cut to this length", at_least(64))
+
+
+@dataclass(frozen=True, slots=True)
+class CacheSettings:
+    max_entries: int = setting(100000, "orders kept in memory at most", at_least(0))
+    max_bytes: int = setting(268435456, "bytes of cached JSON at most (256 MiB)", at_least(0))
+    max_entry_bytes: int = setting(
+        262144, "a larger order is served from the database, never cached", at_least(1)
+    )
+    warmup_orders: int = setting(10000, "latest orders loaded into the cache at start", at_least(0))
+
+
+@dataclass(frozen=True, slots=True)
+class ShutdownSettings:
+    timeout_s: float = setting(30.0, "a stop (SIGTERM/SIGINT) takes at most this long", at_least(1))
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    log: LogSettings = field(default_factory=LogSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
+    postgres: PostgresSettings = field(default_factory=PostgresSettings)
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    consumer: ConsumerSettings = field(default_factory=ConsumerSettings)
+    dlq: DlqSettings = field(default_factory=DlqSettings)
+    cache: CacheSettings = field(default_factory=CacheSettings)
+    shutdown: ShutdownSettings = field(default_factory=ShutdownSettings)
+
+    @property
+    def dlq_topic(self) -> str:
+        return self.kafka.dlq_topic or f"{self.kafka.topic}.dlq"

@@ -1,0 +1,96 @@
+"""Config: defaults < file < env, and every kind of mistake stops the start with one line, exit 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from internal.app import main
+from internal.config import ConfigError, Settings, load_settings
+from internal.config.example import render_example
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_without_file_or_env() -> None:
+    assert load_settings(None, environ={}) == Settings()
+
+
+def test_file_overrides_defaults_and_env_overrides_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "http:\n  port: 9000\nconsumer:\n  workers: 2\n")
+    settings = load_settings(path, environ={"CONSUMER_WORKERS": "7"})
+    assert settings.http.port == 9000  # from the file
+    assert settings.consumer.workers == 7  # env wins over the file
+    assert settings.consumer.batch_max_messages == Settings().consumer.batch_max_messages  # default
+
+
+def test_env_parses_booleans_and_numbers() -> None:
+    settings = load_settings(
+        None, environ={"POSTGRES_MIGRATE_ON_START": "false", "SHUTDOWN_TIMEOUT_S": "12.5"}
+    )
+    assert settings.postgres.migrate_on_start is False
+    assert settings.shutdown.timeout_s == 12.5
+
+
+def test_dlq_topic_defaults_to_topic_dot_dlq() -> None:
+    assert load_settings(None, environ={"KAFKA_TOPIC": "o2"}).dlq_topic == "o2.dlq"
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "key"),
+    [
+        ("http:\n  prot: 1\n", {}, "http.prot"),  # unknown key
+        ("htp:\n  port: 1\n", {}, "htp"),  # unknown section
+        ('http:\n  port: "8080"\n', {}, "http.port"),  # wrong type in the file
+        ("consumer:\n  workers: true\n", {}, "consumer.workers"),  # a bool is not an int
+        ("", {"HTTP_PORT": "eighty"}, "http.port"),  # wrong type in the env
+        ("cache:\n  max_bytes: -1\n", {}, "cache.max_bytes"),  # negative size
+        ("", {"LOG_LEVEL": "loud"}, "log.level"),  # unknown log level
+        ("", {"POSTGRES_DSN": "not a dsn"}, "postgres.dsn"),  # malformed DSN
+        ("", {"POSTGRES_DSN": "host=db port=abc"}, "postgres.dsn"),
+        ("", {"POSTGRES_MIGRATE_ON_START": "maybe"}, "postgres.migrate_on_start"),
+        ("postgres:\n  pool_min_size: 5\n  pool_max_size: 2\n", {}, "postgres.pool_min_size"),
+    ],
+)
+def test_invalid_config_names_the_key(tmp_path: Path, text: str, env: dict[str, str], key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, text), environ=env)
+    assert caught.value.key == key
+    assert str(caught.value).startswith(f"{key}: ")
+    assert "\n" not in str(caught.value)
+
+
+def test_dsn_errors_do_not_echo_the_password() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, environ={"POSTGRES_DSN": "host=db port=abc password=s3cret"})
+    assert "s3cret" not in str(caught.value)
+
+
+def test_service_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "consumer:\n  workers: -3\n")
+    assert main(["--config", str(path), "check-config"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["config: consumer.workers: must be >= 1 (got -3) (" + str(path) + ")"]
+
+
+def test_unreadable_and_malformed_files_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(tmp_path / "missing.yaml", environ={})
+    with pytest.raises(ConfigError, match="not valid YAML at line 3"):
+        load_settings(write(tmp_path, "http:\n  port: [\n"), environ={})
+
+
+def test_example_file_is_generated_from_the_settings() -> None:
+    committed = (ROOT / "config.yaml.example").read_text(encoding="utf-8")
+    assert committed == render_example(), "config.yaml.example is stale: run `make config-example`"
+
+
+def test_example_file_loads_to_the_defaults() -> None:
+    assert load_settings(ROOT / "config.yaml.example", environ={}) == Settings()
