@@ -1,0 +1,185 @@
+"""Turn one Kafka message value into an ``Order`` or into the reason it can never be one.
+
+The consumer needs a verdict per message and, for the dead-letter topic, every reason at once: a producer
+team fixing one violation per round trip is what this module exists to prevent. So:
+
+* cheap checks that need no parsing (absent value, size, UTF-8) come first and raise ``UndecodableMessage``;
+* one ``Order.model_validate_json`` call parses and checks every field in pydantic-core and collects all
+  errors; they are translated here into ``Violation``s with paths like ``items[2].price`` and short messages
+  that never echo a text value (dead-letter reasons must not leak names, phones or e-mail addresses);
+* the cross-field rules (sums, track numbers, duplicate rids, clock skew) run only on an order whose fields
+  are all valid - sums over broken numbers would only add noise - and then all of them are reported.
+
+docs/validation.md is the rule book; the tests break each rule on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final
+
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from internal.domain.errors import InvalidOrder, UndecodableMessage, Violation
+from internal.domain.order import PATTERN_MESSAGES, Order
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationPolicy:
+    """The knobs of validation; filled from config keys ``consumer.*`` (see docs/validation.md)."""
+
+    max_message_bytes: int = 1_048_576
+    cross_field_checks: bool = True
+    max_future_skew_seconds: int = 300
+
+    def __post_init__(self) -> None:
+        if self.max_message_bytes <= 0:
+            raise ValueError(f"max_message_bytes must be positive, got {self.max_message_bytes}")
+        if self.max_future_skew_seconds < 0:
+            raise ValueError(
+                f"max_future_skew_seconds must not be negative, got {self.max_future_skew_seconds}"
+            )
+
+
+def decode_order(raw: bytes | None, policy: ValidationPolicy, now: datetime) -> Order:
+    """Decode and validate one message value.
+
+    ``now`` is the aware time of receipt (the consumer's clock), against which ``date_created`` is checked.
+    Raises ``UndecodableMessage`` when the value is not one UTF-8 JSON document of acceptable size, and
+    ``InvalidOrder`` carrying every violation when it is JSON but not a valid order.
+    """
+    if not raw:
+        raise UndecodableMessage("message has no value")
+    # Before parsing: the limit exists so that a huge value costs nothing but this comparison.
+    if len(raw) > policy.max_message_bytes:
+        raise UndecodableMessage(
+            f"message is {len(raw)} bytes, more than the limit of {policy.max_message_bytes}"
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UndecodableMessage(f"not valid UTF-8 (byte {exc.start})") from None
+    try:
+        # The str, not the bytes: the UTF-8 check is done, and pydantic reads a str slightly faster.
+        order = Order.model_validate_json(text)
+    except ValidationError as exc:
+        raise _domain_error(exc) from None
+    if policy.cross_field_checks:
+        violations = _cross_field_violations(order, policy, now)
+        if violations:
+            raise InvalidOrder(violations)
+    return order
+
+
+def _domain_error(exc: ValidationError) -> UndecodableMessage | InvalidOrder:
+    errors = exc.errors(include_url=False)
+    for error in errors:
+        if error["type"] == "json_invalid":
+            detail = error.get("ctx", {}).get("error", "invalid JSON")
+            return UndecodableMessage(f"not a JSON document: {detail}")
+    return InvalidOrder([Violation(_path(error["loc"]), _message(error)) for error in errors])
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_]{1,64}")
+
+
+def _path(loc: Iterable[int | str]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif _PLAIN_KEY.fullmatch(part):
+            path += f".{part}" if path else part
+        else:
+            # An unknown key is the sender's text: quote it and cut it short so a path stays one short line.
+            shown = part if len(part) <= 64 else part[:64] + "..."
+            path = f"{path or '$'}[{json.dumps(shown)}]"
+    return path or "$"
+
+
+# What a type error says the field must be; the JSON type of what came instead is added.
+_EXPECTED: Final = {
+    "int_type": "an integer",
+    "string_type": "a string",
+    "model_type": "an object",
+    "model_attributes_type": "an object",
+    "dict_type": "an object",
+    "list_type": "an array",
+    "datetime_type": "an RFC 3339 date-time string",
+}
+
+# Filled from the error's context; every name used is one pydantic puts there for that error type.
+_TEMPLATES: Final = {
+    "missing": "missing field",
+    "extra_forbidden": "unknown field",
+    # Every text with a minimum length has the minimum 1, so "too short" means empty.
+    "string_too_short": "must not be empty",
+    "string_too_long": "must be at most {max_length} characters",
+    "greater_than": "must be greater than {gt}",
+    "greater_than_equal": "must be at least {ge}",
+    "less_than_equal": "must be at most {le}",
+    "too_short": "must not be empty",  # items is the only array and needs at least one entry
+    "too_long": "must have at most {max_length} entries, got {actual_length}",
+    "timezone_aware": "must have a zone (Z or +hh:mm), like 2021-11-26T06:22:19Z",
+    "datetime_parsing": "must be a valid RFC 3339 date-time ({error})",
+    "datetime_from_date_parsing": "must be a valid RFC 3339 date-time ({error})",
+}
+
+# Named as JSON names them, because the sender wrote JSON; the value itself is never shown.
+_JSON_TYPES: Final[dict[type, str]] = {
+    type(None): "null",
+    bool: "boolean",
+    int: "number",
+    float: "a number with a fraction or exponent",
+    str: "string",
+    list: "array",
+    dict: "object",
+}
+
+
+def _message(error: ErrorDetails) -> str:
+    kind = error["type"]
+    ctx = error.get("ctx", {})
+    if kind in _EXPECTED:
+        return f"must be {_EXPECTED[kind]}, got {_JSON_TYPES.get(type(error['input']), 'object')}"
+    if kind == "string_pattern_mismatch":
+        return PATTERN_MESSAGES.get(ctx["pattern"], error["msg"])
+    template = _TEMPLATES.get(kind)
+    # Without a template it is one of our own PydanticCustomErrors (rfc3339, currency), already human.
+    return error["msg"] if template is None else template.format_map(ctx)
+
+
+def _cross_field_violations(order: Order, policy: ValidationPolicy, now: datetime) -> list[Violation]:
+    if now.utcoffset() is None:
+        # A naive clock would make the skew check compare against an unknown zone; that is a caller bug.
+        raise ValueError("now must be a timezone-aware datetime")
+    violations: list[Violation] = []
+    first_index_of_rid: dict[str, int] = {}
+    for index, item in enumerate(order.items):
+        if item.track_number != order.track_number:
+            violations.append(Violation(f"items[{index}].track_number", "must equal track_number"))
+        first = first_index_of_rid.setdefault(item.rid, index)
+        if first != index:
+            violations.append(
+                Violation(f"items[{index}].rid", f"duplicate rid, already used by items[{first}]")
+            )
+    payment = order.payment
+    items_total = sum(item.total_price for item in order.items)
+    if payment.goods_total != items_total:
+        message = f"must be the sum of items[].total_price = {items_total}, got {payment.goods_total}"
+        violations.append(Violation("payment.goods_total", message))
+    expected = payment.goods_total + payment.delivery_cost + payment.custom_fee
+    if payment.amount != expected:
+        message = f"must be goods_total + delivery_cost + custom_fee = {expected}, got {payment.amount}"
+        violations.append(Violation("payment.amount", message))
+    skew = policy.max_future_skew_seconds
+    if order.date_created > now + timedelta(seconds=skew):
+        violations.append(
+            Violation("date_created", f"must not be more than {skew} s after the time of receipt")
+        )
+    return violations
