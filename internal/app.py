@@ -1,0 +1,274 @@
+"""Composition root: reads the settings, builds every part, owns the start and stop order.
+
+Nothing else in the package constructs a pool, a Kafka client or a thread; modules only receive their
+collaborators. ``main`` is the ``l0-service`` console script and ``cmd/service.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg
+import structlog
+import uvicorn
+from confluent_kafka import Consumer, KafkaException
+from psycopg_pool import ConnectionPool
+
+from internal.api.app import create_api
+from internal.config import ConfigError, Settings, load_settings
+from internal.consumer.dlq import KafkaDeadLetterSink
+from internal.consumer.loop import ConsumerLoop, LoopPolicy, consumer_config
+from internal.consumer.processor import BatchProcessor, ProcessingPolicy
+from internal.consumer.retry import Backoff
+from internal.consumer.state import ConsumerState
+from internal.domain.records import OrderRecord
+from internal.domain.validation import ValidationPolicy
+from internal.pkg.health import Health
+from internal.pkg.kafka_topics import TopicSpec, ensure_topics
+from internal.pkg.logging import configure_logging
+from internal.store import migrations
+from internal.store.reader import PostgresOrderReader
+from internal.store.writer import PostgresOrderWriter
+
+log = structlog.get_logger(component="app")
+T = TypeVar("T")
+STARTUP_RETRY_S = 60.0
+
+
+def service_version() -> str:
+    try:
+        return version("l0-orders")
+    except PackageNotFoundError:  # running from a source tree that was not installed
+        return "0.0.0+unknown"
+
+
+class DiscardingSink:
+    """Stands where the cache will: receives stored orders and drops them (read-path issue)."""
+
+    def put_many(self, records: Sequence[OrderRecord]) -> None:
+        return None
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling readiness first when a stop signal arrives."""
+
+    def __init__(self, config: uvicorn.Config, health: Health) -> None:
+        super().__init__(config)
+        self._health = health
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        self._health.shutting_down = True
+        super().handle_exit(sig, frame)
+
+
+def run_service(settings: Settings) -> int:
+    log.info("starting", version=service_version(), http_port=settings.http.port, topic=settings.kafka.topic)
+    if settings.postgres.migrate_on_start:
+        applied = _retry_at_start("migrations", lambda: migrations.apply_pending(settings.postgres.dsn))
+        log.info("migrations_applied", ids=applied)
+    if settings.kafka.create_topics:
+        _retry_at_start(
+            "topics",
+            lambda: ensure_topics(
+                settings.kafka.brokers,
+                [
+                    TopicSpec(settings.kafka.topic, settings.kafka.topic_partitions),
+                    TopicSpec(settings.dlq_topic, 1),
+                ],
+                timeout_s=10,
+            ),
+        )
+
+    writer_pool = _pool(
+        settings,
+        "writer",
+        size=settings.consumer.workers,
+        statement_timeout_ms=settings.postgres.statement_timeout_ms,
+    )
+    reader_pool = _pool(
+        settings,
+        "reader",
+        size=settings.postgres.pool_max_size,
+        statement_timeout_ms=settings.http.request_timeout_ms,
+    )
+    state = ConsumerState()
+    dead_letters = KafkaDeadLetterSink(
+        settings.kafka.brokers,
+        settings.dlq_topic,
+        group=settings.kafka.group_id,
+        version=service_version(),
+        max_error_bytes=settings.dlq.max_error_bytes,
+    )
+    c = settings.consumer
+    processor = BatchProcessor(
+        store=PostgresOrderWriter(writer_pool),
+        dead_letters=dead_letters,
+        stored_sink=DiscardingSink(),
+        outage=state,
+        policy=ProcessingPolicy(
+            validation=ValidationPolicy(c.max_message_bytes, c.cross_field_checks, c.max_future_skew_seconds),
+            backoff=Backoff(c.retry_initial_ms / 1000, c.retry_max_ms / 1000),
+            max_attempts=c.max_processing_attempts,
+        ),
+    )
+    k = settings.kafka
+    loop = ConsumerLoop(
+        Consumer(
+            consumer_config(k.brokers, k.group_id, k.client_id, k.session_timeout_ms, k.auto_offset_reset)
+        ),
+        processor,
+        LoopPolicy(
+            topic=k.topic,
+            workers=c.workers,
+            batch_max_messages=c.batch_max_messages,
+            batch_max_wait_s=c.batch_max_wait_ms / 1000,
+            max_in_flight=c.max_in_flight_messages,
+            revoke_timeout_s=c.revoke_timeout_s,
+            max_consecutive_dead_letters=settings.dlq.max_consecutive,
+        ),
+        state,
+    )
+    health = Health(state, lambda: _database_problem(reader_pool))
+    health.warm = True  # no cache yet: nothing to warm
+    consumer_thread = threading.Thread(target=loop.run, name="consumer-poll", daemon=True)
+    consumer_thread.start()
+
+    api = create_api(PostgresOrderReader(reader_pool), health, settings.http.request_timeout_ms / 1000)
+    server = _Server(
+        uvicorn.Config(
+            api,
+            host=settings.http.host,
+            port=settings.http.port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=max(1, int(settings.shutdown.timeout_s / 3)),
+        ),
+        health,
+    )
+    log.info("http_listening", url=f"http://{settings.http.host}:{settings.http.port}/")
+    server.run()
+
+    # HTTP has drained; now the consumer: stop polling, finish in-flight batches, commit, leave the group.
+    health.shutting_down = True
+    deadline = time.monotonic() + settings.shutdown.timeout_s
+    loop.stop()
+    consumer_thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    clean = not consumer_thread.is_alive()
+    undelivered = dead_letters.close(max(0.1, deadline - time.monotonic()))
+    for pool in (writer_pool, reader_pool):
+        pool.close(timeout=max(0.1, deadline - time.monotonic()))
+    log.info("stopped", clean=clean and undelivered == 0, outcomes=state.snapshot_outcomes())
+    return 0 if clean and undelivered == 0 and not state.fatal else 1
+
+
+def _pool(settings: Settings, name: str, size: int, statement_timeout_ms: int) -> ConnectionPool:
+    pool = ConnectionPool(
+        settings.postgres.dsn,
+        min_size=min(settings.postgres.pool_min_size, size),
+        max_size=size,
+        name=name,
+        timeout=settings.postgres.connect_timeout_s,
+        kwargs={
+            "connect_timeout": max(1, int(settings.postgres.connect_timeout_s)),
+            "application_name": f"l0-orders-{name}",
+        },
+        configure=lambda conn: _configure(conn, statement_timeout_ms),
+        open=False,
+    )
+    pool.open(wait=False)  # the service starts even while the database is down; the pool keeps trying
+    return pool
+
+
+def _configure(conn: psycopg.Connection[Any], statement_timeout_ms: int) -> None:
+    conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{statement_timeout_ms}ms",))
+    conn.commit()
+
+
+def _database_problem(pool: ConnectionPool) -> str | None:
+    try:
+        with pool.connection(timeout=1.0) as conn:
+            conn.execute("SELECT 1")
+    except Exception as exc:
+        return f"unreachable: {type(exc).__name__}"
+    return None
+
+
+def _retry_at_start(what: str, step: Callable[[], T]) -> T:
+    deadline = time.monotonic() + STARTUP_RETRY_S
+    while True:
+        try:
+            return step()
+        except (psycopg.OperationalError, KafkaException) as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning(
+                "startup_step_failed", step=what, error=str(exc).splitlines()[0] if str(exc) else repr(exc)
+            )
+            time.sleep(1.0)
+
+
+def _settings_path(arg: str | None) -> Path | None:
+    if arg:
+        return Path(arg)
+    if "CONFIG_FILE" in os.environ:  # set but empty means "no file, defaults and environment only"
+        env = os.environ["CONFIG_FILE"]
+        return Path(env) if env else None
+    default = Path("config.yaml")
+    return default if default.exists() else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="l0-service", description="The L0 order service.")
+    parser.add_argument(
+        "--config", help="YAML config file (default: $CONFIG_FILE, else ./config.yaml if present)"
+    )
+    parser.add_argument(
+        "command",
+        nargs="?",
+        default="serve",
+        choices=["serve", "migrate", "rollback", "create-topics", "check-config"],
+        help="serve (default): run the service; migrate/rollback: apply/undo migrations; "
+        "create-topics: create the Kafka topics; check-config: validate and print the settings",
+    )
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(_settings_path(args.config))
+    except ConfigError as exc:
+        print(f"config: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log.level, settings.log.format)
+    try:
+        return _command(args.command, settings)
+    except (psycopg.OperationalError, KafkaException) as exc:
+        print(
+            f"l0-service {args.command}: cannot reach a dependency: {str(exc).splitlines()[0]}",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _command(command: str, settings: Settings) -> int:
+    if command == "serve":
+        return run_service(settings)
+    if command == "migrate":
+        print(
+            f"applied: {', '.join(migrations.apply_pending(settings.postgres.dsn)) or 'nothing (up to date)'}"
+        )
+    elif command == "rollback":
+        print(f"rolled back: {', '.join(migrations.rollback(settings.postgres.dsn, count=1)) or 'nothing'}")
+    elif command == "create-topics":
+        k = settings.kafka
+        ensure_topics(k.brokers, [TopicSpec(k.topic, k.topic_partitions), TopicSpec(settings.dlq_topic, 1)])
+        print(f"topics ready: {k.topic} ({k.topic_partitions} partitions), {settings.dlq_topic}")
+    elif command == "check-config":
+        print(f"config ok: {settings}")
+    return 0

@@ -1,0 +1,180 @@
+"""The batch writer and reader against the real PostgreSQL: atomic, idempotent, set-based."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg_pool import ConnectionPool
+
+from internal.consumer.messages import Inbound, Outcome
+from internal.consumer.processor import BatchProcessor, Control, ProcessingPolicy
+from internal.consumer.retry import Backoff
+from internal.domain.errors import FatalError, RecordRejected, TransientError
+from internal.domain.order import Order
+from internal.domain.records import OrderRecord, WriteResult
+from internal.domain.validation import ValidationPolicy
+from internal.store import migrations
+from internal.store.reader import PostgresOrderReader
+from internal.store.writer import PostgresOrderWriter, _copy_new
+from tests.orders import order_bytes, order_doc
+from tests.support import wait_until
+from tests.unit.test_processor import FakeDlq, FakeOutage, FakeSink
+
+pytestmark = pytest.mark.integration
+
+
+def record(index: int, items: int = 2, **changes: object) -> OrderRecord:
+    doc = order_doc(index, items=items)
+    doc.update(changes)
+    return OrderRecord.of(Order.model_validate_json(json.dumps(doc)))
+
+
+@pytest.fixture
+def db(schema_dsn: str) -> str:
+    migrations.apply_pending(schema_dsn)
+    return schema_dsn
+
+
+@pytest.fixture
+def pool(db: str) -> Iterator[ConnectionPool]:
+    with ConnectionPool(db, min_size=1, max_size=4, timeout=5) as p:
+        yield p
+
+
+def counts(dsn: str) -> dict[str, int]:
+    with psycopg.connect(dsn) as conn:
+        return {
+            t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # type: ignore[index]
+            for t in ("orders", "deliveries", "payments", "items")
+        }
+
+
+def test_batch_is_stored_in_all_four_tables_and_reads_back_equal(pool: ConnectionPool, db: str) -> None:
+    records = [record(i, items=1 + i % 4) for i in range(50)]
+    assert PostgresOrderWriter(pool).write_batch(records) == [WriteResult.STORED] * 50
+    assert counts(db) == {
+        "orders": 50,
+        "deliveries": 50,
+        "payments": 50,
+        "items": sum(1 + i % 4 for i in range(50)),
+    }
+    reader = PostgresOrderReader(pool)
+    for rec in records:
+        back = reader.get(rec.uid)
+        assert back is not None
+        assert back.order == rec.order  # every field of order, delivery, payment and items, items in order
+        assert back.content_hash == rec.content_hash
+
+
+def test_rewrite_is_a_duplicate_and_changed_content_a_conflict(pool: ConnectionPool, db: str) -> None:
+    writer = PostgresOrderWriter(pool)
+    original = record(1)
+    writer.write_batch([original])
+    changed = record(1, customer_id="someoneelse")
+    assert writer.write_batch([original, changed]) == [WriteResult.DUPLICATE, WriteResult.CONFLICT]
+    stored = PostgresOrderReader(pool).get(original.uid)
+    assert stored is not None
+    assert stored.order.customer_id == original.order.customer_id
+    assert counts(db)["orders"] == 1
+
+
+def test_duplicates_inside_one_batch(pool: ConnectionPool, db: str) -> None:
+    first, same, other = record(2), record(2), record(2, customer_id="x2")
+    assert PostgresOrderWriter(pool).write_batch([first, same, other]) == [
+        WriteResult.STORED,
+        WriteResult.DUPLICATE,
+        WriteResult.CONFLICT,
+    ]
+    assert counts(db)["orders"] == 1
+
+
+def test_failure_during_items_insert_leaves_no_part_of_the_batch(pool: ConnectionPool, db: str) -> None:
+    bad = record(3)
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION refuse_item() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+            " IF NEW.rid = %s THEN RAISE EXCEPTION 'item refused'; END IF; RETURN NEW; END $$".replace(
+                "%s", f"'{bad.order.items[1].rid}'"
+            )
+        )
+        conn.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON items FOR EACH ROW EXECUTE FUNCTION refuse_item()"
+        )
+    with pytest.raises(RecordRejected):
+        PostgresOrderWriter(pool).write_batch([record(4), bad, record(5)])
+    assert counts(db) == {"orders": 0, "deliveries": 0, "payments": 0, "items": 0}
+
+    # Through the processor the batch is split: the refused order is dead-lettered, the others stored.
+    dlq = FakeDlq()
+    processor = BatchProcessor(
+        store=PostgresOrderWriter(pool),
+        dead_letters=dlq,
+        stored_sink=FakeSink(),
+        outage=FakeOutage(),
+        policy=ProcessingPolicy(ValidationPolicy(), Backoff(0.01, 0.1), max_attempts=2),
+    )
+    values = [order_bytes(4), order_bytes(3), order_bytes(5)]
+    batch = [Inbound("t", 0, i, None, v, (), None, 1) for i, v in enumerate(values)]
+    report = processor.process(batch, Control(lambda: True, lambda _s: None))
+    assert report.outcomes == (Outcome.STORED, Outcome.DB_REJECTED, Outcome.STORED)
+    assert [letter.reason for letter in dlq.sent] == ["db_rejected"]
+    assert counts(db) == {"orders": 2, "deliveries": 2, "payments": 2, "items": 4}
+    with psycopg.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM orders WHERE order_uid = %s", (bad.uid,)).fetchone() == (0,)
+
+
+def test_writer_racing_another_writer_on_the_same_uid_sees_a_duplicate(pool: ConnectionPool, db: str) -> None:
+    rec = record(6)
+    results: list[list[WriteResult]] = []
+    # Another transaction inserts the same uid and holds it uncommitted: our COPY waits on the unique
+    # index, fails when the other commits, classifies the batch again and reports a duplicate.
+    with psycopg.connect(db, autocommit=True) as other:
+        with other.transaction(), other.cursor() as cur:
+            cur.execute("SELECT nextval(pg_get_serial_sequence('orders', 'id'))")
+            (order_id,) = cur.fetchone() or (0,)
+            _copy_new(cur, [(order_id, rec)])
+            racer = threading.Thread(
+                target=lambda: results.append(PostgresOrderWriter(pool).write_batch([rec]))
+            )
+            racer.start()
+            wait_until(
+                lambda: _waiting_on_lock(db), timeout_s=10, what="the racing writer to wait on the uid"
+            )
+        racer.join(timeout=30)
+    assert results == [[WriteResult.DUPLICATE]]
+    assert counts(db)["orders"] == 1
+
+
+def _waiting_on_lock(dsn: str) -> bool:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        ).fetchone()
+    return bool(row and row[0] > 0)
+
+
+def test_unreachable_database_is_transient() -> None:
+    with ConnectionPool(
+        "postgresql://orders:orders@127.0.0.1:1/orders", min_size=1, timeout=0.5, open=False
+    ) as p:
+        p.open(wait=False)
+        with pytest.raises(TransientError):
+            PostgresOrderWriter(p).write_batch([record(8)])
+
+
+def test_missing_schema_is_fatal(schema_dsn: str) -> None:
+    with ConnectionPool(schema_dsn, min_size=1, max_size=1) as p, pytest.raises(FatalError):
+        PostgresOrderWriter(p).write_batch([record(9)])
+
+
+def test_latest_returns_newest_first(pool: ConnectionPool) -> None:
+    writer = PostgresOrderWriter(pool)
+    for i in range(5):
+        writer.write_batch([record(100 + i)])
+    latest = [r.uid for r in PostgresOrderReader(pool).latest(3)]
+    assert latest == [record(104).uid, record(103).uid, record(102).uid]

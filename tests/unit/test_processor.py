@@ -1,0 +1,254 @@
+"""The consumer's decision table (docs/consumer.md), row by row, with fakes for every seam.
+
+The real store, dead-letter topic and Kafka are proven by tests/integration and tests/e2e; here each
+row is isolated so that a failure names exactly the broken rule.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import pytest
+
+from internal.consumer.messages import DeadLetter, Inbound, Outcome
+from internal.consumer.processor import Abandoned, BatchProcessor, Control, ProcessingPolicy
+from internal.consumer.retry import Backoff
+from internal.domain.errors import FatalError, RecordRejected, TransientError
+from internal.domain.records import OrderRecord, WriteResult
+from internal.domain.validation import ValidationPolicy
+from tests.orders import encode, order_bytes, order_doc
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+class FakeStore:
+    """First write wins by uid and content hash, like the real writer; ``script`` injects failures."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, bytes] = {}
+        self.script: list[BaseException] = []
+        self.reject_uids: set[str] = set()
+        self.explode_uids: set[str] = set()
+        self.batch_sizes: list[int] = []
+
+    def write_batch(self, records: Sequence[OrderRecord]) -> list[WriteResult]:
+        self.batch_sizes.append(len(records))
+        if self.script:
+            raise self.script.pop(0)
+        if any(r.uid in self.reject_uids for r in records):
+            raise RecordRejected("check constraint violated")
+        if any(r.uid in self.explode_uids for r in records):
+            raise ZeroDivisionError("bug")
+        results = []
+        for record in records:
+            known = self.rows.get(record.uid)
+            if known is None:
+                self.rows[record.uid] = record.content_hash
+                results.append(WriteResult.STORED)
+            else:
+                results.append(
+                    WriteResult.DUPLICATE if known == record.content_hash else WriteResult.CONFLICT
+                )
+        return results
+
+
+class FakeDlq:
+    def __init__(self) -> None:
+        self.sent: list[DeadLetter] = []
+        self.failures = 0
+
+    def send(self, letters: Sequence[DeadLetter]) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise TransientError("broker down")
+        self.sent.extend(letters)
+
+
+class FakeSink:
+    def __init__(self) -> None:
+        self.received: list[str] = []
+
+    def put_many(self, records: Sequence[OrderRecord]) -> None:
+        self.received.extend(r.uid for r in records)
+
+
+class FakeOutage:
+    def __init__(self) -> None:
+        self.started = 0
+        self.ended = 0
+
+    def outage_started(self, reason: str) -> None:
+        self.started += 1
+
+    def outage_ended(self) -> None:
+        self.ended += 1
+
+
+class Harness:
+    def __init__(self) -> None:
+        self.store, self.dlq, self.sink, self.outage = FakeStore(), FakeDlq(), FakeSink(), FakeOutage()
+        self.sleeps: list[float] = []
+        self.wanted = True
+        self.processor = BatchProcessor(
+            store=self.store,
+            dead_letters=self.dlq,
+            stored_sink=self.sink,
+            outage=self.outage,
+            policy=ProcessingPolicy(
+                ValidationPolicy(max_message_bytes=50_000), Backoff(0.1, 1.0), max_attempts=3
+            ),
+            clock=lambda: NOW,
+        )
+
+    def run(self, *values: bytes | None) -> list[Outcome]:
+        batch = [
+            Inbound("orders", 0, i, b"k", v, (("h", b"1"),), 1_700_000_000_000, 1)
+            for i, v in enumerate(values)
+        ]
+        control = Control(lambda: self.wanted, self.sleeps.append)
+        return list(self.processor.process(batch, control).outcomes)
+
+    def reasons(self) -> list[str]:
+        return [letter.reason for letter in self.dlq.sent]
+
+
+def uid_of(value: bytes) -> str:
+    uid: str = json.loads(value)["order_uid"]
+    return uid
+
+
+@pytest.fixture
+def h() -> Harness:
+    return Harness()
+
+
+def test_valid_new_order_is_stored_and_fed_to_the_cache(h: Harness) -> None:
+    value = order_bytes(1)
+    assert h.run(value) == [Outcome.STORED]
+    assert h.sink.received == [uid_of(value)]
+    assert h.dlq.sent == []
+
+
+@pytest.mark.parametrize("value", [b"\xff\xfe not utf-8", b'{"order_uid": "abc"', b"", None, b"x" * 60_000])
+def test_undecodable_goes_to_the_dlq_as_undecodable(h: Harness, value: bytes | None) -> None:
+    assert h.run(value) == [Outcome.UNDECODABLE]
+    assert h.reasons() == ["undecodable"]
+    assert h.store.batch_sizes == []  # nothing reached the database
+
+
+def test_invalid_goes_to_the_dlq_with_all_violations(h: Harness) -> None:
+    doc = order_doc(2)
+    doc["delivery"]["phone"] = "12"
+    doc["items"][0]["sale"] = 300
+    assert h.run(encode(doc)) == [Outcome.INVALID]
+    (letter,) = h.dlq.sent
+    assert letter.reason == "invalid"
+    assert "delivery.phone" in letter.error
+    assert "items[0].sale" in letter.error
+    assert letter.message.value == encode(doc)  # the original bytes, unchanged
+
+
+def test_same_uid_same_content_is_a_duplicate_without_dead_letter(h: Harness) -> None:
+    value = order_bytes(3)
+    h.run(value)
+    assert h.run(value) == [Outcome.DUPLICATE]
+    assert h.dlq.sent == []
+    assert h.sink.received == [uid_of(value)]  # only the first write reached the cache
+
+
+def test_same_uid_other_content_is_a_conflict_and_the_stored_order_stays(h: Harness) -> None:
+    first = order_doc(4)
+    h.run(encode(first))
+    stored_hash = h.store.rows[first["order_uid"]]
+    second = order_doc(4)
+    second["delivery"]["city"] = "Elsewhere"
+    assert h.run(encode(second)) == [Outcome.CONFLICT]
+    assert h.reasons() == ["conflict"]
+    assert "different content" in h.dlq.sent[0].error
+    assert h.store.rows[first["order_uid"]] == stored_hash
+
+
+def test_transient_db_error_is_retried_with_backoff_and_nothing_dead_lettered(h: Harness) -> None:
+    h.store.script = [TransientError("connection refused"), TransientError("connection refused")]
+    value = order_bytes(5)
+    assert h.run(value) == [Outcome.STORED]
+    assert h.dlq.sent == []
+    assert len(h.sleeps) == 2
+    assert 0.05 <= h.sleeps[0] <= 0.1
+    assert 0.1 <= h.sleeps[1] <= 0.2
+    assert (h.outage.started, h.outage.ended) == (1, 1)  # partitions paused once, resumed once
+
+
+def test_permanent_rejection_isolates_the_record_and_stores_the_rest(h: Harness) -> None:
+    values = [order_bytes(i) for i in range(10, 18)]
+    h.store.reject_uids = {uid_of(values[5])}
+    outcomes = h.run(*values)
+    assert outcomes == [Outcome.STORED] * 5 + [Outcome.DB_REJECTED] + [Outcome.STORED] * 2
+    assert h.reasons() == ["db_rejected"]
+    assert set(h.store.rows) == {uid_of(v) for i, v in enumerate(values) if i != 5}
+    assert len(h.store.batch_sizes) <= 1 + 2 * 3  # halving: log2(8) rounds, not one call per record
+
+
+def test_dead_letter_publish_failure_is_retried_before_finishing(h: Harness) -> None:
+    h.dlq.failures = 2
+    assert h.run(b"garbage") == [Outcome.UNDECODABLE]
+    assert h.reasons() == ["undecodable"]
+    assert len(h.sleeps) == 2
+
+
+def test_unexpected_error_is_retried_then_dead_lettered_as_processing_error(h: Harness) -> None:
+    values = [order_bytes(i) for i in range(20, 24)]
+    h.store.explode_uids = {uid_of(values[2])}
+    outcomes = h.run(*values)
+    assert outcomes == [Outcome.STORED, Outcome.STORED, Outcome.PROCESSING_ERROR, Outcome.STORED]
+    (letter,) = h.dlq.sent
+    assert letter.reason == "processing_error"
+    assert letter.attempts == 3  # max_attempts, then given up
+
+
+def test_a_passing_unexpected_error_is_retried_and_stored(h: Harness) -> None:
+    h.store.script = [RuntimeError("glitch")]
+    assert h.run(order_bytes(30)) == [Outcome.STORED]
+    assert h.dlq.sent == []
+
+
+def test_shutdown_during_an_outage_abandons_the_batch(h: Harness) -> None:
+    h.store.script = [TransientError("db down")] * 5
+
+    def stop_after_first_sleep(delay: float) -> None:
+        h.sleeps.append(delay)
+        h.wanted = False
+
+    with pytest.raises(Abandoned):
+        h.processor.process(
+            [Inbound("orders", 0, 0, None, order_bytes(31), (), None, 1)],
+            Control(lambda: h.wanted, stop_after_first_sleep),
+        )
+    assert h.dlq.sent == []
+    assert h.sink.received == []
+    assert (h.outage.started, h.outage.ended) == (1, 1)
+
+
+def test_fatal_error_stops_the_batch(h: Harness) -> None:
+    h.store.script = [FatalError("relation orders does not exist")]
+    with pytest.raises(FatalError):
+        h.run(order_bytes(32))
+    assert h.dlq.sent == []
+
+
+def test_mixed_batch_keeps_outcomes_in_message_order(h: Harness) -> None:
+    stored_before = order_bytes(40)
+    h.run(stored_before)
+    bad = order_doc(41)
+    bad["sm_id"] = "99"
+    outcomes = h.run(order_bytes(42), b"{", encode(bad), stored_before, order_bytes(43))
+    assert outcomes == [
+        Outcome.STORED,
+        Outcome.UNDECODABLE,
+        Outcome.INVALID,
+        Outcome.DUPLICATE,
+        Outcome.STORED,
+    ]
+    assert h.reasons() == ["undecodable", "invalid"]
