@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import threading
 import time
@@ -66,7 +67,11 @@ class _Server(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         self._health.shutting_down = True
-        super().handle_exit(sig, frame)
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True  # a second Ctrl-C skips waiting for open connections
+        # Deliberately not recorded in _captured_signals: uvicorn would re-raise the signal after the
+        # HTTP server stopped and kill the process before the consumer commits and leaves the group.
+        self.should_exit = True
 
 
 def run_service(settings: Settings) -> int:
@@ -156,6 +161,9 @@ def run_service(settings: Settings) -> int:
     )
     log.info("http_listening", url=f"http://{settings.http.host}:{settings.http.port}/")
     server.run()
+    # uvicorn restored the default handlers; a further signal must not cut the ordered stop short.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda s, _f: log.warning("already_stopping", signal=signal.Signals(s).name))
 
     # HTTP has drained; now the consumer: stop polling, finish in-flight batches, commit, leave the group.
     health.shutting_down = True

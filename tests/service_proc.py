@@ -87,7 +87,8 @@ class ServiceProcess:
         self._log.close()
 
     def log_lines(self) -> list[str]:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
 
     def log_tail(self, n: int = 30) -> str:

@@ -1,0 +1,175 @@
+"""What the end-to-end tests need to drive and inspect the running service: a generated input file,
+the producer, the committed offsets, the dead-letter topic and the database contents."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from confluent_kafka import Consumer, Message, TopicPartition
+from psycopg_pool import ConnectionPool
+
+import gen_orders
+from internal.domain.order import Order
+from internal.store.reader import PostgresOrderReader
+from internal.tools import producer
+from tests.service_proc import ROOT, ServiceProcess
+from tests.support import wait_until
+
+
+@dataclass(frozen=True)
+class InputFile:
+    path: Path
+    valid: dict[str, Order]  # order_uid -> the order as sent
+    invalid: list[tuple[dict[str, Any], str]]  # (order, defect kind)
+
+    @property
+    def item_count(self) -> int:
+        return sum(len(o.items) for o in self.valid.values())
+
+
+def make_input(tmp_path: Path, n: int, invalid_rate: float = 0.1, seed: int = 11) -> InputFile:
+    generated = list(gen_orders.generate(n, 1, 5, invalid_rate, seed))
+    path = tmp_path / f"orders-{seed}-{n}.json"
+    with path.open("w", encoding="utf-8") as out:
+        gen_orders.write_orders(iter(generated), out, len(generated))
+    valid = {
+        o["order_uid"]: Order.model_validate_json(json.dumps(o)) for o, kind in generated if kind is None
+    }
+    return InputFile(path, valid, [(o, kind) for o, kind in generated if kind is not None])
+
+
+def produce(path: Path, topic: str, brokers: str, *extra: str, rps: int = 0) -> None:
+    code = producer.main(["-file", str(path), "-topic", topic, "-brokers", brokers, "-rps", str(rps), *extra])
+    assert code == 0, f"producer exited with {code}"
+
+
+class BackgroundProducer:
+    """The producer CLI as its own process at a fixed rate, so that faults can hit mid-stream."""
+
+    def __init__(self, path: Path, topic: str, brokers: str, rps: int) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "cmd" / "producer.py"), "-file", str(path), "-topic", topic,
+             "-brokers", brokers, "-rps", str(rps)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def finish(self, timeout_s: float = 120) -> None:
+        output, _ = self._proc.communicate(timeout=timeout_s)
+        assert self._proc.returncode == 0, f"producer exited with {self._proc.returncode}: {output[-2000:]!r}"
+
+
+def _probe_consumer(brokers: str, group: str) -> Consumer:
+    return Consumer({"bootstrap.servers": brokers, "group.id": group, "enable.auto.commit": False})
+
+
+def end_offsets(brokers: str, topic: str) -> dict[int, int]:
+    probe = _probe_consumer(brokers, f"probe-{uuid.uuid4().hex}")
+    try:
+        partitions = probe.list_topics(topic, timeout=10).topics[topic].partitions
+        return {p: probe.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+    finally:
+        probe.close()
+
+
+def committed(brokers: str, topic: str, group: str, partitions: list[int]) -> dict[int, int]:
+    probe = _probe_consumer(brokers, group)
+    try:
+        answer = probe.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        return {tp.partition: tp.offset for tp in answer}
+    finally:
+        probe.close()
+
+
+def wait_committed_to_end(
+    brokers: str,
+    topic: str,
+    group: str,
+    expected_total: int,
+    *,
+    timeout_s: float,
+    services: list[ServiceProcess],
+) -> None:
+    """Wait until the group's committed offsets reach the end of every partition (and the topic holds
+    ``expected_total`` messages, so the producer is done); fail early if a service died."""
+
+    def done() -> bool:
+        for service in services:
+            service.assert_alive()
+        ends = end_offsets(brokers, topic)
+        if sum(ends.values()) < expected_total:
+            return False
+        return committed(brokers, topic, group, list(ends)) == ends
+
+    wait_until(
+        done, timeout_s=timeout_s, what=f"group {group} to commit every message of {topic}", interval_s=0.5
+    )
+
+
+def read_topic(brokers: str, topic: str) -> list[Message]:
+    """Every message of a topic, from the beginning to the current end."""
+    ends = end_offsets(brokers, topic)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": brokers,
+            "group.id": f"reader-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+    messages: list[Message] = []
+    positions = dict.fromkeys(ends, 0)
+
+    def caught_up() -> bool:
+        for message in consumer.consume(500, 0.5):
+            if message.error() is None:
+                messages.append(message)
+                positions[message.partition() or 0] = (message.offset() or 0) + 1
+        return all(positions[p] >= end for p, end in ends.items())
+
+    try:
+        wait_until(caught_up, timeout_s=60, what=f"reading {topic} to its end")
+    finally:
+        consumer.close()
+    return messages
+
+
+def headers(message: Message) -> dict[str, str]:
+    raw = message.headers() or []
+    items = raw.items() if isinstance(raw, dict) else raw
+    return {k: (v.decode() if isinstance(v, bytes) else str(v)) for k, v in items}
+
+
+def stored_orders(dsn: str) -> dict[str, Order]:
+    with ConnectionPool(dsn, min_size=1, max_size=1) as pool:
+        return {r.uid: r.order for r in PostgresOrderReader(pool).latest(10**9)}
+
+
+def table_counts(dsn: str) -> dict[str, int]:
+    with psycopg.connect(dsn) as conn:
+        return {
+            t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # type: ignore[index]
+            for t in ("orders", "deliveries", "payments", "items")
+        }
+
+
+def final_outcomes(service: ServiceProcess) -> Counter[str]:
+    """The outcome counts the service logs when its consumer closes (after a clean stop)."""
+    for line in reversed(service.log_lines()):
+        if '"consumer_closed"' in line:
+            return Counter(json.loads(line)["outcomes"])
+    raise AssertionError(f"no consumer_closed line in the log:\n{service.log_tail()}")
+
+
+def log_events(service: ServiceProcess) -> Iterator[dict[str, Any]]:
+    for line in service.log_lines():
+        yield json.loads(line)
