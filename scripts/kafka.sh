@@ -74,7 +74,8 @@ up() {
   local java
   java=$(java_bin)
   if port_open; then
-    die "$HOST:$PORT is taken by a process this script did not start; stop it or set KAFKA_BROKERS to use it"
+    log "a broker this checkout did not start already answers on $HOST:$PORT; using it"
+    return
   fi
   resolve_jars
   write_properties
@@ -131,6 +132,8 @@ case "${1:-}" in
   up) up ;;
   down) down ;;
   status) status ;;
-  restart) down; up ;;
+  restart)
+    running_pid >/dev/null || die "cannot restart: no broker started by this checkout is running"
+    down; up ;;
   *) echo "usage: $0 up|down|status|restart" >&2; exit 2 ;;
 esac
