@@ -28,7 +28,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "cmd" / "producer.py"
-CANONICAL = ROOT.parent / "shared" / "fixtures" / "order-canonical.json"
+CANONICAL = ROOT / "tests" / "fixtures" / "order-canonical.json"
 
 
 def write_gen_like_file(path: Path, count: int) -> dict[str, str]:
