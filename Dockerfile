@@ -47,11 +47,10 @@ COPY sql/ ./sql/
 COPY templates/ ./templates/
 COPY config.yaml.example ./
 
-# internal/store/migrations.py reads migrations from `<directory holding the internal package>/sql`. From a
-# source checkout that is the repository's sql/; from this non-editable install it is site-packages/sql, so
-# point that path at /app/sql. The check fails the build, not the first `migrate`, if the code looks elsewhere.
-RUN ln -s /app/sql /opt/venv/lib/python3.11/site-packages/sql \
-    && python -c "import sys; from internal.store.migrations import MIGRATIONS_DIR as d; sys.exit(0 if sorted(d.glob('*.sql')) else f'no migrations in {d}')" \
+# internal/pkg/paths.py finds sql/ and templates/ under L0_HOME (in a source checkout: beside internal/).
+# The check fails the build, not the first `migrate`, if the code looks elsewhere.
+ENV L0_HOME=/app
+RUN python -c "import sys; from internal.pkg.paths import migrations_dir as d; sys.exit(0 if sorted(d().glob('*.sql')) else f'no migrations in {d()}')" \
     && l0-service check-config > /dev/null \
     && l0-producer --help > /dev/null
 

@@ -12,7 +12,7 @@ from urllib.parse import quote, urlencode
 from psycopg.conninfo import conninfo_to_dict
 from yoyo import get_backend, read_migrations
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "sql"
+from internal.pkg.paths import migrations_dir
 
 
 def yoyo_uri(dsn: str) -> str:
@@ -29,20 +29,20 @@ def yoyo_uri(dsn: str) -> str:
     return f"postgresql+psycopg://{netloc}/{dbname}{query}"
 
 
-def apply_pending(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
+def apply_pending(dsn: str, directory: Path | None = None) -> list[str]:
     """Apply every migration not applied yet (under yoyo's lock); return the ids applied."""
     backend = get_backend(yoyo_uri(dsn))
-    migrations = read_migrations(str(directory))
+    migrations = read_migrations(str(directory or migrations_dir()))
     with backend.lock():
         pending = backend.to_apply(migrations)
         backend.apply_migrations(pending)
     return [m.id for m in pending]
 
 
-def rollback(dsn: str, count: int | None = None, directory: Path = MIGRATIONS_DIR) -> list[str]:
+def rollback(dsn: str, count: int | None = None, directory: Path | None = None) -> list[str]:
     """Roll back the latest ``count`` applied migrations (all when None); return the ids rolled back."""
     backend = get_backend(yoyo_uri(dsn))
-    migrations = read_migrations(str(directory))
+    migrations = read_migrations(str(directory or migrations_dir()))
     with backend.lock():
         applied = backend.to_rollback(migrations)
         chosen = applied[:count] if count is not None else applied
@@ -50,6 +50,6 @@ def rollback(dsn: str, count: int | None = None, directory: Path = MIGRATIONS_DI
     return [m.id for m in chosen]
 
 
-def pending_ids(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
+def pending_ids(dsn: str, directory: Path | None = None) -> list[str]:
     backend = get_backend(yoyo_uri(dsn))
-    return [m.id for m in backend.to_apply(read_migrations(str(directory)))]
+    return [m.id for m in backend.to_apply(read_migrations(str(directory or migrations_dir())))]

@@ -22,10 +22,9 @@ import pytest
 import yaml
 from psycopg.conninfo import conninfo_to_dict
 
-import internal
 from internal.config.loader import env_name, load_settings
 from internal.config.settings import Settings
-from internal.store import migrations
+from internal.pkg.paths import migrations_dir, project_home, templates_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -49,7 +48,6 @@ SERVICE_METRICS = {"http_requests_total", "consumer_messages_total"}
 PROMETHEUS_SERIES = {"up"}
 APP_CONTAINER_PORT = 8080
 # Where the image's venv keeps installed packages (python:3.<minor>-slim, venv at /opt/venv).
-SITE_PACKAGES = "/opt/venv/lib/python{version}/site-packages"
 
 SECTIONS = [section.name for section in dataclasses.fields(Settings)]
 SETTING_ENV_NAMES = {
@@ -438,19 +436,14 @@ def test_dockerfile_copies_exist_and_reach_the_build_context() -> None:
             assert not any(fnmatch(path, pattern) for pattern in ignored), f".dockerignore drops {source}"
 
 
-def test_image_has_the_migrations_where_the_service_looks() -> None:
-    # migrations.py finds sql/ relative to the directory holding the `internal` package. In a source
-    # checkout that is the repository; in the image it is the venv's site-packages.
-    package_parent = Path(internal.__file__).resolve().parent.parent
-    relative = migrations.MIGRATIONS_DIR.resolve().relative_to(package_parent)
-    (python,) = {
-        arguments.split()[0] for keyword, arguments in dockerfile_instructions() if keyword == "FROM"
-    }
-    version = python.removeprefix("python:").removesuffix("-slim")
-    in_image = f"{SITE_PACKAGES.format(version=version)}/{relative.as_posix()}"
-    runs = [arguments for keyword, arguments in final_stage() if keyword == "RUN"]
-    assert any(f"ln -s /app/{relative.as_posix()} {in_image}" in run for run in runs), in_image
-    assert ("COPY", f"{relative.as_posix()}/ ./{relative.as_posix()}/") in final_stage()
+def test_image_has_the_data_files_where_the_service_looks() -> None:
+    # internal/pkg/paths.py reads sql/ and templates/ under $L0_HOME; the image sets it and copies both.
+    env = [arguments for keyword, arguments in final_stage() if keyword == "ENV"]
+    assert any(re.search(r"\bL0_HOME=/app\b", e) for e in env), env
+    assert ("WORKDIR", "/app") in final_stage()
+    for relative in (migrations_dir(), templates_dir()):
+        name = relative.relative_to(project_home()).as_posix()
+        assert ("COPY", f"{name}/ ./{name}/") in final_stage()
 
 
 # ------------------------------------------------------------------------------------------ Prometheus
