@@ -190,9 +190,13 @@ _ORDER_ADAPTER: Final = TypeAdapter(Order)
 def order_to_json_bytes(order: Order) -> bytes:
     """The order as compact JSON in the message's shape and key order, ready to send or cache.
 
-    ``date_created`` keeps its offset and is written in RFC 3339 (UTC as ``Z``); fractions of a second
-    appear only when present. Decoding the result gives an equal ``Order``.
+    ``date_created`` is written in RFC 3339 in UTC (``Z``), whatever offset the message used: PostgreSQL
+    keeps the instant, not the offset, so this is the only form in which an order fresh from Kafka and
+    the same order read back from the database have the same bytes (and so the same ETag). Fractions
+    of a second appear only when present. Decoding the result gives an equal ``Order``.
     """
+    if order.date_created.utcoffset():
+        order = order.model_copy(update={"date_created": order.date_created.astimezone(UTC)})
     return _ORDER_ADAPTER.dump_json(order)
 
 
