@@ -1,0 +1,200 @@
+"""The in-process order cache: ready-to-send JSON per ``order_uid``, bounded by entries AND bytes.
+
+A look-up answers with the exact bytes and ETag the API sends, so a hit costs no encoding and no hashing.
+Bytes are charged at their real cost, not ``len(json)``: ``sys.getsizeof`` of the JSON bytes plus
+``ENTRY_OVERHEAD``, 448 bytes measured with tracemalloc (docs/cache.md): the ``CachedOrder`` (48), its
+ETag string (67), a key of up to 64 ASCII characters (113, the longest valid ``order_uid``) and the
+entry's share of cachetools' three tables (data dict, size dict and its int, LRU OrderedDict), taken at
+its worst, right after the tables grew; it is 300-450 bytes depending on fill and uid length, so
+``max_bytes`` bounds the real memory. 10,000 cached orders of 1-5 items take ~1.6 KB each (JSON ~1.3
+KB), 4.5 times less than the same orders as dict-of-dicts (~7.3 KB).
+
+The JSON comes from pydantic's ``TypeAdapter.dump_json``, whose result is right-sized (``getsizeof`` is
+``len + 33`` and tracemalloc sees no slack), so it is stored as given, shared with the ``OrderRecord``.
+``bytes(b)`` returns ``b`` itself; an encoder that over-allocates would need ``bytes(memoryview(b))``,
+which copies into an exact-size object (tests/unit/test_cache.py checks the encoder stays right-sized).
+
+Bounds: cachetools' ``LRUCache`` enforces ``max_bytes`` through its ``getsizeof``; ``max_entries`` is
+enforced here by evicting the least recently used while the count is over it. One ``threading.Lock``
+guards every cachetools call, ``get`` included, because a hit moves the entry in the LRU order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import structlog
+from cachetools import LRUCache
+
+from internal.domain.records import OrderRecord
+
+log = structlog.get_logger(component="cache")
+
+ENTRY_OVERHEAD: Final = 448  # bytes per entry besides the JSON bytes object: see the module docstring
+
+
+@dataclass(frozen=True, slots=True)
+class CachedOrder:
+    """What a hit serves: the response body and its strong ETag (a hash of exactly these bytes)."""
+
+    json: bytes
+    etag: str
+
+
+@dataclass(frozen=True, slots=True)
+class CacheStats:
+    entries: int
+    bytes: int
+    hits: int
+    misses: int
+    evictions: int
+    oversize_skipped: int
+
+
+def entry_cost(entry: CachedOrder) -> int:
+    """Bytes one cached order occupies: the JSON object as allocated plus the fixed per-entry overhead."""
+    return sys.getsizeof(entry.json) + ENTRY_OVERHEAD
+
+
+def make_entry(json: bytes) -> CachedOrder:
+    # sha256 of the bytes, not OrderRecord.content_hash: the content hash ignores the date's offset, so two
+    # different bodies of one order (as received, as read back from PostgreSQL) would share a strong ETag.
+    if type(json) is not bytes:
+        raise TypeError(f"order JSON must be bytes, not {type(json).__name__}")
+    return CachedOrder(json, '"' + hashlib.sha256(json).hexdigest()[:16] + '"')
+
+
+class _CountingLRU(LRUCache[str, CachedOrder]):
+    """cachetools' LRU that counts evictions: every eviction, by size or by count, goes through popitem."""
+
+    evictions = 0
+
+    def popitem(self) -> tuple[str, CachedOrder]:
+        item = super().popitem()
+        self.evictions += 1
+        return item
+
+
+class OrderCache:
+    """Thread-safe LRU of ``CachedOrder`` by ``order_uid``; 0 entries or 0 bytes turns caching off."""
+
+    def __init__(self, max_entries: int, max_bytes: int, max_entry_bytes: int) -> None:
+        self._max_entries = max_entries
+        self._max_bytes = max_bytes
+        self._enabled = max_entries > 0 and max_bytes > 0
+        self._entry_limit = min(max_entry_bytes, max_bytes)
+        self._lru = _CountingLRU(maxsize=max_bytes, getsizeof=entry_cost)
+        self._lock = threading.Lock()
+        self._hits = 0
+        self._misses = 0
+        self._oversize = 0
+
+    def get(self, uid: str) -> CachedOrder | None:
+        """The cached order, now the most recently used, or None (the caller reads the database)."""
+        with self._lock:
+            entry = self._lru.get(uid) if self._enabled else None
+            if entry is None:
+                self._misses += 1
+            else:
+                self._hits += 1
+        return entry
+
+    def put(self, record: OrderRecord) -> bool:
+        """Cache the record's JSON as the most recently used; False when caching is off or it is too big.
+
+        Raises ``TypeError`` when the record's JSON is not ``bytes``. Only orders whose transaction has
+        committed may be put: the cache must never answer with an order the database does not have.
+        """
+        if not self._enabled:
+            return False
+        entry = make_entry(record.json)  # hashing happens outside the lock
+        return self._insert(record.uid, entry)
+
+    def put_many(self, records: Sequence[OrderRecord]) -> None:
+        """The consumer's write-through after a commit. Never raises: a failed put is logged and skipped,
+        because a cache problem must not hold back or undo a durable write (``StoredOrderSink``)."""
+        for record in records:
+            try:
+                self.put(record)
+            except Exception:  # whatever went wrong, the order stays servable from the database
+                log.exception("cache_put_failed", uid=_uid_of(record))
+
+    def warm(self, records_newest_first: Iterable[OrderRecord]) -> int:
+        """Load orders read newest first so that the newest ends as the most recently used; the count cached.
+
+        Only the newest orders that fit both bounds are kept from the stream, as ready entries (the
+        record, with its decoded ``Order``, is dropped at once), and reading stops at the first order
+        that would not fit: inserting the rest oldest first would only evict it again. Closing a partly
+        read iterator is the caller's business. Meant to run before the consumer starts; a uid already
+        cached is left as it is. Bad records are logged and skipped, like in ``put_many``.
+        """
+        if not self._enabled:
+            return 0
+        kept: list[tuple[str, CachedOrder]] = []
+        total = 0
+        for record in records_newest_first:
+            try:
+                uid, entry = record.uid, make_entry(record.json)
+            except Exception:
+                log.exception("cache_warm_record_failed")
+                continue
+            cost = entry_cost(entry)
+            if cost > self._entry_limit:
+                with self._lock:
+                    self._oversize += 1
+                continue
+            if total + cost > self._max_bytes:
+                break
+            kept.append((uid, entry))
+            total += cost
+            if len(kept) >= self._max_entries:
+                break
+        cached = 0
+        while kept:  # oldest first; popping releases each entry from the buffer as it goes in
+            cached += self._insert(*kept.pop(), replace=False)
+        return cached
+
+    def _insert(self, uid: str, entry: CachedOrder, *, replace: bool = True) -> bool:
+        if entry_cost(entry) > self._entry_limit:
+            with self._lock:
+                self._oversize += 1
+            return False
+        with self._lock:
+            if not replace and uid in self._lru:
+                return False
+            self._lru[uid] = entry  # evicts by bytes
+            while len(self._lru) > self._max_entries:
+                self._lru.popitem()
+        return True
+
+    def stats(self) -> CacheStats:
+        with self._lock:
+            return CacheStats(
+                entries=len(self._lru),
+                bytes=int(self._lru.currsize),
+                hits=self._hits,
+                misses=self._misses,
+                evictions=self._lru.evictions,
+                oversize_skipped=self._oversize,
+            )
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._lru)
+
+    def __contains__(self, uid: object) -> bool:
+        """Membership without touching the LRU order (unlike ``get``)."""
+        with self._lock:
+            return uid in self._lru
+
+
+def _uid_of(record: OrderRecord) -> str | None:
+    try:
+        return record.uid
+    except Exception:  # the record that just failed may be broken in any way
+        return None
