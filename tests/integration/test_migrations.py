@@ -9,6 +9,7 @@ from internal.store import migrations
 
 pytestmark = pytest.mark.integration
 TABLES = {"orders", "deliveries", "payments", "items"}
+ALL = ["0001_orders_schema", "0002_search_indexes"]
 
 
 def tables(dsn: str) -> set[str]:
@@ -19,26 +20,31 @@ def tables(dsn: str) -> set[str]:
     return {r[0] for r in rows}
 
 
+def indexes(dsn: str) -> dict[str, str]:
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()")
+        return dict(rows.fetchall())
+
+
 def test_apply_on_empty_schema_creates_every_table_and_index(schema_dsn: str) -> None:
     assert tables(schema_dsn) == set()
     applied = migrations.apply_pending(schema_dsn)
-    assert applied == ["0001_orders_schema"]
+    assert applied == ALL
     assert tables(schema_dsn) >= TABLES
     with psycopg.connect(schema_dsn) as conn:
-        indexes: dict[str, str] = dict(
-            conn.execute(
-                "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()"
-            ).fetchall()
-        )
         column_types: dict[str, str] = dict(
             conn.execute(
                 "SELECT table_name || '.' || column_name, data_type FROM information_schema.columns"
                 " WHERE table_schema = current_schema()"
             ).fetchall()
         )
-    assert "UNIQUE" in indexes["orders_order_uid_key"]
-    assert "created_at DESC" in indexes["orders_latest_idx"]
-    assert '(order_id, "position")' in indexes["items_pkey"]  # serves look-ups by order id
+    index = indexes(schema_dsn)
+    assert "UNIQUE" in index["orders_order_uid_key"]
+    assert "created_at DESC" in index["orders_latest_idx"]
+    assert '(order_id, "position")' in index["items_pkey"]  # serves look-ups by order id
+    assert "text_pattern_ops" in index["orders_uid_prefix_idx"]  # uid prefix search
+    assert "(track_number)" in index["orders_track_number_idx"]
+    assert "(customer_id)" in index["orders_customer_id_idx"]
     assert column_types["payments.payment_dt"] == "bigint"
     assert column_types["items.chrt_id"] == "bigint"
     assert column_types["orders.sm_id"] == "bigint"
@@ -52,10 +58,12 @@ def test_reapply_is_a_no_op(schema_dsn: str) -> None:
 
 def test_rollback_removes_the_tables(schema_dsn: str) -> None:
     migrations.apply_pending(schema_dsn)
+    assert migrations.rollback(schema_dsn, count=1) == ["0002_search_indexes"]
+    assert "orders_uid_prefix_idx" not in indexes(schema_dsn)
     assert migrations.rollback(schema_dsn) == ["0001_orders_schema"]
     assert not TABLES & tables(schema_dsn)
-    assert migrations.pending_ids(schema_dsn) == ["0001_orders_schema"]
-    assert migrations.apply_pending(schema_dsn) == ["0001_orders_schema"]  # and forward again
+    assert migrations.pending_ids(schema_dsn) == ALL
+    assert migrations.apply_pending(schema_dsn) == ALL  # and forward again
 
 
 def test_child_rows_cascade_with_their_order(schema_dsn: str) -> None:
