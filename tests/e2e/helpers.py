@@ -19,6 +19,7 @@ from psycopg_pool import ConnectionPool
 
 import gen_orders
 from internal.domain.order import Order
+from internal.pkg.kafka_offsets import committed_offsets, partition_ends
 from internal.store.reader import PostgresOrderReader
 from internal.tools import producer
 from tests.service_proc import ROOT, ServiceProcess
@@ -68,28 +69,6 @@ class BackgroundProducer:
         assert self._proc.returncode == 0, f"producer exited with {self._proc.returncode}: {output[-2000:]!r}"
 
 
-def _probe_consumer(brokers: str, group: str) -> Consumer:
-    return Consumer({"bootstrap.servers": brokers, "group.id": group, "enable.auto.commit": False})
-
-
-def end_offsets(brokers: str, topic: str) -> dict[int, int]:
-    probe = _probe_consumer(brokers, f"probe-{uuid.uuid4().hex}")
-    try:
-        partitions = probe.list_topics(topic, timeout=10).topics[topic].partitions
-        return {p: probe.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
-    finally:
-        probe.close()
-
-
-def committed(brokers: str, topic: str, group: str, partitions: list[int]) -> dict[int, int]:
-    probe = _probe_consumer(brokers, group)
-    try:
-        answer = probe.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
-        return {tp.partition: tp.offset for tp in answer}
-    finally:
-        probe.close()
-
-
 def wait_committed_to_end(
     brokers: str,
     topic: str,
@@ -105,10 +84,10 @@ def wait_committed_to_end(
     def done() -> bool:
         for service in services:
             service.assert_alive()
-        ends = end_offsets(brokers, topic)
+        ends = partition_ends(brokers, topic)
         if sum(ends.values()) < expected_total:
             return False
-        return committed(brokers, topic, group, list(ends)) == ends
+        return committed_offsets(brokers, topic, group, list(ends)) == ends
 
     wait_until(
         done, timeout_s=timeout_s, what=f"group {group} to commit every message of {topic}", interval_s=0.5
@@ -117,7 +96,7 @@ def wait_committed_to_end(
 
 def read_topic(brokers: str, topic: str) -> list[Message]:
     """Every message of a topic, from the beginning to the current end."""
-    ends = end_offsets(brokers, topic)
+    ends = partition_ends(brokers, topic)
     consumer = Consumer(
         {
             "bootstrap.servers": brokers,

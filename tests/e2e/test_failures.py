@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from internal.pkg.kafka_offsets import committed_offsets, partition_ends
 from tests.conftest import Topics
 from tests.e2e.helpers import (
     BackgroundProducer,
     InputFile,
-    committed,
-    end_offsets,
     final_outcomes,
     headers,
     make_input,
@@ -200,6 +199,6 @@ def test_dead_letter_storm_stops_consumption_loudly(
     assert service.stop() == 1  # a service whose consumer stopped on a fatal condition exits non-zero
     letters = read_topic(kafka_brokers, topics.dlq)
     assert Counter(headers(m)["dlq.reason"] for m in letters) == {"undecodable": 10}
-    ends = end_offsets(kafka_brokers, topics.orders)
-    done = committed(kafka_brokers, topics.orders, topics.group, list(ends))
+    ends = partition_ends(kafka_brokers, topics.orders)
+    done = committed_offsets(kafka_brokers, topics.orders, topics.group, list(ends))
     assert sum(max(0, o) for o in done.values()) == 10  # the 20 later messages stay for after the fix
