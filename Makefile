@@ -11,7 +11,7 @@ HTTP_PORT ?= 8080
 ORDERS    ?= 3600
 PYTEST_ARGS ?=
 
-.PHONY: config-example help venv infra-up infra-down infra-status migrate topics lint fmt test test-unit run stop logs gen clean
+.PHONY: bench-ingest config-example help venv infra-up infra-down infra-status migrate topics lint fmt test test-unit run stop logs gen clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -76,3 +76,6 @@ clean: ## stop everything and remove the venv, local data and generated files
 
 config-example: venv ## regenerate config.yaml.example from internal/config/settings.py
 	$(PY) -m internal.config.example > config.yaml.example
+
+bench-ingest: venv infra-up ## ingest rate vs raw COPY of the same orders, and latency at 1k/s
+	$(PY) -m bench.ingest

@@ -7,14 +7,16 @@ per partition only the highest contiguous finished offset (``OffsetTracker``). p
 resume, assign and close happen on this thread only - confluent-kafka's Consumer is not meant to be
 shared.
 
-Flow control: while a worker is backing off from a database outage, or when too many messages are
-polled but unfinished, every assigned partition is paused and the loop keeps polling (which keeps the
-group membership alive and returns nothing). librdkafka resumes fetching from the position after the
-last message handed to us, so pausing neither skips nor repeats messages.
+Flow control: while a worker is backing off from a database outage, every assigned partition is
+paused and the loop keeps polling (which keeps the group membership alive and returns nothing);
+librdkafka resumes fetching from the position after the last message handed to us, so pausing neither
+skips nor repeats messages. When too many messages are polled but unfinished, the loop simply stops
+taking more until a batch finishes (a short wait, well within max.poll.interval.ms).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -72,6 +74,7 @@ class ConsumerLoop:
         self._lanes = [_Lane() for _ in range(policy.workers)]
         self._pool = ThreadPoolExecutor(max_workers=policy.workers, thread_name_prefix="order-worker")
         self._stopping = False
+        self._progress = threading.Event()  # set by a worker when its batch is done
         self._paused = False
         self._dead_letter_streak = 0
 
@@ -85,15 +88,20 @@ class ConsumerLoop:
         self._consumer.subscribe(
             [self._policy.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
-        poll_timeout = min(0.05, self._policy.batch_max_wait_s)
+        poll_timeout = min(0.01, self._policy.batch_max_wait_s)
         try:
             while not self._stopping:
                 self._state.beat()
                 self._collect_finished()
                 self._commit()
-                self._flow_control()
-                for message in self._consumer.consume(self._policy.batch_max_messages, poll_timeout):
-                    self._accept(message)
+                if self._flow_control():
+                    for message in self._consumer.consume(self._policy.batch_max_messages, poll_timeout):
+                        self._accept(message)
+                else:
+                    # Full: wait for a batch to finish instead of pausing. Pausing would make librdkafka
+                    # drop its prefetched messages and fetch them again on resume (measured: -15 % rate).
+                    self._progress.wait(poll_timeout)
+                self._progress.clear()
                 self._dispatch()
         except FatalError as exc:
             self._state.fatal = str(exc)
@@ -158,9 +166,10 @@ class ConsumerLoop:
                 lane.batch = lane.pending[: self._policy.batch_max_messages]
                 lane.pending = lane.pending[self._policy.batch_max_messages :]
                 lane.oldest_at = now
-                lane.running = self._pool.submit(
+                lane.running = future = self._pool.submit(
                     self._processor.process, lane.batch, self._control(lane.batch)
                 )
+                future.add_done_callback(lambda _f: self._progress.set())
 
     def _control(self, batch: list[Inbound]) -> Control:
         keys = {(m.topic, m.partition, m.generation) for m in batch}
@@ -226,19 +235,18 @@ class ConsumerLoop:
             return
         self._tracker.committed(positions)
 
-    def _flow_control(self) -> None:
-        in_flight = self._tracker.in_flight()
-        too_many = in_flight >= self._policy.max_in_flight
-        want_pause = self._state.in_outage or too_many
-        if want_pause and not self._paused:
+    def _flow_control(self) -> bool:
+        """Pause for an outage; answer whether there is room to take more messages now."""
+        if self._state.in_outage and not self._paused:
             self._consumer.pause(self._consumer.assignment())
             self._paused = True
-            log.info("partitions_paused", outage=self._state.outage_reason, in_flight=in_flight)
-        elif self._paused and not self._state.in_outage and in_flight <= self._policy.max_in_flight // 2:
+            log.info("partitions_paused", outage=self._state.outage_reason)
+        elif self._paused and not self._state.in_outage:
             self._consumer.resume(self._consumer.assignment())
             self._paused = False
-            log.info("partitions_resumed", in_flight=in_flight)
-        self._state.paused = self._paused and self._state.in_outage
+            log.info("partitions_resumed")
+        self._state.paused = self._paused
+        return self._tracker.in_flight() < self._policy.max_in_flight
 
     # ---- rebalance callbacks (run inside consume(), on this thread) ---------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

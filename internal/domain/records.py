@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from internal.domain.order import Order, content_hash, order_to_json_bytes
+from internal.domain.order import Order, json_digest, order_to_json_bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,7 +18,8 @@ class OrderRecord:
 
     @classmethod
     def of(cls, order: Order) -> OrderRecord:
-        return cls(order=order, content_hash=content_hash(order), json=order_to_json_bytes(order))
+        body = order_to_json_bytes(order)
+        return cls(order=order, content_hash=json_digest(body), json=body)  # == content_hash(order)
 
     @property
     def uid(self) -> str:

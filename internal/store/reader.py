@@ -13,7 +13,21 @@ from internal.domain.errors import TransientError
 from internal.domain.order import Order
 from internal.domain.records import OrderRecord
 from internal.store.errors import translate
-from internal.store.writer import DELIVERY_COLUMNS, ORDER_COLUMNS, PAYMENT_COLUMNS
+
+# The scalar fields of each part, in the message's key order.
+ORDER_COLUMNS = (
+    "order_uid", "track_number", "entry", "locale", "internal_signature", "customer_id",
+    "delivery_service", "shardkey", "sm_id", "date_created", "oof_shard",
+)  # fmt: skip
+DELIVERY_COLUMNS = ("name", "phone", "zip", "city", "address", "region", "email")
+PAYMENT_COLUMNS = (
+    "transaction", "request_id", "currency", "provider", "amount", "payment_dt", "bank",
+    "delivery_cost", "goods_total", "custom_fee",
+)  # fmt: skip
+ITEM_COLUMNS = (
+    "chrt_id", "track_number", "price", "rid", "name", "sale", "size", "total_price", "nm_id", "brand",
+    "status",
+)  # fmt: skip
 
 SELECT_ORDERS = """
 SELECT o.order_uid, o.track_number, o.entry, o.locale, o.internal_signature, o.customer_id,
@@ -33,7 +47,7 @@ SELECT o.order_uid, o.track_number, o.entry, o.locale, o.internal_signature, o.c
   JOIN payments p ON p.order_id = o.id
 """
 BY_UID = SELECT_ORDERS + " WHERE o.order_uid = %s"
-LATEST = SELECT_ORDERS + " ORDER BY o.created_at DESC, o.id DESC LIMIT %s"
+LATEST = SELECT_ORDERS + " ORDER BY o.id DESC LIMIT %s"  # newest first, by the primary key
 
 
 class PostgresOrderReader:

@@ -19,7 +19,7 @@ from internal.domain.records import OrderRecord, WriteResult
 from internal.domain.validation import ValidationPolicy
 from internal.store import migrations
 from internal.store.reader import PostgresOrderReader
-from internal.store.writer import PostgresOrderWriter, _copy_new
+from internal.store.writer import PostgresOrderWriter, insert_new
 from tests.orders import order_bytes, order_doc
 from tests.support import wait_until
 from tests.unit.test_processor import FakeDlq, FakeOutage, FakeSink
@@ -134,9 +134,7 @@ def test_writer_racing_another_writer_on_the_same_uid_sees_a_duplicate(pool: Con
     # index, fails when the other commits, classifies the batch again and reports a duplicate.
     with psycopg.connect(db, autocommit=True) as other:
         with other.transaction(), other.cursor() as cur:
-            cur.execute("SELECT nextval(pg_get_serial_sequence('orders', 'id'))")
-            (order_id,) = cur.fetchone() or (0,)
-            _copy_new(cur, [(order_id, rec)])
+            insert_new(cur, [rec])
             racer = threading.Thread(
                 target=lambda: results.append(PostgresOrderWriter(pool).write_batch([rec]))
             )

@@ -1,0 +1,144 @@
+"""Shared plumbing of the benchmarks: a scratch schema and topic, an input file, the service process.
+
+Benchmarks print each figure next to a reference measured in the same run, because these machines
+are noisy; they are not tests and assert nothing about time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from internal.pkg.kafka_offsets import committed_offsets, partition_ends
+from internal.pkg.kafka_topics import TopicSpec, delete_topics, ensure_topics
+from internal.store import migrations
+
+ROOT = Path(__file__).resolve().parents[1]
+BROKERS = os.environ.get("KAFKA_BROKERS", "127.0.0.1:9092")
+DSN = os.environ.get("POSTGRES_DSN", "postgresql://orders:orders@127.0.0.1:5432/orders")
+CACHE = ROOT / ".local" / "bench"
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def machine() -> str:
+    with psycopg.connect(DSN) as conn:
+        pg = conn.execute("SHOW server_version").fetchone()
+    return (
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"PostgreSQL {pg[0] if pg else '?'}"
+    )
+
+
+def orders_file(n: int, seed: int = 1) -> Path:
+    """A cached file of ``n`` valid generated orders (1-5 items), made once per size and seed."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = CACHE / f"orders-{n}-{seed}.json"
+    if not path.exists():
+        say(f"generating {n} orders into {path}")
+        subprocess.run(
+            [sys.executable, str(ROOT / "gen_orders.py"), "-n", str(n), "--seed", str(seed), "-o", str(path)],
+            check=True,
+        )
+    return path
+
+
+def read_orders(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as f:
+        for raw in f:
+            line = raw.strip().rstrip(b",")
+            if line.startswith(b"{"):
+                yield line
+
+
+@contextmanager
+def scratch(partitions: int = 6) -> Iterator[tuple[str, str]]:
+    """A migrated schema and an empty topic (+ .dlq) of their own, removed afterwards: (dsn, topic)."""
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+    dsn = make_conninfo(DSN, options=f"-c search_path={name}")
+    migrations.apply_pending(dsn)
+    topic = f"bench-{name}"
+    ensure_topics(BROKERS, [TopicSpec(topic, partitions), TopicSpec(f"{topic}.dlq", 1)])
+    try:
+        yield dsn, topic
+    finally:
+        delete_topics(BROKERS, [topic, f"{topic}.dlq"])
+        with psycopg.connect(DSN, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+
+
+def produce(path: Path, topic: str, rps: int = 0) -> None:
+    subprocess.run(
+        [sys.executable, str(ROOT / "cmd" / "producer.py"), "-file", str(path), "-topic", topic,
+         "-brokers", BROKERS, "-rps", str(rps)],
+        check=True,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+@dataclass
+class Service:
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def events(self) -> Iterator[dict[str, object]]:
+        for line in self.log.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("{"):
+                yield json.loads(line)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=60)
+
+
+def start_service(dsn: str, topic: str, port: int, group: str, **env: str) -> Service:
+    log = CACHE / f"service-{group}.log"
+    CACHE.mkdir(parents=True, exist_ok=True)
+    environment = {
+        **os.environ,
+        "POSTGRES_DSN": dsn,
+        "KAFKA_BROKERS": BROKERS,
+        "KAFKA_TOPIC": topic,
+        "KAFKA_GROUP_ID": group,
+        "HTTP_PORT": str(port),
+        "CONFIG_FILE": "",
+        "LOG_FORMAT": "json",
+        **env,
+    }
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "cmd" / "service.py")],
+            env=environment,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    return Service(proc, log)
+
+
+def wait_committed(topic: str, group: str, total: int, timeout_s: float = 600, poll_s: float = 0.05) -> float:
+    """Block until the group committed every one of ``total`` messages; returns the monotonic time."""
+    deadline = time.monotonic() + timeout_s
+    partitions = list(partition_ends(BROKERS, topic))
+    while time.monotonic() < deadline:
+        done = committed_offsets(BROKERS, topic, group, partitions)
+        if sum(max(0, o) for o in done.values()) >= total:
+            return time.monotonic()
+        time.sleep(poll_s)
+    raise TimeoutError(f"group {group} did not commit {total} messages within {timeout_s}s")

@@ -1,0 +1,147 @@
+"""make bench-ingest: end-to-end ingest rate next to the raw COPY rate of the same orders, and
+message-to-row latency at a fixed offered rate.
+
+1. Raw COPY reference: the same orders, already decoded, written with the writer's COPY statements
+   in transactions of 500 on one connection - the database's own ceiling for this schema.
+2. End to end: N orders are in the topic before the service starts; the rate is N divided by the
+   time from the partitions being assigned (first poll) to the last offset committed.
+3. Latency: orders offered at R/s to a running service; per order, the row's created_at (the writing
+   transaction's start) minus the Kafka message timestamp; p50 and p99.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import uuid
+from datetime import datetime
+from time import perf_counter
+
+import psycopg
+from confluent_kafka import Consumer, TopicPartition
+
+from bench.common import (
+    BROKERS,
+    machine,
+    orders_file,
+    produce,
+    read_orders,
+    say,
+    scratch,
+    start_service,
+    wait_committed,
+)
+from internal.domain.order import Order
+from internal.domain.records import OrderRecord
+from internal.pkg.kafka_offsets import partition_ends
+from internal.store.reader import DELIVERY_COLUMNS, ITEM_COLUMNS, ORDER_COLUMNS, PAYMENT_COLUMNS
+
+BATCH = 500
+RESERVE_IDS = "SELECT nextval(pg_get_serial_sequence('orders', 'id')) FROM generate_series(1, %s)"
+# Column names are constants of the store, never input.
+COPY_ORDERS = f"COPY orders (id, {', '.join(ORDER_COLUMNS)}, content_hash) FROM STDIN"
+COPY_DELIVERIES = f"COPY deliveries (order_id, {', '.join(DELIVERY_COLUMNS)}) FROM STDIN"
+COPY_PAYMENTS = f"COPY payments (order_id, {', '.join(PAYMENT_COLUMNS)}) FROM STDIN"
+COPY_ITEMS = f"COPY items (order_id, position, {', '.join(ITEM_COLUMNS)}) FROM STDIN"
+
+
+def copy_rows(cur: psycopg.Cursor[tuple[object, ...]], rows: list[tuple[int, OrderRecord]]) -> None:
+    """The reference write: COPY of already decoded orders, row by row, into the four tables."""
+    with cur.copy(COPY_ORDERS) as copy:
+        for order_id, rec in rows:
+            copy.write_row((order_id, *(getattr(rec.order, c) for c in ORDER_COLUMNS), rec.content_hash))
+    with cur.copy(COPY_DELIVERIES) as copy:
+        for order_id, rec in rows:
+            copy.write_row((order_id, *(getattr(rec.order.delivery, c) for c in DELIVERY_COLUMNS)))
+    with cur.copy(COPY_PAYMENTS) as copy:
+        for order_id, rec in rows:
+            copy.write_row((order_id, *(getattr(rec.order.payment, c) for c in PAYMENT_COLUMNS)))
+    with cur.copy(COPY_ITEMS) as copy:
+        for order_id, rec in rows:
+            for position, item in enumerate(rec.order.items):
+                copy.write_row((order_id, position, *(getattr(item, c) for c in ITEM_COLUMNS)))
+
+
+def raw_copy_rate(dsn: str, values: list[bytes]) -> float:
+    records = [OrderRecord.of(Order.model_validate_json(v)) for v in values]
+    with psycopg.connect(dsn) as conn:
+        started = perf_counter()
+        for start in range(0, len(records), BATCH):
+            chunk = records[start : start + BATCH]
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute(RESERVE_IDS, (len(chunk),))
+                ids = [row[0] for row in cur.fetchall()]
+                copy_rows(cur, list(zip(ids, chunk, strict=True)))
+        return len(records) / (perf_counter() - started)
+
+
+def end_to_end_rate(dsn: str, topic: str, n: int, path_n: str, port: int) -> float:
+    group = f"bench-{uuid.uuid4().hex[:8]}"
+    service = start_service(dsn, topic, port, group)
+    try:
+        finished = wait_committed(topic, group, n)
+        finished_wall = time.time() - (time.monotonic() - finished)
+        assigned = next(e for e in service.events() if e.get("event") == "partitions_assigned")
+        started_wall = datetime.fromisoformat(str(assigned["timestamp"])).timestamp()
+        return n / (finished_wall - started_wall)
+    finally:
+        service.stop()
+
+
+def latency(dsn: str, topic: str, n: int, rps: int, port: int) -> tuple[float, float]:
+    group = f"bench-{uuid.uuid4().hex[:8]}"
+    service = start_service(dsn, topic, port, group)
+    try:
+        time.sleep(3)  # let the group settle before offering load (a warm-up, not a synchronisation)
+        produce(orders_file(n, seed=2), topic, rps=rps)
+        wait_committed(topic, group, n)
+    finally:
+        service.stop()
+    sent_at = _message_times(topic)
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute("SELECT order_uid, extract(epoch FROM created_at) * 1000 FROM orders").fetchall()
+    delays = sorted(float(created) - sent_at[uid] for uid, created in rows if uid in sent_at)
+    return statistics.median(delays), delays[int(len(delays) * 0.99) - 1]
+
+
+def _message_times(topic: str) -> dict[str, float]:
+    ends = partition_ends(BROKERS, topic)
+    consumer = Consumer({"bootstrap.servers": BROKERS, "group.id": f"read-{uuid.uuid4().hex}"})
+    consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+    times: dict[str, float] = {}
+    seen = 0
+    while seen < sum(ends.values()):
+        for message in consumer.consume(1000, 1.0):
+            if message.error() is None:
+                seen += 1
+                times[(message.key() or b"").decode()] = float(message.timestamp()[1])
+    consumer.close()
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("-n", type=int, default=100_000, help="orders for the rate run")
+    parser.add_argument("--latency-orders", type=int, default=10_000)
+    parser.add_argument("--latency-rps", type=int, default=1000)
+    parser.add_argument("--port", type=int, default=18080)
+    args = parser.parse_args()
+
+    path = orders_file(args.n)
+    values = list(read_orders(path))
+    say(f"machine: {machine()}")
+    with scratch() as (dsn, _topic):
+        copy = raw_copy_rate(dsn, values)
+    say(f"raw COPY reference:   {copy:,.0f} orders/s ({len(values):,} orders, batches of {BATCH})")
+    with scratch() as (dsn, topic):
+        produce(path, topic)
+        rate = end_to_end_rate(dsn, topic, len(values), str(path), args.port)
+    say(f"end-to-end ingest:    {rate:,.0f} orders/s  = {rate / copy:.2f} x raw COPY")
+    with scratch() as (dsn, topic):
+        p50, p99 = latency(dsn, topic, args.latency_orders, args.latency_rps, args.port)
+    say(f"latency at {args.latency_rps}/s:     p50 {p50:.0f} ms, p99 {p99:.0f} ms (message timestamp -> row)")
+
+
+if __name__ == "__main__":
+    main()
