@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,17 +24,19 @@ from confluent_kafka import Consumer, KafkaException
 from psycopg_pool import ConnectionPool
 
 from internal.api.app import create_api
+from internal.cache.lru import OrderCache
+from internal.cache.warmup import warm_up
 from internal.config import ConfigError, Settings, load_settings
 from internal.consumer.dlq import KafkaDeadLetterSink
 from internal.consumer.loop import ConsumerLoop, LoopPolicy, consumer_config
 from internal.consumer.processor import BatchProcessor, ProcessingPolicy
-from internal.consumer.retry import Backoff
 from internal.consumer.state import ConsumerState
-from internal.domain.records import OrderRecord
 from internal.domain.validation import ValidationPolicy
+from internal.pkg.backoff import Backoff
 from internal.pkg.health import Health
 from internal.pkg.kafka_topics import TopicSpec, ensure_topics
 from internal.pkg.logging import configure_logging
+from internal.pkg.paths import templates_dir
 from internal.store import migrations
 from internal.store.reader import PostgresOrderReader
 from internal.store.writer import PostgresOrderWriter
@@ -49,13 +51,6 @@ def service_version() -> str:
         return version("l0-orders")
     except PackageNotFoundError:  # running from a source tree that was not installed
         return "0.0.0+unknown"
-
-
-class DiscardingSink:
-    """Stands where the cache will: receives stored orders and drops them (read-path issue)."""
-
-    def put_many(self, records: Sequence[OrderRecord]) -> None:
-        return None
 
 
 class _Server(uvicorn.Server):
@@ -105,6 +100,7 @@ def run_service(settings: Settings) -> int:
         statement_timeout_ms=settings.http.request_timeout_ms,
     )
     state = ConsumerState()
+    cache = OrderCache(settings.cache.max_entries, settings.cache.max_bytes, settings.cache.max_entry_bytes)
     dead_letters = KafkaDeadLetterSink(
         settings.kafka.brokers,
         settings.dlq_topic,
@@ -116,7 +112,7 @@ def run_service(settings: Settings) -> int:
     processor = BatchProcessor(
         store=PostgresOrderWriter(writer_pool),
         dead_letters=dead_letters,
-        stored_sink=DiscardingSink(),
+        stored_sink=cache,
         outage=state,
         policy=ProcessingPolicy(
             validation=ValidationPolicy(c.max_message_bytes, c.cross_field_checks, c.max_future_skew_seconds),
@@ -142,11 +138,22 @@ def run_service(settings: Settings) -> int:
         state,
     )
     health = Health(state, lambda: _database_problem(reader_pool))
-    health.warm = True  # no cache yet: nothing to warm
-    consumer_thread = threading.Thread(target=loop.run, name="consumer-poll", daemon=True)
+    reader = PostgresOrderReader(reader_pool)
+    stopping = threading.Event()
+
+    def warm_then_consume() -> None:
+        # Warm-up first: the consumer's fresher write-through entries must not be evicted by older
+        # warm-up ones. While the database is down the consumer could store nothing anyway.
+        warmed = warm_up(cache, reader.latest, settings.cache.warmup_orders, Backoff(0.5, 10.0), stopping)
+        if warmed is None:
+            return
+        health.warm = True
+        loop.run()
+
+    consumer_thread = threading.Thread(target=warm_then_consume, name="consumer-poll", daemon=True)
     consumer_thread.start()
 
-    api = create_api(PostgresOrderReader(reader_pool), health, settings.http.request_timeout_ms / 1000)
+    api = create_api(cache, reader, health, settings.http.request_timeout_ms / 1000, templates_dir())
     server = _Server(
         uvicorn.Config(
             api,
@@ -168,6 +175,7 @@ def run_service(settings: Settings) -> int:
     # HTTP has drained; now the consumer: stop polling, finish in-flight batches, commit, leave the group.
     health.shutting_down = True
     deadline = time.monotonic() + settings.shutdown.timeout_s
+    stopping.set()
     loop.stop()
     consumer_thread.join(timeout=max(0.0, deadline - time.monotonic()))
     clean = not consumer_thread.is_alive()

@@ -26,16 +26,24 @@ import sys
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 import structlog
 from cachetools import LRUCache
 
-from internal.domain.records import OrderRecord
-
 log = structlog.get_logger(component="cache")
 
 ENTRY_OVERHEAD: Final = 448  # bytes per entry besides the JSON bytes object: see the module docstring
+
+
+class Cacheable(Protocol):
+    """What the cache takes: the consumer's ``OrderRecord`` and the reader's ``StoredOrder`` both are."""
+
+    @property
+    def uid(self) -> str: ...
+
+    @property
+    def json(self) -> bytes: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +70,7 @@ def entry_cost(entry: CachedOrder) -> int:
 
 
 def make_entry(json: bytes) -> CachedOrder:
-    # sha256 of the bytes, not OrderRecord.content_hash: the content hash ignores the date's offset, so two
-    # different bodies of one order (as received, as read back from PostgreSQL) would share a strong ETag.
+    # A strong ETag is a hash of exactly these bytes (the body served), computed once per entry.
     if type(json) is not bytes:
         raise TypeError(f"order JSON must be bytes, not {type(json).__name__}")
     return CachedOrder(json, '"' + hashlib.sha256(json).hexdigest()[:16] + '"')
@@ -104,7 +111,7 @@ class OrderCache:
                 self._hits += 1
         return entry
 
-    def put(self, record: OrderRecord) -> bool:
+    def put(self, record: Cacheable) -> bool:
         """Cache the record's JSON as the most recently used; False when caching is off or it is too big.
 
         Raises ``TypeError`` when the record's JSON is not ``bytes``. Only orders whose transaction has
@@ -115,7 +122,7 @@ class OrderCache:
         entry = make_entry(record.json)  # hashing happens outside the lock
         return self._insert(record.uid, entry)
 
-    def put_many(self, records: Sequence[OrderRecord]) -> None:
+    def put_many(self, records: Sequence[Cacheable]) -> None:
         """The consumer's write-through after a commit. Never raises: a failed put is logged and skipped,
         because a cache problem must not hold back or undo a durable write (``StoredOrderSink``)."""
         for record in records:
@@ -124,7 +131,7 @@ class OrderCache:
             except Exception:  # whatever went wrong, the order stays servable from the database
                 log.exception("cache_put_failed", uid=_uid_of(record))
 
-    def warm(self, records_newest_first: Iterable[OrderRecord]) -> int:
+    def warm(self, records_newest_first: Iterable[Cacheable]) -> int:
         """Load orders read newest first so that the newest ends as the most recently used; the count cached.
 
         Only the newest orders that fit both bounds are kept from the stream, as ready entries (the
@@ -193,7 +200,7 @@ class OrderCache:
             return uid in self._lru
 
 
-def _uid_of(record: OrderRecord) -> str | None:
+def _uid_of(record: Cacheable) -> str | None:
     try:
         return record.uid
     except Exception:  # the record that just failed may be broken in any way

@@ -28,10 +28,10 @@ import structlog
 
 from internal.consumer.messages import BatchReport, DeadLetter, Inbound, Outcome
 from internal.consumer.ports import DeadLetterSink, OrderStore, OutageListener, StoredOrderSink
-from internal.consumer.retry import Backoff
 from internal.domain.errors import FatalError, PermanentError, RecordRejected, TransientError
 from internal.domain.records import OrderRecord, WriteResult
 from internal.domain.validation import ValidationPolicy, decode_order
+from internal.pkg.backoff import Backoff
 
 T = TypeVar("T")
 log = structlog.get_logger(component="consumer")

@@ -1,88 +1,139 @@
-"""Reads orders back in the message's shape: by uid, and the latest N (cache warm-up, recent list)."""
+"""Reads orders back as the exact JSON bytes the API serves: by uid, the latest N, and summaries.
+
+PostgreSQL assembles each order's JSON itself (``row_to_json`` is compact and keeps column order), in
+the byte-for-byte form of ``internal.domain.order.order_to_json_bytes``: same key order, no spaces,
+``date_created`` in UTC with ``Z`` and microseconds only when present. So a cache entry warmed from the
+database, one back-filled on a miss and one written through by the consumer are the same bytes with
+the same ETag; tests/integration/test_store.py checks the identity, odd characters included. Python
+neither parses nor re-encodes: warming 100,000 orders is one streamed query (docs/performance.md).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from internal.domain.errors import TransientError
-from internal.domain.order import Order
-from internal.domain.records import OrderRecord
 from internal.store.errors import translate
 
-# The scalar fields of each part, in the message's key order.
-ORDER_COLUMNS = (
-    "order_uid", "track_number", "entry", "locale", "internal_signature", "customer_id",
-    "delivery_service", "shardkey", "sm_id", "date_created", "oof_shard",
-)  # fmt: skip
-DELIVERY_COLUMNS = ("name", "phone", "zip", "city", "address", "region", "email")
-PAYMENT_COLUMNS = (
-    "transaction", "request_id", "currency", "provider", "amount", "payment_dt", "bank",
-    "delivery_cost", "goods_total", "custom_fee",
-)  # fmt: skip
-ITEM_COLUMNS = (
-    "chrt_id", "track_number", "price", "rid", "name", "sale", "size", "total_price", "nm_id", "brand",
-    "status",
-)  # fmt: skip
-
-SELECT_ORDERS = """
-SELECT o.order_uid, o.track_number, o.entry, o.locale, o.internal_signature, o.customer_id,
-       o.delivery_service, o.shardkey, o.sm_id, o.date_created, o.oof_shard,
-       d.name AS d_name, d.phone AS d_phone, d.zip AS d_zip, d.city AS d_city, d.address AS d_address,
-       d.region AS d_region, d.email AS d_email,
-       p.transaction AS p_transaction, p.request_id AS p_request_id, p.currency AS p_currency,
-       p.provider AS p_provider, p.amount AS p_amount, p.payment_dt AS p_payment_dt, p.bank AS p_bank,
-       p.delivery_cost AS p_delivery_cost, p.goods_total AS p_goods_total, p.custom_fee AS p_custom_fee,
-       (SELECT json_agg(json_build_object(
-                 'chrt_id', i.chrt_id, 'track_number', i.track_number, 'price', i.price, 'rid', i.rid,
-                 'name', i.name, 'sale', i.sale, 'size', i.size, 'total_price', i.total_price,
-                 'nm_id', i.nm_id, 'brand', i.brand, 'status', i.status) ORDER BY i.position)
-          FROM items i WHERE i.order_id = o.id) AS items
+ORDER_JSON = """
+SELECT o.order_uid, row_to_json(doc)::text
   FROM orders o
   JOIN deliveries d ON d.order_id = o.id
   JOIN payments p ON p.order_id = o.id
+ CROSS JOIN LATERAL (
+    SELECT o.order_uid, o.track_number, o.entry,
+           (SELECT row_to_json(x)
+              FROM (SELECT d.name, d.phone, d.zip, d.city, d.address, d.region, d.email) x) AS delivery,
+           (SELECT row_to_json(x)
+              FROM (SELECT p.transaction, p.request_id, p.currency, p.provider, p.amount, p.payment_dt,
+                           p.bank, p.delivery_cost, p.goods_total, p.custom_fee) x) AS payment,
+           (SELECT ('[' || string_agg(x.item::text, ',' ORDER BY x.position) || ']')::json
+              FROM (SELECT i.position,
+                           (SELECT row_to_json(r)
+                              FROM (SELECT i.chrt_id, i.track_number, i.price, i.rid, i.name, i.sale, i.size,
+                                           i.total_price, i.nm_id, i.brand, i.status) r) AS item
+                      FROM items i WHERE i.order_id = o.id) x) AS items,
+           o.locale, o.internal_signature, o.customer_id, o.delivery_service, o.shardkey, o.sm_id,
+           to_char(o.date_created AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
+             || CASE WHEN date_part('microseconds', o.date_created)::bigint %% 1000000 <> 0
+                     THEN to_char(o.date_created AT TIME ZONE 'UTC', '.US') ELSE '' END
+             || 'Z' AS date_created,
+           o.oof_shard
+ ) AS doc
 """
-BY_UID = SELECT_ORDERS + " WHERE o.order_uid = %s"
-LATEST = SELECT_ORDERS + " ORDER BY o.id DESC LIMIT %s"  # newest first, by the primary key
+BY_UID = ORDER_JSON + " WHERE o.order_uid = %s"
+LATEST = ORDER_JSON + " ORDER BY o.id DESC LIMIT %s"  # newest first: ids follow insertion order
+
+# One line per order for lists (recent orders, search results): no items, no JSON assembly.
+SUMMARIES = """
+SELECT o.order_uid, o.track_number, o.customer_id, o.date_created, p.amount, p.currency,
+       (SELECT count(*) FROM items i WHERE i.order_id = o.id) AS item_count
+  FROM orders o JOIN payments p ON p.order_id = o.id
+"""
+RECENT = SUMMARIES + " ORDER BY o.id DESC LIMIT %(limit)s"
+# Three indexed conditions (uid prefix on the unique "C"-collated index, track number, customer id),
+# combined by PostgreSQL with a bitmap OR. %(prefix)s has LIKE's wildcards escaped.
+SEARCH = (
+    SUMMARIES
+    + " WHERE o.order_uid LIKE %(prefix)s OR o.track_number = %(q)s OR o.customer_id = %(q)s"
+    + " ORDER BY o.id DESC LIMIT %(limit)s OFFSET %(offset)s"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredOrder:
+    """An order as stored: its uid and its JSON, ready to send or cache."""
+
+    uid: str
+    json: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class OrderSummary:
+    order_uid: str
+    track_number: str
+    customer_id: str
+    date_created: datetime
+    amount: int
+    currency: str
+    item_count: int
 
 
 class PostgresOrderReader:
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
 
-    def get(self, order_uid: str, timeout_s: float | None = None) -> OrderRecord | None:
+    def get(self, order_uid: str, timeout_s: float | None = None) -> StoredOrder | None:
         """The stored order, or None when no order has this uid. Raises TransientError when the
-        database cannot answer (within ``timeout_s`` for getting a connection)."""
+        database cannot answer (``timeout_s`` bounds the wait for a connection)."""
         try:
-            with self._pool.connection(timeout=timeout_s) as conn, conn.cursor(row_factory=dict_row) as cur:
+            with self._pool.connection(timeout=timeout_s) as conn, conn.cursor() as cur:
                 cur.execute(BY_UID, (order_uid,))
                 row = cur.fetchone()
         except psycopg.Error as exc:
             raise translate(exc) or TransientError(str(exc)) from exc
-        return _record(row) if row else None
+        return StoredOrder(str(row[0]), str(row[1]).encode()) if row else None
 
-    def latest(self, limit: int) -> Iterator[OrderRecord]:
+    def latest(self, limit: int) -> Generator[StoredOrder, None, None]:
         """The newest ``limit`` orders, newest first, streamed from a server-side cursor."""
         try:
             with (
                 self._pool.connection() as conn,
                 conn.transaction(),
-                conn.cursor(name="latest_orders", row_factory=dict_row) as cur,
+                conn.cursor(name="latest_orders") as cur,
             ):
+                cur.itersize = 5000
                 cur.execute(LATEST, (limit,))
-                for row in cur:
-                    yield _record(row)
+                for uid, body in cur:
+                    yield StoredOrder(str(uid), str(body).encode())
         except psycopg.Error as exc:
             raise translate(exc) or TransientError(str(exc)) from exc
 
+    def recent(self, limit: int, timeout_s: float | None = None) -> list[OrderSummary]:
+        """One line per order for the newest ``limit`` orders, newest first."""
+        return self._summaries(RECENT, {"limit": limit}, timeout_s)
 
-def _record(row: dict[str, Any]) -> OrderRecord:
-    document: dict[str, Any] = {column: row[column] for column in ORDER_COLUMNS}
-    document["delivery"] = {column: row[f"d_{column}"] for column in DELIVERY_COLUMNS}
-    document["payment"] = {column: row[f"p_{column}"] for column in PAYMENT_COLUMNS}
-    document["items"] = row["items"]
-    return OrderRecord.of(Order.model_validate(document))
+    def search(
+        self, query: str, limit: int, offset: int = 0, timeout_s: float | None = None
+    ) -> list[OrderSummary]:
+        """Orders whose uid starts with ``query``, or whose track number or customer id equals it."""
+        prefix = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        return self._summaries(
+            SEARCH, {"q": query, "prefix": prefix, "limit": limit, "offset": offset}, timeout_s
+        )
+
+    def _summaries(
+        self, statement: str, params: dict[str, Any], timeout_s: float | None
+    ) -> list[OrderSummary]:
+        try:
+            with self._pool.connection(timeout=timeout_s) as conn, conn.cursor() as cur:
+                cur.execute(statement, params)
+                return [OrderSummary(*row) for row in cur.fetchall()]
+        except psycopg.Error as exc:
+            raise translate(exc) or TransientError(str(exc)) from exc

@@ -130,7 +130,7 @@ def headers(message: Message) -> dict[str, str]:
 
 def stored_orders(dsn: str) -> dict[str, Order]:
     with ConnectionPool(dsn, min_size=1, max_size=1) as pool:
-        return {r.uid: r.order for r in PostgresOrderReader(pool).latest(10**9)}
+        return {r.uid: Order.model_validate_json(r.json) for r in PostgresOrderReader(pool).latest(10**9)}
 
 
 def table_counts(dsn: str) -> dict[str, int]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from internal.consumer.offsets import OffsetTracker
-from internal.consumer.retry import Backoff
+from internal.pkg.backoff import Backoff
 
 T = "orders"
 

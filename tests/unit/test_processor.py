@@ -14,10 +14,10 @@ import pytest
 
 from internal.consumer.messages import DeadLetter, Inbound, Outcome
 from internal.consumer.processor import Abandoned, BatchProcessor, Control, ProcessingPolicy
-from internal.consumer.retry import Backoff
 from internal.domain.errors import FatalError, RecordRejected, TransientError
 from internal.domain.records import OrderRecord, WriteResult
 from internal.domain.validation import ValidationPolicy
+from internal.pkg.backoff import Backoff
 from tests.orders import encode, order_bytes, order_doc
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)

@@ -1,0 +1,54 @@
+"""Finding one order for the API and the UI: the cache first, then PostgreSQL within the request's
+time budget, back-filling the cache. A database failure is ``Unavailable`` - never "not found"."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import anyio
+from starlette.concurrency import run_in_threadpool
+
+from internal.cache.lru import CachedOrder, OrderCache, make_entry
+from internal.domain.errors import ServiceError
+from internal.store.reader import PostgresOrderReader
+
+# The validator's rule for order_uid (internal/domain/order.py): a look-up that breaks it cannot exist.
+UID = re.compile(r"[A-Za-z0-9]{1,64}")
+
+
+class Unavailable(Exception):
+    """The order store did not answer within the request's time budget."""
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    entry: CachedOrder
+    from_cache: bool
+
+
+def valid_uid(uid: str) -> bool:
+    return UID.fullmatch(uid) is not None
+
+
+class OrderLookup:
+    def __init__(self, cache: OrderCache, reader: PostgresOrderReader, timeout_s: float) -> None:
+        self._cache = cache
+        self._reader = reader
+        self.timeout_s = timeout_s
+
+    async def find(self, uid: str) -> Found | None:
+        """The order (from the cache when it is there), or None when no order has this uid.
+        Raises ``Unavailable`` when the database fails or exceeds the request's time budget."""
+        entry = self._cache.get(uid)  # a dict look-up under a lock: no thread hop for a hit
+        if entry is not None:
+            return Found(entry, from_cache=True)
+        try:
+            with anyio.fail_after(self.timeout_s):
+                stored = await run_in_threadpool(self._reader.get, uid, self.timeout_s)
+        except (TimeoutError, ServiceError) as exc:
+            raise Unavailable(str(exc) or "timed out") from exc
+        if stored is None:
+            return None
+        self._cache.put(stored)  # back-fill: the next look-up is a hit
+        return Found(make_entry(stored.json), from_cache=False)
