@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from starlette.datastructures import Headers
+
 from tests.support import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,11 +31,15 @@ def free_port() -> int:
 @dataclass
 class HttpAnswer:
     status: int
-    headers: dict[str, str]
+    headers: Headers  # case-insensitive, as HTTP header names are
     body: bytes
 
     def json(self) -> Any:
         return json.loads(self.body)
+
+
+def _headers(items: list[tuple[str, str]]) -> Headers:
+    return Headers(raw=[(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in items])
 
 
 class ServiceProcess:
@@ -54,9 +60,9 @@ class ServiceProcess:
         request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", headers=headers or {})
         try:
             with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310 - loopback only
-                return HttpAnswer(response.status, dict(response.headers), response.read())
+                return HttpAnswer(response.status, _headers(response.headers.items()), response.read())
         except urllib.error.HTTPError as err:
-            return HttpAnswer(err.code, dict(err.headers), err.read())
+            return HttpAnswer(err.code, _headers(err.headers.items()), err.read())
 
     def wait_ready(self, timeout_s: float = 60) -> None:
         def ready() -> bool:
