@@ -29,6 +29,7 @@ from internal.cache.warmup import warm_up
 from internal.config import ConfigError, Settings, load_settings
 from internal.consumer.dlq import KafkaDeadLetterSink
 from internal.consumer.loop import ConsumerLoop, LoopPolicy, consumer_config
+from internal.consumer.observe import LagFromStatistics, ReportMetrics
 from internal.consumer.processor import BatchProcessor, ProcessingPolicy
 from internal.consumer.state import ConsumerState
 from internal.domain.validation import ValidationPolicy
@@ -36,14 +37,17 @@ from internal.pkg.backoff import Backoff
 from internal.pkg.health import Health
 from internal.pkg.kafka_topics import TopicSpec, ensure_topics
 from internal.pkg.logging import configure_logging
+from internal.pkg.metrics import Metrics
 from internal.pkg.paths import templates_dir
 from internal.store import migrations
+from internal.store.observe import DbObserver
 from internal.store.reader import PostgresOrderReader
 from internal.store.writer import PostgresOrderWriter
 
 log = structlog.get_logger(component="app")
 T = TypeVar("T")
 STARTUP_RETRY_S = 60.0
+WARMUP_RETRY = Backoff(initial_s=0.5, max_s=10.0)
 
 
 def service_version() -> str:
@@ -71,119 +75,141 @@ class _Server(uvicorn.Server):
 
 def run_service(settings: Settings) -> int:
     log.info("starting", version=service_version(), http_port=settings.http.port, topic=settings.kafka.topic)
+    _prepare(settings)
+    return Service(settings).run()
+
+
+def _prepare(settings: Settings) -> None:
+    """Migrations and topics, retried for a while at start (the stack may still be coming up)."""
     if settings.postgres.migrate_on_start:
         applied = _retry_at_start("migrations", lambda: migrations.apply_pending(settings.postgres.dsn))
         log.info("migrations_applied", ids=applied)
     if settings.kafka.create_topics:
-        _retry_at_start(
-            "topics",
-            lambda: ensure_topics(
-                settings.kafka.brokers,
-                [
-                    TopicSpec(settings.kafka.topic, settings.kafka.topic_partitions),
-                    TopicSpec(settings.dlq_topic, 1),
-                ],
-                timeout_s=10,
+        k = settings.kafka
+        specs = [TopicSpec(k.topic, k.topic_partitions), TopicSpec(settings.dlq_topic, 1)]
+        _retry_at_start("topics", lambda: ensure_topics(k.brokers, specs, timeout_s=10))
+
+
+class Service:
+    """Every part of the running service, built from the settings; ``run`` owns the start/stop order."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = s = settings
+        self.metrics = Metrics(service_version())
+        observer = DbObserver(self.metrics)
+        self.writer_pool = _pool(s, "writer", s.consumer.workers, s.postgres.statement_timeout_ms)
+        self.reader_pool = _pool(s, "reader", s.postgres.pool_max_size, s.http.request_timeout_ms)
+        self.reader = PostgresOrderReader(self.reader_pool, observer)
+        self.cache = OrderCache(s.cache.max_entries, s.cache.max_bytes, s.cache.max_entry_bytes)
+        self.metrics.watch_cache(self.cache.stats)
+        self.state = ConsumerState()
+        self.state.on_retry = self.metrics.retries.inc
+        self.metrics.paused.set_function(lambda: 1.0 if self.state.paused else 0.0)
+        self.health = Health(self.state, lambda: _database_problem(self.reader_pool, observer))
+        self.dead_letters = KafkaDeadLetterSink(
+            s.kafka.brokers,
+            s.dlq_topic,
+            group=s.kafka.group_id,
+            version=service_version(),
+            max_error_bytes=s.dlq.max_error_bytes,
+        )
+        self.loop = self._consumer_loop(PostgresOrderWriter(self.writer_pool, observer))
+        self.stopping = threading.Event()
+
+    def _consumer_loop(self, writer: PostgresOrderWriter) -> ConsumerLoop:
+        c, k = self.settings.consumer, self.settings.kafka
+        processor = BatchProcessor(
+            store=writer,
+            dead_letters=self.dead_letters,
+            stored_sink=self.cache,
+            outage=self.state,
+            policy=ProcessingPolicy(
+                validation=ValidationPolicy(
+                    c.max_message_bytes, c.cross_field_checks, c.max_future_skew_seconds
+                ),
+                backoff=Backoff(c.retry_initial_ms / 1000, c.retry_max_ms / 1000),
+                max_attempts=c.max_processing_attempts,
             ),
         )
+        config = consumer_config(
+            k.brokers, k.group_id, k.client_id, k.session_timeout_ms, k.auto_offset_reset
+        )
+        config["stats_cb"] = LagFromStatistics(self.metrics, k.topic)
+        return ConsumerLoop(
+            Consumer(config),
+            processor,
+            LoopPolicy(
+                topic=k.topic,
+                workers=c.workers,
+                batch_max_messages=c.batch_max_messages,
+                batch_max_wait_s=c.batch_max_wait_ms / 1000,
+                max_in_flight=c.max_in_flight_messages,
+                revoke_timeout_s=c.revoke_timeout_s,
+                max_consecutive_dead_letters=self.settings.dlq.max_consecutive,
+            ),
+            self.state,
+            on_report=ReportMetrics(self.metrics),
+        )
 
-    writer_pool = _pool(
-        settings,
-        "writer",
-        size=settings.consumer.workers,
-        statement_timeout_ms=settings.postgres.statement_timeout_ms,
-    )
-    reader_pool = _pool(
-        settings,
-        "reader",
-        size=settings.postgres.pool_max_size,
-        statement_timeout_ms=settings.http.request_timeout_ms,
-    )
-    state = ConsumerState()
-    cache = OrderCache(settings.cache.max_entries, settings.cache.max_bytes, settings.cache.max_entry_bytes)
-    dead_letters = KafkaDeadLetterSink(
-        settings.kafka.brokers,
-        settings.dlq_topic,
-        group=settings.kafka.group_id,
-        version=service_version(),
-        max_error_bytes=settings.dlq.max_error_bytes,
-    )
-    c = settings.consumer
-    processor = BatchProcessor(
-        store=PostgresOrderWriter(writer_pool),
-        dead_letters=dead_letters,
-        stored_sink=cache,
-        outage=state,
-        policy=ProcessingPolicy(
-            validation=ValidationPolicy(c.max_message_bytes, c.cross_field_checks, c.max_future_skew_seconds),
-            backoff=Backoff(c.retry_initial_ms / 1000, c.retry_max_ms / 1000),
-            max_attempts=c.max_processing_attempts,
-        ),
-    )
-    k = settings.kafka
-    loop = ConsumerLoop(
-        Consumer(
-            consumer_config(k.brokers, k.group_id, k.client_id, k.session_timeout_ms, k.auto_offset_reset)
-        ),
-        processor,
-        LoopPolicy(
-            topic=k.topic,
-            workers=c.workers,
-            batch_max_messages=c.batch_max_messages,
-            batch_max_wait_s=c.batch_max_wait_ms / 1000,
-            max_in_flight=c.max_in_flight_messages,
-            revoke_timeout_s=c.revoke_timeout_s,
-            max_consecutive_dead_letters=settings.dlq.max_consecutive,
-        ),
-        state,
-    )
-    health = Health(state, lambda: _database_problem(reader_pool))
-    reader = PostgresOrderReader(reader_pool)
-    stopping = threading.Event()
-
-    def warm_then_consume() -> None:
+    def _warm_then_consume(self) -> None:
         # Warm-up first: the consumer's fresher write-through entries must not be evicted by older
         # warm-up ones. While the database is down the consumer could store nothing anyway.
-        warmed = warm_up(cache, reader.latest, settings.cache.warmup_orders, Backoff(0.5, 10.0), stopping)
+        warmed = warm_up(
+            self.cache, self.reader.latest, self.settings.cache.warmup_orders, WARMUP_RETRY, self.stopping
+        )
         if warmed is None:
             return
-        health.warm = True
-        loop.run()
+        self.metrics.warmup_duration.set(warmed[1])
+        self.health.warm = True
+        self.loop.run()
 
-    consumer_thread = threading.Thread(target=warm_then_consume, name="consumer-poll", daemon=True)
-    consumer_thread.start()
+    def run(self) -> int:
+        s = self.settings
+        consumer_thread = threading.Thread(target=self._warm_then_consume, name="consumer-poll", daemon=True)
+        consumer_thread.start()
+        api = create_api(
+            self.cache,
+            self.reader,
+            self.health,
+            self.metrics,
+            request_timeout_s=s.http.request_timeout_ms / 1000,
+            templates=templates_dir(),
+            access_log=s.log.access_log,
+        )
+        server = _Server(
+            uvicorn.Config(
+                api,
+                host=s.http.host,
+                port=s.http.port,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+                timeout_graceful_shutdown=max(1, int(s.shutdown.timeout_s / 3)),
+            ),
+            self.health,
+        )
+        log.info("http_listening", url=f"http://{s.http.host}:{s.http.port}/")
+        server.run()  # until SIGTERM/SIGINT; readiness turned false first, then HTTP drained
+        # uvicorn restored the default handlers; a further signal must not cut the ordered stop short.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda n, _f: log.warning("already_stopping", signal=signal.Signals(n).name))
+        return self._stop(consumer_thread)
 
-    api = create_api(cache, reader, health, settings.http.request_timeout_ms / 1000, templates_dir())
-    server = _Server(
-        uvicorn.Config(
-            api,
-            host=settings.http.host,
-            port=settings.http.port,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=max(1, int(settings.shutdown.timeout_s / 3)),
-        ),
-        health,
-    )
-    log.info("http_listening", url=f"http://{settings.http.host}:{settings.http.port}/")
-    server.run()
-    # uvicorn restored the default handlers; a further signal must not cut the ordered stop short.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda s, _f: log.warning("already_stopping", signal=signal.Signals(s).name))
-
-    # HTTP has drained; now the consumer: stop polling, finish in-flight batches, commit, leave the group.
-    health.shutting_down = True
-    deadline = time.monotonic() + settings.shutdown.timeout_s
-    stopping.set()
-    loop.stop()
-    consumer_thread.join(timeout=max(0.0, deadline - time.monotonic()))
-    clean = not consumer_thread.is_alive()
-    undelivered = dead_letters.close(max(0.1, deadline - time.monotonic()))
-    for pool in (writer_pool, reader_pool):
-        pool.close(timeout=max(0.1, deadline - time.monotonic()))
-    log.info("stopped", clean=clean and undelivered == 0, outcomes=state.snapshot_outcomes())
-    return 0 if clean and undelivered == 0 and not state.fatal else 1
+    def _stop(self, consumer_thread: threading.Thread) -> int:
+        """Stop polling, finish in-flight batches, commit, leave the group; then flush the DLQ
+        producer and close the pools - all within shutdown.timeout_s."""
+        self.health.shutting_down = True
+        deadline = time.monotonic() + self.settings.shutdown.timeout_s
+        self.stopping.set()
+        self.loop.stop()
+        consumer_thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        clean = not consumer_thread.is_alive()
+        undelivered = self.dead_letters.close(max(0.1, deadline - time.monotonic()))
+        for pool in (self.writer_pool, self.reader_pool):
+            pool.close(timeout=max(0.1, deadline - time.monotonic()))
+        ok = clean and undelivered == 0 and not self.state.fatal
+        log.info("stopped", clean=ok, outcomes=self.state.snapshot_outcomes())
+        return 0 if ok else 1
 
 
 def _pool(settings: Settings, name: str, size: int, statement_timeout_ms: int) -> ConnectionPool:
@@ -209,12 +235,14 @@ def _configure(conn: psycopg.Connection[Any], statement_timeout_ms: int) -> None
     conn.commit()
 
 
-def _database_problem(pool: ConnectionPool) -> str | None:
+def _database_problem(pool: ConnectionPool, observer: DbObserver) -> str | None:
     try:
         with pool.connection(timeout=1.0) as conn:
             conn.execute("SELECT 1")
     except Exception as exc:
+        observer.up(False)
         return f"unreachable: {type(exc).__name__}"
+    observer.up(True)
     return None
 
 

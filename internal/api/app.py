@@ -10,18 +10,26 @@ from starlette.routing import Route
 
 from internal.api.json_api import JsonApi
 from internal.api.lookup import OrderLookup
-from internal.api.middleware import RequestIdMiddleware
+from internal.api.middleware import ObservabilityMiddleware
 from internal.api.ui import Ui
 from internal.cache.lru import OrderCache
 from internal.pkg.health import Health
+from internal.pkg.metrics import Metrics
 from internal.store.reader import PostgresOrderReader
 
 
 def create_api(
-    cache: OrderCache, reader: PostgresOrderReader, health: Health, request_timeout_s: float, templates: Path
+    cache: OrderCache,
+    reader: PostgresOrderReader,
+    health: Health,
+    metrics: Metrics,
+    *,
+    request_timeout_s: float,
+    templates: Path,
+    access_log: bool,
 ) -> Starlette:
     lookup = OrderLookup(cache, reader, request_timeout_s)
-    api = JsonApi(lookup, health)
+    api = JsonApi(lookup, health, metrics)
     ui = Ui(lookup, reader, templates)
     return Starlette(
         routes=[
@@ -30,11 +38,12 @@ def create_api(
             Route("/openapi.json", api.openapi),
             Route("/healthz", api.healthz),
             Route("/readyz", api.readyz),
+            Route("/metrics", api.metrics),
             Route("/", ui.home),
             Route("/orders", ui.lookup_form),
             Route("/orders/{order_uid}", ui.order),
             Route("/search", ui.search),
             Route("/static/style.css", ui.stylesheet),
         ],
-        middleware=[Middleware(RequestIdMiddleware)],
+        middleware=[Middleware(ObservabilityMiddleware, metrics=metrics, access_log=access_log)],
     )

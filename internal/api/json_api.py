@@ -3,6 +3,7 @@ README documents), health endpoints and the OpenAPI description."""
 
 from __future__ import annotations
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -11,12 +12,14 @@ from internal.api.lookup import OrderLookup, Unavailable, valid_uid
 from internal.api.middleware import request_id
 from internal.api.openapi import OPENAPI
 from internal.pkg.health import Component, Health
+from internal.pkg.metrics import Metrics
 
 
 class JsonApi:
-    def __init__(self, lookup: OrderLookup, health: Health) -> None:
+    def __init__(self, lookup: OrderLookup, health: Health, metrics: Metrics) -> None:
         self._lookup = lookup
         self._health = health
+        self._metrics = metrics
 
     async def get_order(self, request: Request) -> Response:
         uid: str = request.path_params["order_uid"]
@@ -38,6 +41,9 @@ class JsonApi:
 
     async def readyz(self, _request: Request) -> Response:
         return _health(await run_in_threadpool(self._health.readiness))
+
+    async def metrics(self, _request: Request) -> Response:
+        return Response(generate_latest(self._metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def openapi(self, _request: Request) -> Response:
         return JSONResponse(OPENAPI)

@@ -1,38 +1,70 @@
-"""Request ids: every response carries one (the caller's ``X-Request-ID`` when it is sane, else a new
-one), and error bodies and log lines repeat it. Plain ASGI, no BaseHTTPMiddleware: this runs on every
-request, cache hits included, and must cost next to nothing."""
+"""One plain-ASGI middleware for what every request needs: a request id, metrics, an optional access
+line. No BaseHTTPMiddleware: this runs on every request, cache hits included, and must cost next to
+nothing (docs/performance.md measures it against a bare endpoint).
+
+* Request id: the caller's ``X-Request-ID`` when it is sane, else a new one; echoed in the response
+  header, in error bodies, and bound to every log line written while the request runs.
+* Metrics: ``http_requests_total{method,route,status}`` and ``http_request_duration_seconds`` by
+  route *template* (``/api/orders/{order_uid}``), so hostile paths cannot explode the label set.
+"""
 
 from __future__ import annotations
 
 import re
+import time
 import uuid
 
+import structlog
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from internal.pkg.metrics import Metrics
+
 SANE_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+UNMATCHED = "unmatched"
+log = structlog.get_logger(component="api")
 
 
-class RequestIdMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+class ObservabilityMiddleware:
+    def __init__(self, app: ASGIApp, metrics: Metrics, access_log: bool = False) -> None:
         self.app = app
+        self._requests = metrics.http_requests
+        self._duration = metrics.http_duration
+        self._access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
         incoming = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)
         request_id = (
             incoming if incoming is not None and SANE_ID.fullmatch(incoming) else uuid.uuid4().hex.encode()
         )
-        scope.setdefault("state", {})["request_id"] = request_id.decode()
+        rid = request_id.decode()
+        scope.setdefault("state", {})["request_id"] = rid
+        status = 500  # what the client gets if the app fails before answering
 
         async def send_with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id)]
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        with structlog.contextvars.bound_contextvars(request_id=rid):
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                route = scope.get("route")
+                template = getattr(route, "path", UNMATCHED)
+                elapsed = time.perf_counter() - started
+                method = scope["method"]
+                self._requests.labels(method, template, str(status)).inc()
+                self._duration.labels(method, template).observe(elapsed)
+                if self._access_log:
+                    log.info("http_request", method=method, route=template, path=scope["path"], status=status,
+                             duration_ms=round(elapsed * 1000, 2))  # fmt: skip
 
 
 def request_id(request: Request) -> str:

@@ -310,4 +310,7 @@ def consumer_config(
         "session.timeout.ms": session_timeout_ms,
         "heartbeat.interval.ms": max(500, session_timeout_ms // 5),
         "partition.assignment.strategy": "roundrobin",
+        # librdkafka's statistics feed consumer_lag (internal/consumer/observe.py) without any call
+        # from the poll loop; the callback runs inside consume(), on the poll thread.
+        "statistics.interval.ms": 5000,
     }

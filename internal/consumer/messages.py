@@ -56,3 +56,4 @@ class BatchReport:
 
     messages: tuple[Inbound, ...]
     outcomes: tuple[Outcome, ...]
+    duration_s: float = 0.0

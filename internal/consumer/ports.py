@@ -49,3 +49,7 @@ class OutageListener(Protocol):
     def outage_ended(self) -> None:
         """That worker's retry went through."""
         ...
+
+    def retrying(self) -> None:
+        """One more retry after a transient error is scheduled (counted for consumer_retries_total)."""
+        ...

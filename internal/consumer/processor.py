@@ -19,6 +19,7 @@ a worker thread and talks to the outside only through the protocols in ``ports.p
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -93,6 +94,7 @@ class BatchProcessor:
     def process(self, batch: Sequence[Inbound], control: Control) -> BatchReport:
         """Finish every message of the batch (stored, duplicate or dead-lettered) or raise
         ``Abandoned``/``FatalError``; on return every offset of the batch may be committed."""
+        started = time.perf_counter()
         outcomes: list[Outcome | None] = [None] * len(batch)
         letters: list[DeadLetter] = []
         decoded: list[tuple[int, OrderRecord]] = []
@@ -133,7 +135,7 @@ class BatchProcessor:
             self._until_done(lambda: self._dlq.send(letters), control)
         final = tuple(o for o in outcomes if o is not None)
         assert len(final) == len(batch), "every message of a batch gets an outcome"
-        return BatchReport(tuple(batch), final)
+        return BatchReport(tuple(batch), final, time.perf_counter() - started)
 
     def _store_all(self, records: list[OrderRecord], control: Control) -> list[WriteResult | _Refused]:
         if not records:
@@ -180,6 +182,7 @@ class BatchProcessor:
                     delay = self._policy.backoff.delay(attempt)
                     if attempt == 1:
                         self._outage.outage_started(str(exc))
+                    self._outage.retrying()
                     log.warning(
                         "transient_error", error=str(exc), attempt=attempt, retry_in_s=round(delay, 3)
                     )

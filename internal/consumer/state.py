@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from internal.consumer.messages import Outcome
 
@@ -25,6 +25,7 @@ class ConsumerState:
         self.running = False
         self.fatal: str | None = None
         self.outcomes: Counter[Outcome] = Counter()
+        self.on_retry: Callable[[], None] = lambda: None  # the composition root points it at a metric
 
     # --- OutageListener (called by workers) ---
     def outage_started(self, reason: str) -> None:
@@ -37,6 +38,9 @@ class ConsumerState:
             self._outages -= 1
             if self._outages == 0:
                 self.outage_reason = None
+
+    def retrying(self) -> None:
+        self.on_retry()
 
     @property
     def in_outage(self) -> bool:

@@ -20,6 +20,7 @@ from psycopg_pool import ConnectionPool
 
 from internal.domain.errors import TransientError
 from internal.store.errors import translate
+from internal.store.observe import DbObserver
 
 ORDER_JSON = """
 SELECT o.order_uid, row_to_json(doc)::text
@@ -86,54 +87,53 @@ class OrderSummary:
 
 
 class PostgresOrderReader:
-    def __init__(self, pool: ConnectionPool) -> None:
+    def __init__(self, pool: ConnectionPool, observer: DbObserver | None = None) -> None:
         self._pool = pool
+        self._observer = observer or DbObserver()
 
     def get(self, order_uid: str, timeout_s: float | None = None) -> StoredOrder | None:
         """The stored order, or None when no order has this uid. Raises TransientError when the
         database cannot answer (``timeout_s`` bounds the wait for a connection)."""
-        try:
-            with self._pool.connection(timeout=timeout_s) as conn, conn.cursor() as cur:
-                cur.execute(BY_UID, (order_uid,))
-                row = cur.fetchone()
-        except psycopg.Error as exc:
-            raise translate(exc) or TransientError(str(exc)) from exc
+        with self._observer.op("get_order"):
+            try:
+                with self._pool.connection(timeout=timeout_s) as conn, conn.cursor() as cur:
+                    cur.execute(BY_UID, (order_uid,))
+                    row = cur.fetchone()
+            except psycopg.Error as exc:
+                raise translate(exc) or TransientError(str(exc)) from exc
         return StoredOrder(str(row[0]), str(row[1]).encode()) if row else None
 
     def latest(self, limit: int) -> Generator[StoredOrder, None, None]:
         """The newest ``limit`` orders, newest first, streamed from a server-side cursor."""
-        try:
-            with (
-                self._pool.connection() as conn,
-                conn.transaction(),
-                conn.cursor(name="latest_orders") as cur,
-            ):
-                cur.itersize = 5000
-                cur.execute(LATEST, (limit,))
-                for uid, body in cur:
-                    yield StoredOrder(str(uid), str(body).encode())
-        except psycopg.Error as exc:
-            raise translate(exc) or TransientError(str(exc)) from exc
+        with self._observer.op("latest_orders"):
+            try:
+                with self._pool.connection() as conn, conn.transaction(), conn.cursor(name="latest") as cur:
+                    cur.itersize = 5000
+                    cur.execute(LATEST, (limit,))
+                    for uid, body in cur:
+                        yield StoredOrder(str(uid), str(body).encode())
+            except psycopg.Error as exc:
+                raise translate(exc) or TransientError(str(exc)) from exc
 
     def recent(self, limit: int, timeout_s: float | None = None) -> list[OrderSummary]:
         """One line per order for the newest ``limit`` orders, newest first."""
-        return self._summaries(RECENT, {"limit": limit}, timeout_s)
+        return self._summaries("recent_orders", RECENT, {"limit": limit}, timeout_s)
 
     def search(
         self, query: str, limit: int, offset: int = 0, timeout_s: float | None = None
     ) -> list[OrderSummary]:
         """Orders whose uid starts with ``query``, or whose track number or customer id equals it."""
         prefix = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        return self._summaries(
-            SEARCH, {"q": query, "prefix": prefix, "limit": limit, "offset": offset}, timeout_s
-        )
+        params = {"q": query, "prefix": prefix, "limit": limit, "offset": offset}
+        return self._summaries("search_orders", SEARCH, params, timeout_s)
 
     def _summaries(
-        self, statement: str, params: dict[str, Any], timeout_s: float | None
+        self, op: str, statement: str, params: dict[str, Any], timeout_s: float | None
     ) -> list[OrderSummary]:
-        try:
-            with self._pool.connection(timeout=timeout_s) as conn, conn.cursor() as cur:
-                cur.execute(statement, params)
-                return [OrderSummary(*row) for row in cur.fetchall()]
-        except psycopg.Error as exc:
-            raise translate(exc) or TransientError(str(exc)) from exc
+        with self._observer.op(op):
+            try:
+                with self._pool.connection(timeout=timeout_s) as conn, conn.cursor() as cur:
+                    cur.execute(statement, params)
+                    return [OrderSummary(*row) for row in cur.fetchall()]
+            except psycopg.Error as exc:
+                raise translate(exc) or TransientError(str(exc)) from exc

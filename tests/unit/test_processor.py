@@ -78,12 +78,16 @@ class FakeOutage:
     def __init__(self) -> None:
         self.started = 0
         self.ended = 0
+        self.retries = 0
 
     def outage_started(self, reason: str) -> None:
         self.started += 1
 
     def outage_ended(self) -> None:
         self.ended += 1
+
+    def retrying(self) -> None:
+        self.retries += 1
 
 
 class Harness:
@@ -179,6 +183,7 @@ def test_transient_db_error_is_retried_with_backoff_and_nothing_dead_lettered(h:
     assert 0.05 <= h.sleeps[0] <= 0.1
     assert 0.1 <= h.sleeps[1] <= 0.2
     assert (h.outage.started, h.outage.ended) == (1, 1)  # partitions paused once, resumed once
+    assert h.outage.retries == 2
 
 
 def test_permanent_rejection_isolates_the_record_and_stores_the_rest(h: Harness) -> None:

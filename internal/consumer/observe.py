@@ -1,0 +1,70 @@
+"""Turns the consumer's batch reports and librdkafka's statistics into metrics (internal/pkg/metrics.py)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+import structlog
+
+from internal.consumer.messages import BatchReport
+from internal.pkg.metrics import Metrics
+
+log = structlog.get_logger(component="consumer")
+
+
+class ReportMetrics:
+    """The loop's ``on_report``: outcomes, dead-letters, batch size and time, message age."""
+
+    def __init__(self, metrics: Metrics, clock_ms: Callable[[], float] = lambda: time.time() * 1000) -> None:
+        self._m = metrics
+        self._clock_ms = clock_ms
+
+    def __call__(self, report: BatchReport) -> None:
+        m = self._m
+        m.batch_size.observe(len(report.messages))
+        m.batch_duration.observe(report.duration_s)
+        now_ms = self._clock_ms()
+        for message, outcome in zip(report.messages, report.outcomes, strict=True):
+            m.messages.labels(outcome.value).inc()
+            if outcome.dead_lettered:
+                m.dead_letters.labels(outcome.value).inc()
+            if message.timestamp_ms is not None:
+                m.message_age.observe(max(0.0, (now_ms - message.timestamp_ms) / 1000))
+
+
+class LagFromStatistics:
+    """librdkafka's ``stats_cb`` (every ``statistics.interval.ms``, on the poll thread): per assigned
+    partition, consumer_lag = high watermark - committed offset (the whole partition when nothing is
+    committed yet). Partitions no longer assigned are removed from the gauge."""
+
+    def __init__(self, metrics: Metrics, topic: str) -> None:
+        self._m = metrics
+        self._topic = topic
+        self._shown: set[str] = set()
+
+    def __call__(self, stats_json: str) -> None:
+        try:
+            partitions = json.loads(stats_json)["topics"][self._topic]["partitions"]
+        except (KeyError, ValueError):
+            return  # no data for our topic in this round (e.g. before the first assignment)
+        current: set[str] = set()
+        for number, p in partitions.items():
+            if (
+                number == "-1"
+                or p.get("fetch_state") in (None, "none", "stopped")
+                or p.get("hi_offset", -1) < 0
+            ):
+                continue
+            committed = p.get("committed_offset", -1001)
+            lag = (
+                p["hi_offset"] - committed
+                if committed >= 0
+                else p["hi_offset"] - max(p.get("lo_offset", 0), 0)
+            )
+            self._m.lag.labels(self._topic, number).set(max(0, lag))
+            current.add(number)
+        for gone in self._shown - current:
+            self._m.lag.remove(self._topic, gone)
+        self._shown = current

@@ -1,0 +1,120 @@
+"""Every Prometheus metric of the service, in one place (docs/metrics.md lists the same names).
+
+``Metrics`` owns its own registry - nothing is registered at import time - so the composition root
+builds one per process and tests can build as many as they like. Cache and lag figures are read when
+Prometheus scrapes (``CacheCollector``, ``lag``): the hot paths pay nothing for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from internal.cache.lru import CacheStats
+
+FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+BATCH_SIZES = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500)
+AGES = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
+
+# The names, for docs/metrics.md and the tests that keep the docs, dashboard and alerts honest.
+METRIC_NAMES = (
+    "http_requests_total",
+    "http_request_duration_seconds",
+    "consumer_messages_total",
+    "consumer_batch_size",
+    "consumer_batch_duration_seconds",
+    "consumer_message_age_seconds",
+    "consumer_lag",
+    "consumer_retries_total",
+    "consumer_paused",
+    "dlq_messages_total",
+    "cache_hits_total",
+    "cache_misses_total",
+    "cache_evictions_total",
+    "cache_entries",
+    "cache_bytes",
+    "cache_warmup_duration_seconds",
+    "db_query_duration_seconds",
+    "db_up",
+    "db_transient_errors_total",
+    "l0_build_info",
+)
+
+
+class Metrics:
+    def __init__(self, version: str) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.http_requests = Counter(
+            "http_requests_total", "HTTP requests answered", ["method", "route", "status"], registry=r
+        )
+        self.http_duration = Histogram(
+            "http_request_duration_seconds",
+            "HTTP request time",
+            ["method", "route"],
+            buckets=FAST,
+            registry=r,
+        )
+        self.messages = Counter(
+            "consumer_messages_total", "Messages finished, by outcome", ["outcome"], registry=r
+        )
+        self.batch_size = Histogram(
+            "consumer_batch_size", "Messages per batch", buckets=BATCH_SIZES, registry=r
+        )
+        self.batch_duration = Histogram(
+            "consumer_batch_duration_seconds", "Time to process one batch", buckets=FAST, registry=r
+        )
+        self.message_age = Histogram(
+            "consumer_message_age_seconds",
+            "From the producer's timestamp to the message being finished (stored or dead-lettered)",
+            buckets=AGES,
+            registry=r,
+        )
+        self.lag = Gauge(
+            "consumer_lag", "High watermark minus committed offset", ["topic", "partition"], registry=r
+        )
+        self.retries = Counter("consumer_retries_total", "Retries after transient errors", registry=r)
+        self.paused = Gauge("consumer_paused", "1 while partitions are paused by an outage", registry=r)
+        self.dead_letters = Counter(
+            "dlq_messages_total", "Messages dead-lettered, by reason", ["reason"], registry=r
+        )
+        self.warmup_duration = Gauge(
+            "cache_warmup_duration_seconds", "How long the last cache warm-up took", registry=r
+        )
+        self.db_duration = Histogram(
+            "db_query_duration_seconds",
+            "Database round trips, by operation",
+            ["op"],
+            buckets=FAST,
+            registry=r,
+        )
+        self.db_up = Gauge("db_up", "1 when the last database operation succeeded", registry=r)
+        self.db_transient_errors = Counter(
+            "db_transient_errors_total", "Database errors that passed with time", registry=r
+        )
+        Gauge("l0_build_info", "The running version", ["version"], registry=r).labels(version).set(1)
+
+    def watch_cache(self, stats: Callable[[], CacheStats]) -> None:
+        self.registry.register(CacheCollector(stats))
+
+
+class CacheCollector(Collector):
+    """Exports the cache's own counters at scrape time (no per-look-up metric cost)."""
+
+    def __init__(self, stats: Callable[[], CacheStats]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        s = self._stats()
+        yield CounterMetricFamily("cache_hits", "Look-ups answered from the cache", value=s.hits)
+        yield CounterMetricFamily("cache_misses", "Look-ups that had to read the database", value=s.misses)
+        yield CounterMetricFamily(
+            "cache_evictions", "Entries evicted to respect the bounds", value=s.evictions
+        )
+        yield GaugeMetricFamily("cache_entries", "Orders in the cache", value=s.entries)
+        yield GaugeMetricFamily(
+            "cache_bytes", "Bytes the cache accounts for (JSON plus overhead)", value=s.bytes
+        )

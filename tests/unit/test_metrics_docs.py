@@ -1,0 +1,74 @@
+"""docs/metrics.md and the code name exactly the same metrics; consumer reports move the right series."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from prometheus_client import generate_latest
+
+from internal.cache.lru import OrderCache
+from internal.consumer.messages import BatchReport, Inbound, Outcome
+from internal.consumer.observe import LagFromStatistics, ReportMetrics
+from internal.pkg.metrics import METRIC_NAMES, Metrics
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
+
+
+def documented() -> list[str]:
+    return re.findall(r"^\| `([a-z0-9_]+)` \|", DOC.read_text(encoding="utf-8"), flags=re.MULTILINE)
+
+
+def exported(metrics: Metrics) -> set[str]:
+    text = generate_latest(metrics.registry).decode()
+    return set(re.findall(r"^# TYPE ([a-z0-9_]+) ", text, flags=re.MULTILINE))
+
+
+def test_docs_list_exactly_the_metrics_of_the_code() -> None:
+    assert documented() == list(METRIC_NAMES)
+
+
+def test_every_listed_metric_is_registered() -> None:
+    metrics = Metrics("test")
+    metrics.watch_cache(OrderCache(10, 10_000, 1_000).stats)
+    names = exported(metrics)
+    assert set(METRIC_NAMES) <= names
+
+
+def value(metrics: Metrics, name: str, **labels: str) -> float:
+    got = metrics.registry.get_sample_value(name, labels)
+    return 0.0 if got is None else got
+
+
+def test_a_report_moves_outcomes_dead_letters_sizes_and_ages() -> None:
+    metrics = Metrics("test")
+    outcomes = list(Outcome)
+    batch = tuple(Inbound("t", 0, i, None, b"", (), 1_000_000, 1) for i in range(len(outcomes)))
+    ReportMetrics(metrics, clock_ms=lambda: 1_002_500)(BatchReport(batch, tuple(outcomes), 0.25))
+    for outcome in outcomes:
+        assert value(metrics, "consumer_messages_total", outcome=outcome.value) == 1
+        expected = 1 if outcome.dead_lettered else 0
+        assert value(metrics, "dlq_messages_total", reason=outcome.value) == expected
+    assert value(metrics, "consumer_batch_size_sum") == len(outcomes)
+    assert value(metrics, "consumer_batch_duration_seconds_sum") == 0.25
+    assert value(metrics, "consumer_message_age_seconds_sum") == 2.5 * len(outcomes)
+
+
+def test_lag_comes_from_librdkafka_statistics_and_forgets_revoked_partitions() -> None:
+    metrics = Metrics("test")
+    lag = LagFromStatistics(metrics, "orders")
+    lag(
+        '{"topics": {"orders": {"partitions": {'
+        '"0": {"fetch_state": "active", "hi_offset": 100, "committed_offset": 90, "lo_offset": 0},'
+        '"1": {"fetch_state": "active", "hi_offset": 7, "committed_offset": -1001, "lo_offset": 2},'
+        '"2": {"fetch_state": "none", "hi_offset": -1, "committed_offset": -1001},'
+        '"-1": {"fetch_state": "none", "hi_offset": -1}}}}}'
+    )
+    assert value(metrics, "consumer_lag", topic="orders", partition="0") == 10
+    assert value(metrics, "consumer_lag", topic="orders", partition="1") == 5  # nothing committed yet
+    assert metrics.registry.get_sample_value("consumer_lag", {"topic": "orders", "partition": "2"}) is None
+    caught_up = {"fetch_state": "active", "hi_offset": 7, "committed_offset": 7}
+    lag(json.dumps({"topics": {"orders": {"partitions": {"1": caught_up}}}}))
+    assert metrics.registry.get_sample_value("consumer_lag", {"topic": "orders", "partition": "0"}) is None
+    assert value(metrics, "consumer_lag", topic="orders", partition="1") == 0
