@@ -28,7 +28,7 @@ from internal.cache.lru import OrderCache
 from internal.cache.warmup import warm_up
 from internal.config import ConfigError, Settings, load_settings
 from internal.consumer.dlq import KafkaDeadLetterSink
-from internal.consumer.loop import ConsumerLoop, LoopPolicy, consumer_config
+from internal.consumer.loop import WORKER_PREFIX, ConsumerLoop, LoopPolicy, consumer_config
 from internal.consumer.observe import LagFromStatistics, ReportMetrics
 from internal.consumer.processor import BatchProcessor, ProcessingPolicy
 from internal.consumer.state import ConsumerState
@@ -260,6 +260,31 @@ def _retry_at_start(what: str, step: Callable[[], T]) -> T:
             time.sleep(1.0)
 
 
+def _exit_now_if_stuck(code: int) -> int:
+    """Honour shutdown.timeout_s even when a worker is stuck in a hung database call: at exit the
+    interpreter joins every thread-pool worker (concurrent.futures registers that) and every
+    non-daemon thread. Offsets of unfinished work were not committed, so nothing is lost; the messages
+    are delivered again after the restart."""
+    deadline = time.monotonic() + 1.0  # idle pool threads of a clean stop end within moments
+    for thread in _threads_that_block_exit():
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    stuck = [t.name for t in _threads_that_block_exit()]
+    if stuck:
+        log.error("exit_with_threads_stuck", threads=stuck, code=code or 1)
+        sys.stdout.flush()
+        os._exit(code or 1)
+    return code
+
+
+def _threads_that_block_exit() -> list[threading.Thread]:
+    main_thread = threading.main_thread()
+    return [
+        t
+        for t in threading.enumerate()
+        if t.is_alive() and t is not main_thread and (not t.daemon or t.name.startswith(WORKER_PREFIX))
+    ]
+
+
 def _settings_path(arg: str | None) -> Path | None:
     if arg:
         return Path(arg)
@@ -302,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _command(command: str, settings: Settings) -> int:
     if command == "serve":
-        return run_service(settings)
+        return _exit_now_if_stuck(run_service(settings))
     if command == "migrate":
         print(
             f"applied: {', '.join(migrations.apply_pending(settings.postgres.dsn)) or 'nothing (up to date)'}"

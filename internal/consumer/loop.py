@@ -34,6 +34,7 @@ from internal.domain.errors import FatalError
 
 log = structlog.get_logger(component="consumer")
 RETRY_UNEXPECTED_AFTER_S = 1.0
+WORKER_PREFIX = "order-worker"  # the composition root finds stuck workers by it at exit
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +73,7 @@ class ConsumerLoop:
         self._on_report = on_report
         self._tracker = OffsetTracker()
         self._lanes = [_Lane() for _ in range(policy.workers)]
-        self._pool = ThreadPoolExecutor(max_workers=policy.workers, thread_name_prefix="order-worker")
+        self._pool = ThreadPoolExecutor(max_workers=policy.workers, thread_name_prefix=WORKER_PREFIX)
         self._stopping = False
         self._progress = threading.Event()  # set by a worker when its batch is done
         self._paused = False

@@ -133,6 +133,10 @@ class BatchProcessor:
             self._sink.put_many(stored)
         if letters:
             self._until_done(lambda: self._dlq.send(letters), control)
+            for letter in letters:  # after the acknowledgement: each line is a fact, not an intention
+                log.warning(
+                    "dead_lettered", reason=letter.reason, error=letter.error[:300], **_where(letter.message)
+                )
         final = tuple(o for o in outcomes if o is not None)
         assert len(final) == len(batch), "every message of a batch gets an outcome"
         return BatchReport(tuple(batch), final, time.perf_counter() - started)
@@ -146,7 +150,7 @@ class BatchProcessor:
                 results = self._until_done(lambda: self._store.write_batch(records), control)
             except RecordRejected as exc:
                 if len(records) == 1:
-                    log.warning("record_rejected", order_uid=records[0].uid, error=str(exc))
+                    log.warning("record_rejected", order_uid=records[0].uid, error=str(exc)[:300])
                     return [_Refused(Outcome.DB_REJECTED, str(exc), attempts + 1)]
                 return self._split(records, control)
             except (FatalError, Abandoned):
@@ -169,11 +173,15 @@ class BatchProcessor:
         return self._store_all(records[:middle], control) + self._store_all(records[middle:], control)
 
     def _until_done(self, step: Callable[[], T], control: Control) -> T:
-        """Run ``step`` until it stops raising TransientError, backing off in between."""
+        """Run ``step`` until it stops raising TransientError, backing off in between.
+
+        A stop or revoke abandons the batch only between retries: a first attempt always runs, so a
+        graceful stop lets in-flight batches finish (and be committed) while the database is healthy.
+        """
         attempt = 0
         try:
             while True:
-                if not control.wanted():
+                if attempt and not control.wanted():
                     raise Abandoned
                 try:
                     return step()
@@ -193,4 +201,11 @@ class BatchProcessor:
 
 
 def _where(message: Inbound) -> dict[str, object]:
-    return {"topic": message.topic, "partition": message.partition, "offset": message.offset}
+    """The fields every message-level log line carries (order_uid when the key holds it)."""
+    uid = message.key.decode("utf-8", "replace") if message.key else None
+    return {
+        "topic": message.topic,
+        "partition": message.partition,
+        "offset": message.offset,
+        "order_uid": uid,
+    }
