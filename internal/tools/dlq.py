@@ -1,0 +1,245 @@
+"""The dead-letter tool: list, show and replay the letters of the service's dead-letter topic.
+
+Dead letters are only useful if an operator can see why messages were refused and, once the cause is
+fixed, send them back without hand-written consumers. Everything here reads the topic with a throwaway,
+never-committing consumer (the service's group is untouched) and stops at the topic's end as of the
+start of the run. Replay sends the original key, value and headers, so the service treats a replayed
+order exactly as the first delivery: stored if the cause is gone, a duplicate if it was stored since.
+docs/dlq.md is the manual; internal/tools/dlq_letters.py reads, internal/tools/dlq_replay.py sends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections import Counter
+from collections.abc import Callable
+from typing import NoReturn
+
+from internal.config import ConfigError, load_settings
+from internal.consumer.dlq import H_ERROR
+from internal.tools.dlq_letters import (
+    DLQ_PREFIX,
+    REASONS,
+    Letter,
+    Selection,
+    ToolError,
+    hex_preview,
+    open_letters,
+    printable,
+    read_letter,
+    shorten,
+    show_bytes,
+)
+from internal.tools.dlq_replay import open_producer, replay
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+ERROR_WIDTH = 100
+TEXT_PREVIEW = 2000
+LIST_HEADER = (
+    f"{'DLQ-OFFSET':>10}  {'REASON':<16}  {'PART':>4}  {'OFFSET':>8}  {'ORDER_UID':<20}  "
+    f"{'FAILED-AT':<24}  ERROR"
+)
+
+
+def _list(args: argparse.Namespace) -> int:
+    """One line per selected letter, then the count per reason (and how many letters are repeats)."""
+    selection = _selection(args)
+    counts: Counter[str] = Counter()
+    origins: set[tuple[str | None, int | None, int | None]] = set()
+    repeats = shown = 0
+    letters = open_letters(args.brokers, args.dlq_topic)  # fails before anything is printed
+    print(LIST_HEADER)
+    for letter in letters:
+        if not selection.matches(letter):
+            continue
+        counts[letter.reason] += 1
+        if None not in letter.origin:
+            repeats += letter.origin in origins
+            origins.add(letter.origin)
+        if args.limit is None or shown < args.limit:
+            print(_row(letter))
+            shown += 1
+    total = counts.total()
+    print("--")
+    for reason in [*REASONS, *sorted(set(counts) - set(REASONS))]:
+        if counts[reason]:
+            print(f"{reason:<16}  {counts[reason]:>6}")
+    print(f"{'total':<16}  {total:>6}  ({total - repeats} distinct original messages)")
+    if shown < total:
+        print(f"shown {shown} of {total} (--limit {args.limit})")
+    return EXIT_OK
+
+
+def _row(letter: Letter) -> str:
+    def cell(value: int | None) -> str:
+        return "-" if value is None else str(value)
+
+    uid = letter.order_uid
+    return (
+        f"{letter.offset:>10}  {printable(letter.reason):<16}  {cell(letter.original_partition):>4}  "
+        f"{cell(letter.original_offset):>8}  {printable(uid) if uid is not None else '-':<20}  "
+        f"{printable(letter.failed_at):<24}  {shorten(printable(letter.error), ERROR_WIDTH)}"
+    )
+
+
+def _show(args: argparse.Namespace) -> int:
+    """Everything about one letter: headers (dlq.* first), key, the value, the whole error."""
+    letter = read_letter(args.brokers, args.dlq_topic, args.offset)
+    print(f"letter at offset {letter.offset} of {printable(args.dlq_topic)}")
+    print("headers:")
+    ordered = sorted(letter.headers, key=lambda h: not h[0].startswith(DLQ_PREFIX))  # stable: keeps order
+    for name, value in ordered:
+        size = len(value or b"")
+        shown = f"({size} bytes, see error below)" if name == H_ERROR else show_bytes(value, 10**6)
+        print(f"  {printable(name)}: {shown}")
+    print(f"key: {show_bytes(letter.key)}")
+    print(*_value_lines(letter.value), sep="\n")
+    print("error:")
+    for line in (letter.error or "(none)").splitlines():
+        print(f"  {printable(line)}")
+    return EXIT_OK
+
+
+def _value_lines(value: bytes | None) -> list[str]:
+    """Pretty JSON when the value parses; else an escaped text preview or a hex preview."""
+    if value is None:
+        return ["value: (none)"]
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        return [f"value: {len(value)} bytes, not UTF-8; first bytes in hex:", f"  {hex_preview(value)}"]
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        more = f" (first {TEXT_PREVIEW} characters)" if len(text) > TEXT_PREVIEW else ""
+        return [f"value: {len(value)} bytes, not JSON ({exc}){more}:", f"  {printable(text[:TEXT_PREVIEW])}"]
+    pretty = json.dumps(doc, indent=2, ensure_ascii=False)
+    return [f"value: {len(value)} bytes, JSON:", *(printable(line) for line in pretty.splitlines())]
+
+
+def _replay(args: argparse.Namespace) -> int:
+    """Send the selected letters back; exit 1 when any delivery was not acknowledged."""
+    selection = _selection(args)
+    producer = open_producer(args.brokers, args.to_topic)  # checked before reading: fail fast
+    letters = open_letters(args.brokers, args.dlq_topic)
+    stats = replay(letters, selection, producer, args.to_topic, force=args.force, dry_run=args.dry_run)
+    for failure in stats.failures[:5]:  # the first few tell the cause
+        print(f"l0-dlq: delivery failed: {failure}", file=sys.stderr)
+    print(stats.summary())
+    return EXIT_FAILED if stats.failed else EXIT_OK
+
+
+def _selection(args: argparse.Namespace) -> Selection:
+    if args.from_offset is not None and args.to_offset is not None and args.from_offset > args.to_offset:
+        raise ToolError(f"--from-offset {args.from_offset} is after --to-offset {args.to_offset}")
+    return Selection(
+        reasons=frozenset(args.reason or ()),
+        from_offset=args.from_offset,
+        to_offset=args.to_offset,
+        partition=args.partition,
+        uid=args.uid,
+    )
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = _non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line (naming --help) instead of the whole usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False)
+    common.add_argument(
+        "--brokers", help="bootstrap servers (default: env KAFKA_BROKERS, else 127.0.0.1:9092)"
+    )
+    common.add_argument(
+        "--dlq-topic", help="dead-letter topic (default: env KAFKA_DLQ_TOPIC, else <KAFKA_TOPIC>.dlq)"
+    )
+    filters = _Parser(add_help=False)
+    add = filters.add_argument
+    add("--reason", action="append", choices=REASONS, help="only this reason (repeatable)")
+    add("--from-offset", type=_non_negative, metavar="N", help="only original offsets >= N")
+    add("--to-offset", type=_non_negative, metavar="M", help="only original offsets <= M")
+    add("--partition", type=_non_negative, metavar="P", help="only letters from original partition P")
+    add("--uid", metavar="U", help="only letters whose value has order_uid U")
+
+    parser = _Parser(
+        prog="l0-dlq",
+        allow_abbrev=False,
+        description="Inspect and replay the dead-letter topic of the L0 order service (docs/dlq.md).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{list,show,replay}")
+    listing = commands.add_parser(
+        "list", parents=[common, filters], allow_abbrev=False, help="one line per letter, totals per reason"
+    )
+    listing.add_argument("--limit", type=_positive, metavar="N", help="print at most N letters")
+    listing.set_defaults(run=_list)
+    show = commands.add_parser(
+        "show", parents=[common], allow_abbrev=False, help="everything about one letter"
+    )
+    show.add_argument(
+        "offset", type=_non_negative, metavar="DLQ_OFFSET", help="offset in the dead-letter topic"
+    )
+    show.set_defaults(run=_show)
+    again = commands.add_parser(
+        "replay", parents=[common, filters], allow_abbrev=False, help="send letters back to the orders topic"
+    )
+    again.add_argument("--to-topic", help="where to send (default: env KAFKA_TOPIC, else orders)")
+    again.add_argument("--dry-run", action="store_true", help="print what would be sent, send nothing")
+    again.add_argument("--force", action="store_true", help="send conflict letters too (see docs/dlq.md)")
+    again.set_defaults(run=_replay, to_topic=None)
+    return parser
+
+
+def _fill_defaults(args: argparse.Namespace) -> None:
+    """Take what the command line left open from the service's settings (defaults < environment)."""
+    needed = [args.brokers, args.dlq_topic, *([args.to_topic] if args.command == "replay" else [])]
+    if all(needed):
+        return  # an unrelated bad variable (CONSUMER_WORKERS=-1) must not stop a fully specified run
+    try:
+        settings = load_settings(None)
+    except ConfigError as exc:
+        raise ToolError(f"config: {exc}") from None
+    args.brokers = args.brokers or settings.kafka.brokers
+    args.dlq_topic = args.dlq_topic or settings.dlq_topic
+    if args.command == "replay":
+        args.to_topic = args.to_topic or settings.kafka.topic
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)  # exits 2 with argparse's one-line error
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        _fill_defaults(args)
+        return run(args)
+    except ToolError as exc:
+        print(f"l0-dlq: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("l0-dlq: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`l0-dlq list | head`): not a failure; silence the flush at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK

@@ -1,0 +1,284 @@
+"""Reading the dead-letter topic for the DLQ tool (internal/tools/dlq.py): letters, filters, display.
+
+Reading must never disturb the service: the consumer gets a throwaway group, is only ever *assigned*
+partitions (it never joins a group) and never commits. It reads from the beginning to the end the
+topic had when the read started, so a tool run always terminates even while letters keep arriving.
+Every byte shown comes from producers we do not control, so text is escaped before it reaches a
+terminal (an order_uid holding an escape sequence must not repaint the operator's screen).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+
+from internal.consumer.dlq import H_ERROR, H_FAILED_AT, H_OFFSET, H_PARTITION, H_REASON, H_TOPIC
+from internal.pkg.kafka_offsets import partition_ends
+
+REASONS = ("undecodable", "invalid", "conflict", "db_rejected", "processing_error")
+DLQ_PREFIX = "dlq."
+CHECK_TIMEOUT_S = 5.0
+# A read that makes no progress for this long is stuck (broker gone mid-read), not slow.
+IDLE_TIMEOUT_S = 30.0
+
+Headers = tuple[tuple[str, bytes | None], ...]
+
+
+class ToolError(Exception):
+    """A problem the operator must fix (bad argument, missing topic, unreachable broker): one line."""
+
+
+@dataclass(frozen=True, slots=True)
+class Letter:
+    """One message of the dead-letter topic, with its dlq.* headers parsed for filtering and display."""
+
+    offset: int  # in the dead-letter topic
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+
+    def header(self, name: str) -> str | None:
+        """The last value of header ``name`` as text: the service appends its dlq.* headers last."""
+        for k, v in reversed(self.headers):
+            if k == name:
+                return None if v is None else v.decode("utf-8", "replace")
+        return None
+
+    def _int_header(self, name: str) -> int | None:
+        text = self.header(name)
+        try:
+            return int(text) if text is not None else None
+        except ValueError:
+            return None
+
+    @property
+    def reason(self) -> str:
+        return self.header(H_REASON) or "-"
+
+    @property
+    def error(self) -> str:
+        return self.header(H_ERROR) or ""
+
+    @property
+    def failed_at(self) -> str:
+        return self.header(H_FAILED_AT) or "-"
+
+    @property
+    def original_topic(self) -> str | None:
+        return self.header(H_TOPIC)
+
+    @property
+    def original_partition(self) -> int | None:
+        return self._int_header(H_PARTITION)
+
+    @property
+    def original_offset(self) -> int | None:
+        return self._int_header(H_OFFSET)
+
+    @property
+    def origin(self) -> tuple[str | None, int | None, int | None]:
+        """Where the refused message came from: the identity that de-duplicates repeated letters."""
+        return (self.original_topic, self.original_partition, self.original_offset)
+
+    @property
+    def order_uid(self) -> str | None:
+        """The value's order_uid when the value is a JSON object with a string one."""
+        try:
+            doc = json.loads(self.value or b"")
+        except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
+            return None
+        uid = doc.get("order_uid") if isinstance(doc, dict) else None
+        return uid if isinstance(uid, str) else None
+
+    def original_headers(self) -> list[tuple[str, bytes | None]]:
+        """The headers the message had before any dead-lettering: everything outside ``dlq.*``."""
+        return [(k, v) for k, v in self.headers if not k.startswith(DLQ_PREFIX)]
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """The filters shared by ``list`` and ``replay``; offsets and partition are the ORIGINAL ones."""
+
+    reasons: frozenset[str] = frozenset()
+    from_offset: int | None = None
+    to_offset: int | None = None
+    partition: int | None = None
+    uid: str | None = None
+
+    def matches(self, letter: Letter) -> bool:
+        offset = letter.original_offset
+        if self.reasons and letter.reason not in self.reasons:
+            return False
+        if self.partition is not None and letter.original_partition != self.partition:
+            return False
+        if self.from_offset is not None and (offset is None or offset < self.from_offset):
+            return False
+        if self.to_offset is not None and (offset is None or offset > self.to_offset):
+            return False
+        return self.uid is None or letter.order_uid == self.uid
+
+
+def printable(text: str) -> str:
+    """``text`` with every non-printable character (controls, escapes, line breaks) escaped."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def show_bytes(data: bytes | None, limit: int = 200) -> str:
+    """A safe one-line rendering: escaped text when it is UTF-8, else a hex preview of the first bytes."""
+    if data is None:
+        return "(none)"
+    try:
+        return shorten(printable(data.decode("utf-8")), limit)
+    except UnicodeDecodeError:
+        return f"(not UTF-8, {len(data)} bytes) {hex_preview(data, limit // 3)}"
+
+
+def hex_preview(data: bytes, count: int = 64) -> str:
+    """The first ``count`` bytes in hex, "..." when there are more."""
+    return data[:count].hex(" ") + (" ..." if len(data) > count else "")
+
+
+def quiet(_err: KafkaError) -> None:
+    """librdkafka reports a down broker many times a second; the tool says it once, as its own error."""
+
+
+def _consumer(brokers: str) -> Consumer:
+    try:
+        return Consumer(
+            {
+                "bootstrap.servers": brokers,
+                "group.id": f"l0-dlq-tool-{uuid.uuid4().hex}",  # throwaway: never joined, never committed
+                "client.id": "l0-dlq-tool",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                "log_level": 0,
+                "error_cb": quiet,
+            }
+        )
+    except KafkaException as exc:
+        raise ToolError(f"bad Kafka settings: {exc.args[0].str()}") from None
+
+
+def check_topic(client: Consumer | Producer, brokers: str, topic: str) -> int:
+    """The partition count of ``topic``; ToolError when the broker is unreachable or the topic missing.
+
+    Uses the client's own metadata request (not an AdminClient) so that the check stays quiet.
+    """
+    try:
+        found = client.list_topics(topic=topic, timeout=CHECK_TIMEOUT_S).topics.get(topic)
+    except KafkaException as exc:
+        raise ToolError(f"cannot reach Kafka at {brokers}: {exc.args[0].str()}") from None
+    if found is None or found.error is not None:
+        raise ToolError(f'topic "{topic}" does not exist on {brokers}')
+    return len(found.partitions)
+
+
+def _letter(topic: str, message: Message) -> Letter:
+    error = message.error()
+    if error is not None:
+        raise ToolError(f"reading {topic}: {error.str()}")
+    raw = message.headers() or []
+    items = raw.items() if isinstance(raw, dict) else raw
+    headers = tuple((k, v.encode() if isinstance(v, str) else v) for k, v in items)
+    return Letter(message.offset() or 0, message.key(), message.value(), headers)
+
+
+def open_letters(brokers: str, topic: str) -> Iterator[Letter]:
+    """Every letter from the beginning of ``topic`` to its end as of now, in offset order per partition.
+
+    The broker and the topic are checked here, before the first letter is asked for, so that a caller
+    can fail with one line before it prints anything.
+    """
+    consumer = _consumer(brokers)
+    try:
+        check_topic(consumer, brokers, topic)
+        ends = partition_ends(brokers, topic, timeout_s=CHECK_TIMEOUT_S)
+        # Letters below the low watermark were deleted by retention: they will never arrive.
+        starts = {
+            p: max(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=CHECK_TIMEOUT_S)[0], 0)
+            for p in ends
+        }
+    except KafkaException as exc:
+        consumer.close()
+        raise ToolError(f"reading {topic} on {brokers}: {exc.args[0].str()}") from None
+    except BaseException:
+        consumer.close()
+        raise
+    return _read(consumer, topic, starts, ends)
+
+
+def _read(
+    consumer: Consumer, topic: str, positions: dict[int, int], ends: dict[int, int]
+) -> Iterator[Letter]:
+    pending = {p for p, end in ends.items() if positions[p] < end}
+    try:
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in pending])
+        idle_since = time.monotonic()
+        while pending:
+            batch = consumer.consume(500, 0.5)
+            for message in batch:
+                letter, p = _letter(topic, message), message.partition() or 0
+                if p not in pending or letter.offset >= ends[p]:
+                    continue  # newer than the end this run reads to
+                positions[p] = letter.offset + 1
+                yield letter
+                if positions[p] >= ends[p]:
+                    pending.discard(p)
+            if batch:
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since > IDLE_TIMEOUT_S:
+                stuck = ", ".join(f"partition {p} at {positions[p]} of {ends[p]}" for p in sorted(pending))
+                raise ToolError(f"reading {topic} made no progress for {IDLE_TIMEOUT_S:.0f}s ({stuck})")
+    except KafkaException as exc:
+        raise ToolError(f"reading {topic}: {exc.args[0].str()}") from None
+    finally:
+        consumer.close()
+
+
+def read_letter(brokers: str, topic: str, offset: int, partition: int = 0) -> Letter:
+    """The letter at ``offset``; ToolError naming the readable range when there is none."""
+    consumer = _consumer(brokers)
+    try:
+        if partition >= check_topic(consumer, brokers, topic):
+            raise ToolError(f'topic "{topic}" has no partition {partition}')
+        tp = TopicPartition(topic, partition)
+        low, high = consumer.get_watermark_offsets(tp, timeout=CHECK_TIMEOUT_S)
+        if not low <= offset < high:
+            held = f"offsets {low}..{high - 1}" if high > low else "no letters"
+            raise ToolError(f"no letter at offset {offset} of {topic} (it holds {held})")
+        consumer.assign([TopicPartition(topic, partition, offset)])
+        deadline = time.monotonic() + IDLE_TIMEOUT_S
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None:
+                continue
+            letter = _letter(topic, message)
+            if letter.offset == offset:
+                return letter
+            if letter.offset > offset:  # the offset was a gap (compaction, transaction marker)
+                break
+        raise ToolError(f"no letter at offset {offset} of {topic}")
+    except KafkaException as exc:
+        raise ToolError(f"reading {topic} on {brokers}: {exc.args[0].str()}") from None
+    finally:
+        consumer.close()
