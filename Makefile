@@ -11,7 +11,7 @@ HTTP_PORT ?= 8080
 ORDERS    ?= 3600
 PYTEST_ARGS ?=
 
-.PHONY: bench-ingest config-example help venv infra-up infra-down infra-status migrate topics lint fmt test test-unit run stop logs gen clean
+.PHONY: bench-http bench-ingest browser config-example help venv infra-up infra-down infra-status migrate topics lint fmt test test-unit run stop logs gen clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -53,7 +53,10 @@ fmt: venv ## format the code
 test-unit: venv ## unit tests only (no Kafka or PostgreSQL needed)
 	$(VENV)/bin/pytest tests/unit -q $(PYTEST_ARGS)
 
-test: venv infra-up lint ## install, start the stack, lint, run the whole suite
+browser: ## headless Chromium for the browser UI tests (Debian's chromium package)
+	@scripts/install-browser.sh
+
+test: venv infra-up lint browser ## install, start the stack, lint, run the whole suite
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
 gen: ## generate mock.json ($(ORDERS) orders, 10% invalid)
@@ -79,3 +82,7 @@ config-example: venv ## regenerate config.yaml.example from internal/config/sett
 
 bench-ingest: venv infra-up ## ingest rate vs raw COPY of the same orders, and latency at 1k/s
 	$(PY) -m bench.ingest
+
+bench-http: venv infra-up ## HTTP look-ups (cache hit/miss) vs a bare endpoint; warm-up of 100k orders
+	@scripts/install-wrk.sh
+	$(PY) -m bench.http

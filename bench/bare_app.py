@@ -1,0 +1,26 @@
+"""The reference of ``make bench-http``: a bare Starlette endpoint returning fixed bytes.
+
+Same route shape as the order API (``/api/orders/{order_uid}``) and a body of a typical order's size,
+so wrk sends the same requests and reads about the same bytes as against the service; the difference
+is what the service adds per request (middleware, cache look-up, ETag, headers). Run it with the
+service's uvicorn settings: ``python -m uvicorn bench.bare_app:app --port P --log-level warning
+--no-access-log`` (uvloop and httptools, as the service gets them by default).
+"""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+# 1-5 generated items make an order of ~1.3 KB of JSON (docs/cache.md); bench/http.py prints the real mean.
+BODY_BYTES = 1300
+BODY = b'{"padding":"' + b"x" * (BODY_BYTES - len(b'{"padding":""}')) + b'"}'
+
+
+async def fixed(_request: Request) -> Response:
+    return Response(BODY, media_type="application/json")
+
+
+app = Starlette(routes=[Route("/api/orders/{order_uid}", fixed)])
