@@ -222,6 +222,9 @@ def _pool(settings: Settings, name: str, size: int, statement_timeout_ms: int) -
         kwargs={
             "connect_timeout": max(1, int(settings.postgres.connect_timeout_s)),
             "application_name": f"l0-orders-{name}",
+            # Every statement is its own transaction: a look-up is one round trip, not SELECT + COMMIT
+            # (the writer and the warm-up cursor open explicit transactions where they need them).
+            "autocommit": True,
         },
         configure=lambda conn: _configure(conn, statement_timeout_ms),
         open=False,
@@ -232,7 +235,6 @@ def _pool(settings: Settings, name: str, size: int, statement_timeout_ms: int) -
 
 def _configure(conn: psycopg.Connection[Any], statement_timeout_ms: int) -> None:
     conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{statement_timeout_ms}ms",))
-    conn.commit()
 
 
 def _database_problem(pool: ConnectionPool, observer: DbObserver) -> str | None:

@@ -8,6 +8,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
+from internal.api.fast_path import CacheHitFastPath
 from internal.api.json_api import JsonApi
 from internal.api.lookup import OrderLookup
 from internal.api.middleware import ObservabilityMiddleware
@@ -45,5 +46,8 @@ def create_api(
             Route("/search", ui.search),
             Route("/static/style.css", ui.stylesheet),
         ],
-        middleware=[Middleware(ObservabilityMiddleware, metrics=metrics, access_log=access_log)],
+        middleware=[
+            Middleware(ObservabilityMiddleware, metrics=metrics, access_log=access_log),
+            Middleware(CacheHitFastPath, cache=cache),
+        ],
     )

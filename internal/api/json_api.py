@@ -8,6 +8,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from internal.api.fast_path import order_answer
 from internal.api.lookup import OrderLookup, Unavailable, valid_uid
 from internal.api.middleware import request_id
 from internal.api.openapi import OPENAPI
@@ -31,10 +32,12 @@ class JsonApi:
             return error(request, 503, "the order store is unavailable; try again shortly")
         if found is None:
             return error(request, 404, f"no order with order_uid {uid}")
-        headers = {"ETag": found.entry.etag, "X-Cache": "HIT" if found.from_cache else "MISS"}
-        if request.headers.get("if-none-match") == found.entry.etag:
-            return Response(status_code=304, headers=headers)
-        return Response(found.entry.json, media_type="application/json", headers=headers)
+        status, headers, body = order_answer(
+            found.entry, found.from_cache, request.headers.get("if-none-match")
+        )
+        response = Response(body, status_code=status)
+        response.raw_headers = headers  # exactly what the fast path sends for a hit
+        return response
 
     async def healthz(self, _request: Request) -> Response:
         return _health(self._health.liveness())

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from typing import Any
 
 import structlog
 from starlette.requests import Request
@@ -31,6 +32,10 @@ class ObservabilityMiddleware:
         self._requests = metrics.http_requests
         self._duration = metrics.http_duration
         self._access_log = access_log
+        # labels() resolves a child under a lock on every call; the label sets here are few (route
+        # templates x statuses), so keep the children and pay only the increment per request.
+        self._counters: dict[tuple[str, str, int], Any] = {}
+        self._timers: dict[tuple[str, str], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -60,8 +65,16 @@ class ObservabilityMiddleware:
                 template = getattr(route, "path", UNMATCHED)
                 elapsed = time.perf_counter() - started
                 method = scope["method"]
-                self._requests.labels(method, template, str(status)).inc()
-                self._duration.labels(method, template).observe(elapsed)
+                counter = self._counters.get((method, template, status))
+                if counter is None:
+                    counter = self._counters[(method, template, status)] = self._requests.labels(
+                        method, template, str(status)
+                    )
+                counter.inc()
+                timer = self._timers.get((method, template))
+                if timer is None:
+                    timer = self._timers[(method, template)] = self._duration.labels(method, template)
+                timer.observe(elapsed)
                 if self._access_log:
                     log.info("http_request", method=method, route=template, path=scope["path"], status=status,
                              duration_ms=round(elapsed * 1000, 2))  # fmt: skip

@@ -18,6 +18,7 @@ from internal.domain.records import OrderRecord, WriteResult
 from internal.domain.validation import ValidationPolicy
 from internal.pkg.backoff import Backoff
 from internal.store import migrations
+from internal.store import reader as reader_module
 from internal.store.reader import PostgresOrderReader
 from internal.store.writer import PostgresOrderWriter, insert_new
 from tests.orders import order_bytes, order_doc
@@ -196,3 +197,17 @@ def test_latest_returns_newest_first(pool: ConnectionPool) -> None:
         writer.write_batch([record(100 + i)])
     latest = [r.uid for r in PostgresOrderReader(pool).latest(3)]
     assert latest == [record(104).uid, record(103).uid, record(102).uid]
+
+
+@pytest.mark.parametrize("limit", [3, 4, 7, 10, 25])
+def test_latest_split_over_two_connections_keeps_newest_first(
+    pool: ConnectionPool, monkeypatch: pytest.MonkeyPatch, limit: int
+) -> None:
+    monkeypatch.setattr(reader_module, "PARALLEL_FROM", 4)  # the two-range read, on a small table
+    writer = PostgresOrderWriter(pool)
+    uids = []
+    for i in range(10):
+        writer.write_batch([record(200 + i)])
+        uids.append(record(200 + i).uid)
+    latest = [r.uid for r in PostgresOrderReader(pool).latest(limit)]
+    assert latest == list(reversed(uids))[:limit]
