@@ -53,8 +53,9 @@ fmt: venv ## format the code
 test-unit: venv ## unit tests only (no Kafka or PostgreSQL needed)
 	$(VENV)/bin/pytest tests/unit -q $(PYTEST_ARGS)
 
-browser: ## headless Chromium for the browser UI tests (Debian's chromium package)
+browser: ## headless Chromium for the browser UI tests, promtool for the alert-rule tests (Debian packages)
 	@scripts/install-browser.sh
+	@scripts/install-promtool.sh
 
 test: venv infra-up lint browser ## install, start the stack, lint, run the whole suite
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)

@@ -24,6 +24,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from internal.config.loader import env_name, load_settings
 from internal.config.settings import Settings
+from internal.pkg.metrics import METRIC_NAMES, Metrics
 from internal.pkg.paths import migrations_dir, project_home, templates_dir
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,9 +43,14 @@ IMAGE_SERVICES = ("migrate", "app", "producer")  # the services that run the pro
 # generated (gen_orders.py, `make gen`) and git-ignored, and only the `producer` service mounts it, which
 # runs on request (--profile producer) after the user generated the file (docs/docker.md).
 GENERATED_HOST_PATHS = {"mock.json"}
-# Metrics the service exports or will export (the metrics work adds them). Dashboards and alerts may
-# query only these, plus the series Prometheus makes itself for every target.
-SERVICE_METRICS = {"http_requests_total", "consumer_messages_total"}
+# The series the service exports: its metrics (internal/pkg/metrics.py, docs/metrics.md) and, for each
+# histogram, the _bucket/_sum/_count series Prometheus stores. Dashboards and alerts may query only these,
+# plus the series Prometheus makes itself for every target.
+HISTOGRAM_SERIES = ("_bucket", "_sum", "_count")
+HISTOGRAMS = {family.name for family in Metrics("test").registry.collect() if family.type == "histogram"}
+SERVICE_METRICS = set(METRIC_NAMES) | {
+    f"{name}{suffix}" for name in HISTOGRAMS for suffix in HISTOGRAM_SERIES
+}
 PROMETHEUS_SERIES = {"up"}
 APP_CONTAINER_PORT = 8080
 # Where the image's venv keeps installed packages (python:3.<minor>-slim, venv at /opt/venv).
