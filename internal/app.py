@@ -21,7 +21,7 @@ import psycopg
 import structlog
 import uvicorn
 from confluent_kafka import Consumer, KafkaException
-from psycopg_pool import ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from internal.api.app import create_api
 from internal.cache.lru import OrderCache
@@ -172,6 +172,7 @@ class Service:
             self.reader,
             self.health,
             self.metrics,
+            lookup_pool=_async_pool(s, "lookup", s.postgres.pool_max_size, s.http.request_timeout_ms),
             request_timeout_s=s.http.request_timeout_ms / 1000,
             templates=templates_dir(),
             access_log=s.log.access_log,
@@ -183,7 +184,7 @@ class Service:
                 port=s.http.port,
                 log_config=None,
                 access_log=False,
-                lifespan="off",
+                lifespan="on",
                 timeout_graceful_shutdown=max(1, int(s.shutdown.timeout_s / 3)),
             ),
             self.health,
@@ -219,18 +220,40 @@ def _pool(settings: Settings, name: str, size: int, statement_timeout_ms: int) -
         max_size=size,
         name=name,
         timeout=settings.postgres.connect_timeout_s,
-        kwargs={
-            "connect_timeout": max(1, int(settings.postgres.connect_timeout_s)),
-            "application_name": f"l0-orders-{name}",
-            # Every statement is its own transaction: a look-up is one round trip, not SELECT + COMMIT
-            # (the writer and the warm-up cursor open explicit transactions where they need them).
-            "autocommit": True,
-        },
+        kwargs=_connection_kwargs(settings, name),
         configure=lambda conn: _configure(conn, statement_timeout_ms),
         open=False,
     )
     pool.open(wait=False)  # the service starts even while the database is down; the pool keeps trying
     return pool
+
+
+def _async_pool(settings: Settings, name: str, size: int, statement_timeout_ms: int) -> AsyncConnectionPool:
+    async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
+        await conn.execute(
+            "SELECT set_config('statement_timeout', %s, false)", (f"{statement_timeout_ms}ms",)
+        )
+
+    return AsyncConnectionPool(
+        settings.postgres.dsn,
+        min_size=min(settings.postgres.pool_min_size, size),
+        max_size=size,
+        name=name,
+        timeout=settings.postgres.connect_timeout_s,
+        kwargs=_connection_kwargs(settings, name),
+        configure=configure,
+        open=False,  # opened by the HTTP app's lifespan, on the event loop that uses it
+    )
+
+
+def _connection_kwargs(settings: Settings, name: str) -> dict[str, Any]:
+    return {
+        "connect_timeout": max(1, int(settings.postgres.connect_timeout_s)),
+        "application_name": f"l0-orders-{name}",
+        # Every statement is its own transaction: a look-up is one round trip, not SELECT + COMMIT
+        # (the writer and the warm-up cursor open explicit transactions where they need them).
+        "autocommit": True,
+    }
 
 
 def _configure(conn: psycopg.Connection[Any], statement_timeout_ms: int) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
@@ -16,6 +19,8 @@ from internal.api.ui import Ui
 from internal.cache.lru import OrderCache
 from internal.pkg.health import Health
 from internal.pkg.metrics import Metrics
+from internal.store.async_reader import AsyncOrderReader
+from internal.store.observe import DbObserver
 from internal.store.reader import PostgresOrderReader
 
 
@@ -25,14 +30,27 @@ def create_api(
     health: Health,
     metrics: Metrics,
     *,
+    lookup_pool: AsyncConnectionPool,
     request_timeout_s: float,
     templates: Path,
     access_log: bool,
 ) -> Starlette:
-    lookup = OrderLookup(cache, reader, request_timeout_s)
+    """The app. ``lookup_pool`` (not yet open) serves cache misses on the event loop; it is opened
+    and closed with the app's lifespan, because an async pool belongs to the loop that runs it."""
+    lookup = OrderLookup(cache, AsyncOrderReader(lookup_pool, DbObserver(metrics)), request_timeout_s)
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        await lookup_pool.open(wait=False)  # the service answers (503) even while the database is down
+        try:
+            yield
+        finally:
+            await lookup_pool.close()
+
     api = JsonApi(lookup, health, metrics)
     ui = Ui(lookup, reader, templates)
     return Starlette(
+        lifespan=lifespan,
         routes=[
             Route("/api/orders/{order_uid}", api.get_order),
             Route("/order/{order_uid}", api.get_order),

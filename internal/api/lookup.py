@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-
-import anyio
-from starlette.concurrency import run_in_threadpool
+from typing import Protocol
 
 from internal.cache.lru import CachedOrder, OrderCache, make_entry
 from internal.domain.errors import ServiceError
-from internal.store.reader import PostgresOrderReader
+from internal.store.reader import StoredOrder
 
 # The validator's rule for order_uid (internal/domain/order.py): a look-up that breaks it cannot exist.
 UID = re.compile(r"[A-Za-z0-9]{1,64}")
@@ -31,8 +29,14 @@ def valid_uid(uid: str) -> bool:
     return UID.fullmatch(uid) is not None
 
 
+class OrderSource(Protocol):
+    async def get(self, order_uid: str, timeout_s: float) -> StoredOrder | None:
+        """The stored order or None; raises ``ServiceError`` when the database cannot answer in time."""
+        ...
+
+
 class OrderLookup:
-    def __init__(self, cache: OrderCache, reader: PostgresOrderReader, timeout_s: float) -> None:
+    def __init__(self, cache: OrderCache, reader: OrderSource, timeout_s: float) -> None:
         self._cache = cache
         self._reader = reader
         self.timeout_s = timeout_s
@@ -44,10 +48,9 @@ class OrderLookup:
         if entry is not None:
             return Found(entry, from_cache=True)
         try:
-            with anyio.fail_after(self.timeout_s):
-                stored = await run_in_threadpool(self._reader.get, uid, self.timeout_s)
-        except (TimeoutError, ServiceError) as exc:
-            raise Unavailable(str(exc) or "timed out") from exc
+            stored = await self._reader.get(uid, self.timeout_s)
+        except ServiceError as exc:
+            raise Unavailable(str(exc)) from exc
         if stored is None:
             return None
         self._cache.put(stored)  # back-fill: the next look-up is a hit
