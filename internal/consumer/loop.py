@@ -218,7 +218,7 @@ class ConsumerLoop:
         if limit and self._dead_letter_streak > limit:
             raise FatalError(
                 f"{self._dead_letter_streak} dead-letters in a row (dlq.max_consecutive={limit}): "
-                "consumption stopped to protect the topic; see docs/runbook.md"
+                "consumption stopped to protect the topic; see docs/runbook.md#dead-letter-storm"
             )
 
     def _commit(self, synchronous: bool = False, only: set[tuple[str, int]] | None = None) -> None:
