@@ -25,6 +25,7 @@ from internal.store.reader import OrderSummary, PostgresOrderReader
 RECENT_COUNT = 20
 PAGE_SIZE = 20
 MAX_QUERY = 128
+MAX_PAGE = 10_000  # deeper pages are refined searches, not paging
 UNAVAILABLE = "The order store did not answer in time; try again shortly."
 
 
@@ -101,8 +102,11 @@ class Ui:
 
     async def search(self, request: Request) -> Response:
         query = request.query_params.get("q", "").strip()[:MAX_QUERY]
+        if any(ord(c) < 32 or ord(c) == 127 for c in query):  # PostgreSQL refuses NUL in text, too
+            return self._page(request, "message.html", 400, uid="", title="Not a search",
+                              message="Search text must not contain control characters.")  # fmt: skip
         try:
-            page = max(1, int(request.query_params.get("page", "1")))
+            page = min(MAX_PAGE, max(1, int(request.query_params.get("page", "1"))))
         except ValueError:
             page = 1
         results: list[OrderSummary] = []

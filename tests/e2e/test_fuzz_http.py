@@ -1,0 +1,85 @@
+"""Hostile HTTP against the running service: random and malicious paths, uids and query strings
+never produce a 5xx while the database is up, and no answer leaks a stack trace."""
+
+from __future__ import annotations
+
+import http.client
+from collections.abc import Callable
+from urllib.parse import quote
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.service_proc import ServiceProcess
+
+pytestmark = pytest.mark.e2e
+StartService = Callable[..., ServiceProcess]
+HOSTILE = [
+    "../../etc/passwd",
+    "..%2F..%2Fetc%2Fpasswd",
+    "%2e%2e%2f%2e%2e%2f",
+    "' OR 1=1 --",
+    "1; DROP TABLE orders",
+    "abc%00def",
+    "%ff%fe",
+    "<script>alert(1)</script>",
+    "a" * 5000,
+    "%" * 10,
+    "\u202e\u200f",
+    "🚚",
+    "order_uid=1&x=2",
+]
+TRACE_MARKERS = (b"Traceback", b'File "', b"psycopg.", b"Exception")
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@pytest.fixture
+def service(service_env: dict[str, str], start_service: StartService) -> ServiceProcess:
+    # Started once per test function; hypothesis then sends all its examples to it.
+    return start_service(service_env)
+
+
+def raw_get(service: ServiceProcess, target: str) -> tuple[int, bytes]:
+    """GET with the target sent as is (no client-side normalisation of ../ or %)."""
+    conn = http.client.HTTPConnection("127.0.0.1", service.port, timeout=10)
+    try:
+        conn.putrequest("GET", target, skip_accept_encoding=True)
+        conn.endheaders()
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def check(status: int, body: bytes, target: str) -> None:
+    assert status < 500, f"{target[:200]!r} answered {status}"
+    assert not any(marker in body for marker in TRACE_MARKERS), f"{target[:200]!r} leaked internals"
+
+
+def test_hostile_paths_never_fail_or_leak(service: ServiceProcess) -> None:
+    for prefix in ("/api/orders/", "/order/", "/orders/", "/search?q=", "/", "/static/"):
+        for payload in HOSTILE:
+            raw = prefix + payload
+            printable = all(33 <= ord(c) <= 126 for c in raw)  # the request line must stay ASCII
+            for target in {
+                raw if printable else prefix + quote(payload, safe=""),
+                prefix + quote(payload, safe=""),
+            }:
+                check(*raw_get(service, target), target)
+
+
+@FUZZ
+@given(st.text(min_size=0, max_size=300))
+def test_random_uids_are_400_or_404(service: ServiceProcess, uid: str) -> None:
+    target = "/api/orders/" + quote(uid, safe="")
+    status, body = raw_get(service, target)
+    check(status, body, target)
+    assert status in (400, 404), (uid, status)  # nothing is stored: malformed or unknown
+
+
+@FUZZ
+@given(st.text(max_size=200), st.text(max_size=20))
+def test_random_search_queries_and_pages(service: ServiceProcess, query: str, page: str) -> None:
+    target = f"/search?q={quote(query, safe='')}&page={quote(page, safe='')}"
+    check(*raw_get(service, target), target)
