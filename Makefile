@@ -11,7 +11,7 @@ HTTP_PORT ?= 8080
 ORDERS    ?= 3600
 PYTEST_ARGS ?=
 
-.PHONY: bench-http bench-ingest browser config-example help venv infra-up infra-down infra-status migrate topics lint fmt test test-unit run stop logs gen clean
+.PHONY: bench-http bench-ingest browser chaos config-example help venv infra-up infra-down infra-status migrate topics lint fmt test test-unit run stop logs gen clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -57,8 +57,11 @@ browser: ## headless Chromium for the browser UI tests, promtool for the alert-r
 	@scripts/install-browser.sh
 	@scripts/install-promtool.sh
 
-test: venv infra-up lint browser ## install, start the stack, lint, run the whole suite
-	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+test: venv infra-up lint browser ## install, start the stack, lint, run the whole suite (chaos aside)
+	$(VENV)/bin/pytest -q -m "not chaos" $(PYTEST_ARGS)
+
+chaos: venv infra-up ## fault scenarios: 10 SIGKILLs in 100k orders, 60 s database outage, broker restart, locked table
+	$(VENV)/bin/pytest -q -s -m chaos tests/chaos $(PYTEST_ARGS)
 
 gen: ## generate mock.json ($(ORDERS) orders, 10% invalid)
 	$(PYTHON) gen_orders.py -n $(ORDERS) --invalid-rate 0.1 -o mock.json

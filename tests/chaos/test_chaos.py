@@ -1,0 +1,215 @@
+"""make chaos: the service under repeated crashes, a long database outage, a broker restart and a
+locked table, with enough orders that the faults land mid-stream. Each scenario prints its counts and
+fails on any loss or duplicate. Not part of make test (minutes long); .ci/run runs it after."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from internal.domain.errors import PermanentError
+from internal.domain.validation import ValidationPolicy, decode_order
+from tests.conftest import Topics
+from tests.e2e.helpers import (
+    BackgroundProducer,
+    InputFile,
+    headers,
+    make_input,
+    produce,
+    read_topic,
+    stored_orders,
+    table_counts,
+    wait_committed_to_end,
+)
+from tests.e2e.test_failures import postgres_restorer, stack  # noqa: F401 - fixture re-used
+from tests.service_proc import ServiceProcess
+from tests.support import wait_until
+
+pytestmark = pytest.mark.chaos
+StartService = Callable[..., ServiceProcess]
+
+
+@dataclass
+class Tally:
+    scenario: str
+    sent: int
+    stored: int
+    dead_lettered: int
+    duplicate_letters: int
+    lost: int
+    extra: int
+
+    def show(self) -> None:
+        print(
+            f"\nchaos[{self.scenario}]: sent={self.sent} stored={self.stored}"
+            f" dead-lettered={self.dead_lettered} duplicate-letters={self.duplicate_letters}"
+            f" lost={self.lost} extra={self.extra}"
+        )
+
+
+def expected_rejections(brokers: str, topic: str) -> set[tuple[int, int]]:
+    """(partition, offset) of every message in the topic that the validator refuses."""
+    refused = set()
+    now = datetime.now(UTC)
+    for message in read_topic(brokers, topic):
+        try:
+            decode_order(message.value(), ValidationPolicy(), now)
+        except PermanentError:
+            refused.add((message.partition() or 0, message.offset() or 0))
+    return refused
+
+
+def tally(scenario: str, data: InputFile, dsn: str, brokers: str, topics: Topics, sent: int) -> Tally:
+    """Compare the database and the dead-letter topic with the input; fail on any loss or duplicate."""
+    stored = stored_orders(dsn)
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT count(*), count(DISTINCT order_uid) FROM orders").fetchone()
+    assert row is not None
+    assert row[0] == row[1], "an order_uid is stored twice"
+    letters = read_topic(brokers, topics.dlq)
+    origins = Counter(
+        (int(headers(m)["dlq.original.partition"]), int(headers(m)["dlq.original.offset"])) for m in letters
+    )
+    result = Tally(
+        scenario,
+        sent=sent,
+        stored=len(stored),
+        dead_lettered=len(origins),
+        duplicate_letters=sum(n - 1 for n in origins.values()),
+        lost=len(set(data.valid) - set(stored)),
+        extra=len(set(stored) - set(data.valid)),
+    )
+    result.show()
+    assert stored == data.valid, "the database differs from the valid orders of the input"
+    assert set(origins) == expected_rejections(brokers, topics.orders), (
+        "dead-letters differ from the refused messages"
+    )
+    assert {headers(m)["dlq.reason"] for m in letters} <= {"invalid", "undecodable"}
+    return result
+
+
+def test_ten_sigkills_during_100k_orders(
+    tmp_path: Path,
+    topics: Topics,
+    kafka_brokers: str,
+    schema_dsn: str,
+    service_env: dict[str, str],
+    start_service: StartService,
+) -> None:
+    data = make_input(tmp_path, 100_000, invalid_rate=0.1, seed=71)
+    produce(data.path, topics.orders, kafka_brokers)
+    rng = random.Random(71)
+    env = {**service_env, "CACHE_WARMUP_ORDERS": "1000"}
+    for kill in range(10):
+        service = start_service(env, name=f"run{kill}")
+        time.sleep(rng.uniform(0.2, 0.8))  # a random moment of the run: the fault, not a synchronisation
+        service.kill()
+    last = start_service(env, name="last")
+    wait_committed_to_end(kafka_brokers, topics.orders, topics.group, 100_000, timeout_s=600, services=[last])
+    assert last.stop() == 0
+    tally("sigkill x10", data, schema_dsn, kafka_brokers, topics, sent=100_000)
+
+
+def test_postgres_down_for_60s(
+    tmp_path: Path,
+    topics: Topics,
+    kafka_brokers: str,
+    schema_dsn: str,
+    service_env: dict[str, str],
+    start_service: StartService,
+    postgres_restorer: None,  # noqa: F811 - the fixture, imported above
+) -> None:
+    data = make_input(tmp_path, 30_000, invalid_rate=0.1, seed=72)
+    service = start_service(service_env)
+    producer = BackgroundProducer(data.path, topics.orders, kafka_brokers, rps=300)
+    wait_until(lambda: table_counts(schema_dsn)["orders"] >= 1000, timeout_s=120, what="ingest under way")
+    stack("postgres.sh", "stop")
+    began = time.monotonic()
+    wait_until(lambda: service.get("/readyz").status == 503, timeout_s=30, what="readiness 503 in the outage")
+    while time.monotonic() - began < 60:  # the outage lasts 60 s; readiness must say so all along
+        assert service.get("/readyz").status == 503
+        time.sleep(1)
+    stack("postgres.sh", "start")
+    back = time.monotonic()
+    with psycopg.connect(schema_dsn) as conn:
+        before = conn.execute("SELECT count(*) FROM orders").fetchone()
+    wait_until(
+        lambda: table_counts(schema_dsn)["orders"] > (before[0] if before else 0),
+        timeout_s=10,
+        what="processing back within 10 s of the database returning",
+    )
+    print(
+        f"\nchaos[postgres 60s]: resumed {time.monotonic() - back:.1f}s after the database was back"
+    )
+    producer.finish(timeout_s=300)
+    wait_committed_to_end(
+        kafka_brokers, topics.orders, topics.group, 30_000, timeout_s=300, services=[service]
+    )
+    assert service.stop() == 0
+    tally("postgres down 60s", data, schema_dsn, kafka_brokers, topics, sent=30_000)
+
+
+def test_broker_restart_during_a_run(
+    tmp_path: Path,
+    topics: Topics,
+    kafka_brokers: str,
+    schema_dsn: str,
+    service_env: dict[str, str],
+    start_service: StartService,
+) -> None:
+    data = make_input(tmp_path, 20_000, invalid_rate=0.1, seed=73)
+    service = start_service(service_env)
+    producer = BackgroundProducer(data.path, topics.orders, kafka_brokers, rps=2000)
+    wait_until(lambda: table_counts(schema_dsn)["orders"] >= 2000, timeout_s=120, what="ingest under way")
+    stack("kafka.sh", "restart")
+    producer.finish(timeout_s=300)
+    wait_committed_to_end(
+        kafka_brokers, topics.orders, topics.group, 20_000, timeout_s=300, services=[service]
+    )
+    assert service.stop() == 0
+    tally("broker restart", data, schema_dsn, kafka_brokers, topics, sent=20_000)
+
+
+def test_locked_orders_table(
+    tmp_path: Path,
+    topics: Topics,
+    kafka_brokers: str,
+    schema_dsn: str,
+    service_env: dict[str, str],
+    start_service: StartService,
+) -> None:
+    timeout_ms = 1000
+    service = start_service(
+        {**service_env, "HTTP_REQUEST_TIMEOUT_MS": str(timeout_ms), "CACHE_MAX_ENTRIES": "0"}
+    )
+    data = make_input(tmp_path, 5000, invalid_rate=0.1, seed=74)
+    first_half = tmp_path / "first.json"
+    lines = data.path.read_text(encoding="utf-8").splitlines()
+    first_half.write_text("\n".join(line.rstrip(",") for line in lines[1:2501]), encoding="utf-8")
+    produce(first_half, topics.orders, kafka_brokers)
+    wait_committed_to_end(kafka_brokers, topics.orders, topics.group, 2500, timeout_s=120, services=[service])
+    first_docs = [json.loads(line.rstrip(",")) for line in lines[1:2501]]
+    uid = next(doc["order_uid"] for doc in first_docs if doc.get("order_uid") in data.valid)
+    with psycopg.connect(schema_dsn) as locker:
+        locker.execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
+        produce(data.path, topics.orders, kafka_brokers)  # the consumer now waits on the lock
+        for _ in range(5):
+            started = time.monotonic()
+            answer = service.get(f"/api/orders/{uid}")
+            took = time.monotonic() - started
+            assert answer.status == 503, answer.status  # never a 404 for an order that exists
+            assert took < timeout_ms / 1000 + 1.0, f"a look-up took {took:.2f}s under the lock"
+        time.sleep(5)  # the lock is held for a while: the consumer must wait, not dead-letter
+    wait_committed_to_end(kafka_brokers, topics.orders, topics.group, 7500, timeout_s=300, services=[service])
+    assert service.get(f"/api/orders/{uid}").status == 200
+    assert service.stop() == 0
+    tally("locked table", data, schema_dsn, kafka_brokers, topics, sent=7500)
