@@ -7,6 +7,7 @@ after the broker acknowledged every letter, because the consumer commits the ori
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -17,6 +18,9 @@ from confluent_kafka import KafkaError, Message, Producer
 from internal.consumer.messages import DeadLetter
 from internal.domain.errors import TransientError
 
+# librdkafka writes its own log lines to stderr unless given a logger; through this one they become JSON
+# lines like every other (internal/pkg/logging.py routes standard logging through structlog).
+KAFKA_LOG = logging.getLogger("kafka")
 H_REASON = "dlq.reason"
 H_ERROR = "dlq.error"
 H_TOPIC = "dlq.original.topic"
@@ -64,7 +68,13 @@ def letter_headers(
 
 
 class KafkaDeadLetterSink:
-    """Implements ``internal.consumer.ports.DeadLetterSink``; shared by all workers (thread-safe)."""
+    """Implements ``internal.consumer.ports.DeadLetterSink``; shared by all workers (thread-safe).
+
+    When letters time out unacknowledged (the broker was away), the producer is replaced before the
+    retry: seen in the chaos suite, an idempotent librdkafka producer whose messages timed out during
+    a broker restart could keep timing out new messages for minutes afterwards, while a fresh producer
+    (new producer id) delivers at once.
+    """
 
     def __init__(
         self,
@@ -82,19 +92,21 @@ class KafkaDeadLetterSink:
         self._version = version
         self._max_error_bytes = max_error_bytes
         self._ack_timeout_s = ack_timeout_s
-        self._producer = Producer(
-            {
-                "bootstrap.servers": brokers,
-                "client.id": f"{group}-dlq",
-                "acks": "all",
-                "enable.idempotence": True,
-                "linger.ms": 5,
-                "message.timeout.ms": int(ack_timeout_s * 1000),
-                **(extra_config or {}),
-            }
-        )
+        self._config: dict[str, Any] = {
+            "bootstrap.servers": brokers,
+            "client.id": f"{group}-dlq",
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            "message.timeout.ms": int(ack_timeout_s * 1000),
+            "logger": KAFKA_LOG,
+            **(extra_config or {}),
+        }
+        self._lock = threading.Lock()
+        self._producer = Producer(self._config)
 
     def send(self, letters: Sequence[DeadLetter]) -> None:
+        producer = self._producer
         failures: list[str] = []
         acked = [0]
         all_reported = threading.Event()
@@ -111,34 +123,48 @@ class KafkaDeadLetterSink:
 
         for letter in letters:
             headers = letter_headers(letter, self._group, self._version, self._max_error_bytes)
-            self._produce(letter, headers, on_delivery)
+            _produce(producer, self._topic, letter, headers, on_delivery)
         # flush() waits for every queued letter, including other workers' - fine for a low-volume topic.
-        self._producer.flush(self._ack_timeout_s)
+        producer.flush(self._ack_timeout_s)
         # flush() can return while another thread is still running our callbacks; give them a moment.
         all_reported.wait(1.0)
         if failures or acked[0] != len(letters):
+            self._replace(producer)
             raise TransientError(
                 f"dead-letter topic {self._topic}: {acked[0]}/{len(letters)} acknowledged"
                 + (f" ({failures[0]})" if failures else "")
             )
 
-    def _produce(
-        self, letter: DeadLetter, headers: list[tuple[str, str | bytes | None]], on_delivery: Any
-    ) -> None:
-        while True:
-            try:
-                self._producer.produce(
-                    self._topic,
-                    value=letter.message.value,
-                    key=letter.message.key,
-                    headers=headers,
-                    on_delivery=on_delivery,
-                )
-                return
-            except BufferError:
-                self._producer.poll(0.1)  # local queue full: let deliveries drain, then try again
+    def _replace(self, failed: Producer) -> None:
+        with self._lock:
+            if self._producer is not failed:
+                return  # another worker replaced it already
+            self._producer = Producer(self._config)
+        failed.purge()  # what it still holds will be sent again by the retries, on the new producer
+        failed.flush(0)
 
     def close(self, timeout_s: float) -> int:
         """Flush what is queued; returns the number of letters still undelivered."""
         remaining: int = self._producer.flush(timeout_s)
         return remaining
+
+
+def _produce(
+    producer: Producer,
+    topic: str,
+    letter: DeadLetter,
+    headers: list[tuple[str, str | bytes | None]],
+    on_delivery: Any,
+) -> None:
+    while True:
+        try:
+            producer.produce(
+                topic,
+                value=letter.message.value,
+                key=letter.message.key,
+                headers=headers,
+                on_delivery=on_delivery,
+            )
+            return
+        except BufferError:
+            producer.poll(0.1)  # local queue full: let deliveries drain, then try again

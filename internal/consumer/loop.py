@@ -26,6 +26,7 @@ from typing import Any
 import structlog
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
+from internal.consumer.dlq import KAFKA_LOG
 from internal.consumer.messages import BatchReport, Inbound
 from internal.consumer.offsets import OffsetTracker
 from internal.consumer.processor import Abandoned, BatchProcessor, Control
@@ -314,4 +315,5 @@ def consumer_config(
         # librdkafka's statistics feed consumer_lag (internal/consumer/observe.py) without any call
         # from the poll loop; the callback runs inside consume(), on the poll thread.
         "statistics.interval.ms": 5000,
+        "logger": KAFKA_LOG,  # JSON lines, not librdkafka's own stderr format
     }
