@@ -147,9 +147,7 @@ def test_postgres_down_for_60s(
         timeout_s=10,
         what="processing back within 10 s of the database returning",
     )
-    print(
-        f"\nchaos[postgres 60s]: resumed {time.monotonic() - back:.1f}s after the database was back"
-    )
+    print(f"\nchaos[postgres 60s]: resumed {time.monotonic() - back:.1f}s after the database was back")
     producer.finish(timeout_s=300)
     wait_committed_to_end(
         kafka_brokers, topics.orders, topics.group, 30_000, timeout_s=300, services=[service]
