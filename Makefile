@@ -11,7 +11,7 @@ HTTP_PORT ?= 8080
 ORDERS    ?= 3600
 PYTEST_ARGS ?=
 
-.PHONY: bench-http bench-ingest browser chaos config-example help venv infra-up infra-down infra-status migrate topics lint fmt test test-unit run stop logs gen clean
+.PHONY: bench bench-http bench-ingest browser chaos config-example help venv infra-up infra-down infra-status migrate topics lint fmt test test-unit run stop logs gen clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -86,6 +86,10 @@ config-example: venv ## regenerate config.yaml.example from internal/config/sett
 
 bench-ingest: venv infra-up ## ingest rate vs raw COPY of the same orders, and latency at 1k/s
 	$(PY) -m bench.ingest
+
+bench: venv infra-up ## every benchmark; writes the figures into docs/performance.md (about 15 minutes)
+	@scripts/install-wrk.sh
+	$(PY) -m bench.report
 
 bench-http: venv infra-up ## HTTP look-ups (cache hit/miss) vs a bare endpoint; warm-up of 100k orders
 	@scripts/install-wrk.sh

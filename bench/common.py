@@ -109,7 +109,7 @@ class Service:
 
 
 def start_service(dsn: str, topic: str, port: int, group: str, **env: str) -> Service:
-    log = CACHE / f"service-{group}.log"
+    log = CACHE / f"service-{group}-{port}.log"  # one file per instance, even in one group
     CACHE.mkdir(parents=True, exist_ok=True)
     environment = {
         **os.environ,

@@ -35,9 +35,22 @@ from bench.common import (
 from internal.domain.order import Order
 from internal.domain.records import OrderRecord
 from internal.pkg.kafka_offsets import partition_ends
-from internal.store.reader import DELIVERY_COLUMNS, ITEM_COLUMNS, ORDER_COLUMNS, PAYMENT_COLUMNS
 
 BATCH = 500
+# The scalar fields of each part in the schema's column names (the reference writes them row by row).
+ORDER_COLUMNS = (
+    "order_uid", "track_number", "entry", "locale", "internal_signature", "customer_id",
+    "delivery_service", "shardkey", "sm_id", "date_created", "oof_shard",
+)  # fmt: skip
+DELIVERY_COLUMNS = ("name", "phone", "zip", "city", "address", "region", "email")
+PAYMENT_COLUMNS = (
+    "transaction", "request_id", "currency", "provider", "amount", "payment_dt", "bank",
+    "delivery_cost", "goods_total", "custom_fee",
+)  # fmt: skip
+ITEM_COLUMNS = (
+    "chrt_id", "track_number", "price", "rid", "name", "sale", "size", "total_price", "nm_id", "brand",
+    "status",
+)  # fmt: skip
 RESERVE_IDS = "SELECT nextval(pg_get_serial_sequence('orders', 'id')) FROM generate_series(1, %s)"
 # Column names are constants of the store, never input.
 COPY_ORDERS = f"COPY orders (id, {', '.join(ORDER_COLUMNS)}, content_hash) FROM STDIN"

@@ -1,0 +1,118 @@
+"""How cost grows: ingest rate into an empty database versus one already holding 1M orders, ingest
+with one versus two instances, and warm-up time and memory for 10k and 100k cached orders.
+
+Each figure is printed next to its same-run reference (the empty database, the single instance).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import uuid
+from datetime import datetime
+from time import perf_counter
+
+from psycopg_pool import ConnectionPool
+
+from bench.common import (
+    machine,
+    orders_file,
+    produce,
+    read_orders,
+    say,
+    scratch,
+    start_service,
+    wait_committed,
+)
+from internal.cache.lru import OrderCache
+from internal.config.settings import CacheSettings
+from internal.domain.order import Order
+from internal.domain.records import OrderRecord
+from internal.store.reader import PostgresOrderReader
+from internal.store.writer import insert_new
+
+PREFILL_BATCH = 2000
+
+
+def prefill(dsn: str, n: int) -> float:
+    """Insert ``n`` orders straight through the writer's statement; returns the seconds it took."""
+    started = perf_counter()
+    with ConnectionPool(dsn, min_size=1, max_size=1) as pool, pool.connection() as conn:
+        batch: list[OrderRecord] = []
+        for value in read_orders(orders_file(n, seed=3)):
+            batch.append(OrderRecord.of(Order.model_validate_json(value)))
+            if len(batch) == PREFILL_BATCH:
+                with conn.transaction(), conn.cursor() as cur:
+                    insert_new(cur, batch)
+                batch = []
+        if batch:
+            with conn.transaction(), conn.cursor() as cur:
+                insert_new(cur, batch)
+        conn.execute("ANALYZE")
+    return perf_counter() - started
+
+
+def ingest_rate(dsn: str, topic: str, n: int, instances: int, port: int) -> float:
+    """Orders/s from the first partition assignment to the last offset committed."""
+    produce(orders_file(n), topic)
+    group = f"bench-{uuid.uuid4().hex[:8]}"
+    services = [start_service(dsn, topic, port + i, group) for i in range(instances)]
+    try:
+        finished = wait_committed(topic, group, n)
+        finished_wall = time.time() - (time.monotonic() - finished)
+        assigned = [
+            datetime.fromisoformat(str(e["timestamp"])).timestamp()
+            for s in services
+            for e in s.events()
+            if e.get("event") == "partitions_assigned"
+        ]
+        return n / (finished_wall - min(assigned))
+    finally:
+        for service in services:
+            service.stop()
+
+
+def warm(dsn: str, count: int) -> tuple[float, float]:
+    """Seconds to warm ``count`` orders and bytes per cached order."""
+    defaults = CacheSettings()
+    with ConnectionPool(dsn, min_size=1, max_size=2) as pool:
+        reader = PostgresOrderReader(pool)
+        sum(1 for _ in reader.latest(count))  # warms PostgreSQL's buffers first
+        cache = OrderCache(max(defaults.max_entries, count), defaults.max_bytes, defaults.max_entry_bytes)
+        started = perf_counter()
+        cache.warm(reader.latest(count))
+        seconds = perf_counter() - started
+        stats = cache.stats()
+    return seconds, stats.bytes / max(1, stats.entries)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("-n", type=int, default=100_000, help="orders per ingest run")
+    parser.add_argument(
+        "--stored", type=int, default=1_000_000, help="orders already stored for the second run"
+    )
+    parser.add_argument("--port", type=int, default=18100)
+    args = parser.parse_args()
+    say(f"machine: {machine()}")
+    with scratch() as (dsn, topic):
+        empty = ingest_rate(dsn, topic, args.n, 1, args.port)
+        say(f"ingest into an empty database:          {empty:,.0f} orders/s (reference)")
+        warm_10k = warm(dsn, 10_000)
+        warm_100k = warm(dsn, min(100_000, args.n))
+    with scratch() as (dsn, topic):
+        two = ingest_rate(dsn, topic, args.n, 2, args.port)
+        say(
+            f"ingest with 2 instances:                 {two:,.0f} orders/s = {two / empty:.2f} x one instance"
+        )
+    with scratch() as (dsn, topic):
+        seconds = prefill(dsn, args.stored)
+        say(f"  ({args.stored:,} orders prefilled in {seconds:.0f} s)")
+        full = ingest_rate(dsn, topic, args.n, 1, args.port)
+        say(f"ingest with {args.stored:,} already stored: {full:,.0f} orders/s = {full / empty:.2f} x empty")
+    say(f"warm-up 10,000:  {warm_10k[0]:.2f} s, {warm_10k[1]:,.0f} bytes per cached order")
+    say(f"warm-up 100,000: {warm_100k[0]:.2f} s, {warm_100k[1]:,.0f} bytes per cached order")
+
+
+if __name__ == "__main__":
+    main()
