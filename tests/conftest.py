@@ -20,6 +20,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from internal.pkg.kafka_topics import TopicSpec, delete_topics, ensure_topics
+from tests.e2e.helpers import stack
 from tests.service_proc import ServiceProcess, free_port
 
 DEFAULT_BROKERS = "127.0.0.1:9092"
@@ -121,3 +122,10 @@ def start_service(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
     for service in started:
         if service.proc.poll() is None:
             service.kill()
+
+
+@pytest.fixture
+def postgres_restorer() -> Iterator[None]:
+    """For tests that stop PostgreSQL: whatever happens in the test, it is running again afterwards."""
+    yield
+    stack("postgres.sh", "start")

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,3 +100,7 @@ class ServiceProcess:
 
     def log_tail(self, n: int = 30) -> str:
         return "\n".join(self.log_lines()[-n:])
+
+
+# The type of conftest's start_service fixture: start_service(env, name=..., ready=True).
+StartService = Callable[..., ServiceProcess]

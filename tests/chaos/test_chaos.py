@@ -8,7 +8,6 @@ import json
 import random
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,16 +25,16 @@ from tests.e2e.helpers import (
     make_input,
     produce,
     read_topic,
+    stack,
     stored_orders,
     table_counts,
     wait_committed_to_end,
+    wait_stored,
 )
-from tests.e2e.test_failures import postgres_restorer, stack  # noqa: F401 - fixture re-used
-from tests.service_proc import ServiceProcess
+from tests.service_proc import StartService
 from tests.support import wait_until
 
 pytestmark = pytest.mark.chaos
-StartService = Callable[..., ServiceProcess]
 
 
 @dataclass
@@ -126,12 +125,12 @@ def test_postgres_down_for_60s(
     schema_dsn: str,
     service_env: dict[str, str],
     start_service: StartService,
-    postgres_restorer: None,  # noqa: F811 - the fixture, imported above
+    postgres_restorer: None,
 ) -> None:
     data = make_input(tmp_path, 30_000, invalid_rate=0.1, seed=72)
     service = start_service(service_env)
     producer = BackgroundProducer(data.path, topics.orders, kafka_brokers, rps=300)
-    wait_until(lambda: table_counts(schema_dsn)["orders"] >= 1000, timeout_s=120, what="ingest under way")
+    wait_stored(schema_dsn, 1000, [service])
     stack("postgres.sh", "stop")
     began = time.monotonic()
     wait_until(lambda: service.get("/readyz").status == 503, timeout_s=30, what="readiness 503 in the outage")
@@ -167,7 +166,7 @@ def test_broker_restart_during_a_run(
     data = make_input(tmp_path, 20_000, invalid_rate=0.1, seed=73)
     service = start_service(service_env)
     producer = BackgroundProducer(data.path, topics.orders, kafka_brokers, rps=2000)
-    wait_until(lambda: table_counts(schema_dsn)["orders"] >= 2000, timeout_s=120, what="ingest under way")
+    wait_stored(schema_dsn, 2000, [service])
     stack("kafka.sh", "restart")
     producer.finish(timeout_s=300)
     wait_committed_to_end(

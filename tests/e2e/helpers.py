@@ -154,3 +154,22 @@ def final_outcomes(service: ServiceProcess) -> Counter[str]:
 def log_events(service: ServiceProcess) -> Iterator[dict[str, Any]]:
     for line in service.log_lines():
         yield json.loads(line)
+
+
+def stack(script: str, action: str) -> None:
+    """Drive the local stack (scripts/kafka.sh, scripts/postgres.sh) from a test: stop, start, restart."""
+    result = subprocess.run(
+        [str(ROOT / "scripts" / script), action], check=False, capture_output=True, text=True, timeout=180
+    )
+    assert result.returncode == 0, f"{script} {action} failed: {result.stderr}"
+
+
+def wait_stored(dsn: str, at_least: int, services: list[ServiceProcess], timeout_s: float = 120) -> None:
+    """Wait until ``at_least`` orders are stored (ingest is under way); fail early if a service died."""
+
+    def enough() -> bool:
+        for service in services:
+            service.assert_alive()
+        return table_counts(dsn)["orders"] >= at_least
+
+    wait_until(enough, timeout_s=timeout_s, what=f"{at_least} orders stored")

@@ -4,20 +4,17 @@ answers, and what happens to look-ups while PostgreSQL is down."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from internal.domain.order import Order
 from tests.conftest import Topics
-from tests.e2e.helpers import InputFile, make_input, produce, wait_committed_to_end
-from tests.e2e.test_failures import postgres_restorer, stack  # noqa: F401 - fixture re-used
-from tests.service_proc import ServiceProcess
+from tests.e2e.helpers import InputFile, make_input, produce, stack, wait_committed_to_end
+from tests.service_proc import ServiceProcess, StartService
 from tests.support import wait_until
 
 pytestmark = pytest.mark.e2e
-StartService = Callable[..., ServiceProcess]
 
 
 def ingest(tmp_path: Path, topics: Topics, brokers: str, service: ServiceProcess, n: int = 30) -> InputFile:
@@ -99,7 +96,7 @@ def test_database_down_cold_uid_is_503_and_cached_uid_still_served(
     kafka_brokers: str,
     service_env: dict[str, str],
     start_service: StartService,
-    postgres_restorer: None,  # noqa: F811 - the fixture, imported above
+    postgres_restorer: None,
 ) -> None:
     service = start_service({**service_env, "HTTP_REQUEST_TIMEOUT_MS": "1500"})
     data = ingest(tmp_path, topics, kafka_brokers, service, n=5)
@@ -129,7 +126,7 @@ def test_database_down_at_start_warms_up_once_it_returns(
     kafka_brokers: str,
     service_env: dict[str, str],
     start_service: StartService,
-    postgres_restorer: None,  # noqa: F811 - the fixture, imported above
+    postgres_restorer: None,
 ) -> None:
     first = start_service(service_env, name="first")
     data = ingest(tmp_path, topics, kafka_brokers, first, n=10)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -29,10 +28,9 @@ from tests.e2e.helpers import (
     wait_committed_to_end,
 )
 from tests.orders import order_doc
-from tests.service_proc import ServiceProcess
+from tests.service_proc import StartService
 
 pytestmark = pytest.mark.e2e
-StartService = Callable[..., ServiceProcess]
 
 ORDERS = 30
 BLOCKED = "blocked"

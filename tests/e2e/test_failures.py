@@ -4,10 +4,8 @@ holds exactly the valid orders of the input, and every refused message is dead-l
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,39 +20,17 @@ from tests.e2e.helpers import (
     make_input,
     produce,
     read_topic,
+    stack,
     stored_orders,
     table_counts,
     wait_committed_to_end,
+    wait_stored,
 )
-from tests.service_proc import ServiceProcess, free_port
+from tests.service_proc import ServiceProcess, StartService, free_port
 from tests.support import wait_until
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
-StartService = Callable[..., ServiceProcess]
-
-
-def stack(script: str, action: str) -> None:
-    result = subprocess.run(
-        [str(ROOT / "scripts" / script), action], check=False, capture_output=True, text=True, timeout=180
-    )
-    assert result.returncode == 0, f"{script} {action} failed: {result.stderr}"
-
-
-@pytest.fixture
-def postgres_restorer() -> Iterator[None]:
-    """Whatever happens in the test, PostgreSQL is running again afterwards."""
-    yield
-    stack("postgres.sh", "start")
-
-
-def wait_stored(dsn: str, at_least: int, services: list[ServiceProcess]) -> None:
-    def enough() -> bool:
-        for service in services:
-            service.assert_alive()
-        return table_counts(dsn)["orders"] >= at_least
-
-    wait_until(enough, timeout_s=60, what=f"{at_least} orders stored")
 
 
 def assert_exact_result(data: InputFile, dsn: str, brokers: str, topics: Topics) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,10 +13,9 @@ from confluent_kafka import Producer
 
 from tests.conftest import Topics
 from tests.e2e.helpers import headers, read_topic, table_counts, wait_committed_to_end
-from tests.service_proc import ServiceProcess
+from tests.service_proc import StartService
 
 pytestmark = pytest.mark.e2e
-StartService = Callable[..., ServiceProcess]
 CANONICAL = (Path(__file__).resolve().parents[1] / "fixtures" / "order-canonical.json").read_bytes().strip()
 # Values no field of an order may hold (wrong type, out of range, NUL, a lone surrogate, too long).
 ODD: list[object] = ["\x00", "\ud800", "x" * 1000, None, True, 1.5, -1, 2**70, [], {}]

@@ -4,17 +4,15 @@ never produce a 5xx while the database is up, and no answer leaks a stack trace.
 from __future__ import annotations
 
 import http.client
-from collections.abc import Callable
 from urllib.parse import quote
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.service_proc import ServiceProcess
+from tests.service_proc import ServiceProcess, StartService
 
 pytestmark = pytest.mark.e2e
-StartService = Callable[..., ServiceProcess]
 HOSTILE = [
     "../../etc/passwd",
     "..%2F..%2Fetc%2Fpasswd",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -23,10 +22,9 @@ from tests.e2e.helpers import (
     table_counts,
     wait_committed_to_end,
 )
-from tests.service_proc import ServiceProcess
+from tests.service_proc import StartService
 
 pytestmark = pytest.mark.e2e
-StartService = Callable[..., ServiceProcess]
 
 
 def test_ingest_stores_exactly_the_valid_orders_and_dead_letters_the_rest(

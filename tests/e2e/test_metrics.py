@@ -4,7 +4,6 @@ is exported and each matching series moved by exactly the expected amount."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -15,11 +14,10 @@ from internal.pkg.metrics import METRIC_NAMES
 from tests.conftest import Topics
 from tests.e2e.helpers import produce, wait_committed_to_end
 from tests.orders import encode, order_doc
-from tests.service_proc import ServiceProcess
+from tests.service_proc import ServiceProcess, StartService
 from tests.support import wait_until
 
 pytestmark = pytest.mark.e2e
-StartService = Callable[..., ServiceProcess]
 ORDERS_ROUTE = "/api/orders/{order_uid}"
 Scrape = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -19,12 +18,12 @@ from tests.e2e.helpers import (
     stored_orders,
     table_counts,
     wait_committed_to_end,
+    wait_stored,
 )
-from tests.service_proc import ServiceProcess
+from tests.service_proc import StartService
 from tests.support import wait_until
 
 pytestmark = pytest.mark.e2e
-StartService = Callable[..., ServiceProcess]
 
 
 def test_sigterm_during_busy_ingest_loses_nothing_and_repeats_nothing(
@@ -38,7 +37,7 @@ def test_sigterm_during_busy_ingest_loses_nothing_and_repeats_nothing(
     data = make_input(tmp_path, 6000, seed=51)
     first = start_service(service_env, name="first")
     produce(data.path, topics.orders, kafka_brokers)
-    wait_until(lambda: table_counts(schema_dsn)["orders"] >= 500, timeout_s=60, what="ingest under way")
+    wait_stored(schema_dsn, 500, [first])
     first.proc.send_signal(signal.SIGTERM)
     assert first.proc.wait(timeout=40) == 0  # a clean stop: batches finished, offsets committed
     stored_at_stop = table_counts(schema_dsn)["orders"]

@@ -5,7 +5,6 @@ order (a cache miss falls back to the shared database)."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,14 +15,13 @@ from tests.e2e.helpers import (
     final_outcomes,
     make_input,
     stored_orders,
-    table_counts,
     wait_committed_to_end,
+    wait_stored,
 )
-from tests.service_proc import ServiceProcess, free_port
+from tests.service_proc import ServiceProcess, StartService, free_port
 from tests.support import wait_until
 
 pytestmark = pytest.mark.e2e
-StartService = Callable[..., ServiceProcess]
 
 
 def assigned(service: ServiceProcess) -> int:
@@ -54,7 +52,7 @@ def test_instances_share_partitions_and_survive_one_leaving(
 
     data = make_input(tmp_path, 3000, seed=60 + instances)
     producer = BackgroundProducer(data.path, topics.orders, kafka_brokers, rps=500)
-    wait_until(lambda: table_counts(schema_dsn)["orders"] >= 300, timeout_s=60, what="ingest under way")
+    wait_stored(schema_dsn, 300, services)
     leaving = services.pop()
     assert leaving.stop() == 0  # mid-ingest: its partitions move to the others
     wait_until(lambda: sum(assigned(s) for s in services) == 6, timeout_s=60, what="partitions handed over")

@@ -37,11 +37,10 @@ from playwright.sync_api import (
 from tests.conftest import Topics
 from tests.e2e.helpers import produce
 from tests.orders import order_doc
-from tests.service_proc import ROOT, ServiceProcess
+from tests.service_proc import ROOT, StartService
 from tests.support import wait_until
 
 pytestmark = pytest.mark.e2e
-StartService = Callable[..., ServiceProcess]
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Without the background-networking flags Chromium keeps trying to reach Google's hosts, which this
