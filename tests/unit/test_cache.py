@@ -10,6 +10,7 @@ import sys
 import threading
 import tracemalloc
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import cast
 
 import pytest
@@ -21,6 +22,14 @@ from internal.domain.records import OrderRecord
 from tests.orders import order_bytes
 
 BIG = 10**9  # a bound that never binds
+
+
+@dataclass(frozen=True)
+class StoredJson:
+    """A record without a content hash, like the reader's ``StoredOrder``."""
+
+    uid: str
+    json: bytes
 
 
 @functools.cache
@@ -236,6 +245,29 @@ def test_warm_skips_oversize_and_broken_records_and_keeps_cached_ones() -> None:
         assert cache.warm([other, broken, big, small, fresh]) == 2
     assert [e["event"] for e in logs] == ["cache_warm_record_failed"]
     assert cached_uids(cache, [small, big, other, fresh, broken]) == [small.uid, other.uid, fresh.uid]
+    assert cache.stats().oversize_skipped == 1
+
+
+def test_write_through_etag_from_the_content_hash_equals_the_etag_of_the_bytes() -> None:
+    # put_many takes the ETag from OrderRecord.content_hash; a look-up that reads the database hashes
+    # the bytes: both must give one ETag, or a client's If-None-Match breaks after a restart.
+    records = [record(i, items=1 + i % 4) for i in range(8)]
+    by_hash, by_bytes = OrderCache(BIG, BIG, BIG), OrderCache(BIG, BIG, BIG)
+    by_hash.put_many(records)
+    for r in records:
+        by_bytes.put(StoredJson(r.uid, r.json))
+    for r in records:
+        hashed, plain = by_hash.get(r.uid), by_bytes.get(r.uid)
+        assert hashed is not None
+        assert plain is not None
+        assert hashed.etag == plain.etag == '"' + hashlib.sha256(r.json).hexdigest()[:16] + '"'
+
+
+def test_put_many_counts_an_oversize_record_and_caches_the_rest() -> None:
+    small, big = record(0, items=1), record(1, items=40)
+    cache = OrderCache(BIG, BIG, cost(small))
+    cache.put_many([big, small])
+    assert cached_uids(cache, [small, big]) == [small.uid]
     assert cache.stats().oversize_skipped == 1
 
 
