@@ -49,7 +49,7 @@ def create_api(
 
     api = JsonApi(lookup, health, metrics)
     ui = Ui(lookup, reader, templates)
-    return Starlette(
+    app = Starlette(
         lifespan=lifespan,
         routes=[
             Route("/api/orders/{order_uid}", api.get_order),
@@ -69,3 +69,7 @@ def create_api(
             Middleware(CacheHitFastPath, cache=cache),
         ],
     )
+    # No redirect from "/x/" to "/x": "/api/orders/0%2F" decodes to "/api/orders/0/", and the redirect
+    # would answer a look-up of uid "0/" with a look-up of another uid, "0". Unmatched paths are 404.
+    app.router.redirect_slashes = False
+    return app
