@@ -172,7 +172,7 @@ class Service:
             self.reader,
             self.health,
             self.metrics,
-            lookup_pool=_async_pool(s, "lookup", s.postgres.pool_max_size, s.http.request_timeout_ms),
+            lookup_pool=_async_pool(s, "lookup", s.postgres.lookup_pool_size, s.http.request_timeout_ms),
             request_timeout_s=s.http.request_timeout_ms / 1000,
             templates=templates_dir(),
             access_log=s.log.access_log,

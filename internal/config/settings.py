@@ -83,7 +83,13 @@ class PostgresSettings:
     )
     pool_min_size: int = setting(2, "connections kept open", at_least(1))
     pool_max_size: int = setting(
-        10, "connections at most (consumer workers + concurrent look-ups)", at_least(1)
+        10, "connections at most of the reader pool (UI lists and search, readiness, warm-up)", at_least(1)
+    )
+    lookup_pool_size: int = setting(
+        4,
+        "connections at most for the API's cache-miss look-ups; past about twice the database's cores "
+        "more only queue inside PostgreSQL and raise the p99 (docs/performance.md)",
+        at_least(1),
     )
     connect_timeout_s: float = setting(5.0, "time to wait for a new connection", at_least(0.1))
     statement_timeout_ms: int = setting(
