@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import psycopg
+from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from internal.domain.errors import TransientError
@@ -33,12 +34,14 @@ from internal.store.observe import DbObserver
 # anyway); PostgreSQL parses it once into jsonb and unpacks it in C. Measured on 2 cores this is as
 # fast as COPY fed row by row from Python, without spending Python's core on per-value formatting.
 # Ids come from the sequence in the materialized "batch" CTE, so children need no RETURNING join
-# back by uid; a skipped (conflicting) row only leaves a gap in the sequence.
+# back by uid; a skipped (conflicting) row only leaves a gap in the sequence. The content hashes
+# travel as ONE bytea, 32 bytes per order in the array's order: a bytea[] parameter cost psycopg
+# about 3 % of the service's GIL time to format.
 INSERT_BATCH = """
 WITH batch AS MATERIALIZED (
-    SELECT nextval(pg_get_serial_sequence('orders', 'id')) AS id, doc.o, hash.h
+    SELECT nextval(pg_get_serial_sequence('orders', 'id')) AS id, doc.o,
+           substring(%(hashes)s::bytea FROM doc.n::integer * 32 - 31 FOR 32) AS h
       FROM jsonb_array_elements(%(orders)s::jsonb) WITH ORDINALITY AS doc (o, n)
-      JOIN unnest(%(hashes)s::bytea[]) WITH ORDINALITY AS hash (h, n) USING (n)
 ), new_orders AS (
     INSERT INTO orders (id, order_uid, track_number, entry, locale, internal_signature, customer_id,
                         delivery_service, shardkey, sm_id, date_created, oof_shard, content_hash)
@@ -70,6 +73,7 @@ WITH batch AS MATERIALIZED (
 SELECT order_uid FROM new_orders
 """
 STORED_HASHES = "SELECT order_uid, content_hash FROM orders WHERE order_uid = ANY(%s)"
+HASH_BYTES = 32  # SHA-256
 
 
 class PostgresOrderWriter:
@@ -113,9 +117,17 @@ class PostgresOrderWriter:
 def insert_new(cur: psycopg.Cursor[tuple[object, ...]], records: Sequence[OrderRecord]) -> set[str]:
     """Insert the orders whose uid is not stored yet (one statement); returns the uids inserted.
     The records must have distinct uids."""
-    orders = "[" + ",".join(r.json.decode() for r in records) + "]"
-    cur.execute(INSERT_BATCH, {"orders": orders, "hashes": [r.content_hash for r in records]})
+    if any(len(r.content_hash) != HASH_BYTES for r in records):
+        raise ValueError(f"every content hash must be {HASH_BYTES} bytes (SHA-256)")
+    orders = Jsonb(b"[" + b",".join(r.json for r in records) + b"]", dumps=_already_json)
+    cur.execute(INSERT_BATCH, {"orders": orders, "hashes": b"".join(r.content_hash for r in records)})
     return {str(row[0]) for row in cur.fetchall()}
+
+
+def _already_json(document: bytes) -> bytes:
+    """psycopg's ``dumps`` for a document that is JSON bytes already: sent as is, never re-encoded.
+    A module-level function, not a lambda: psycopg caches one dumper class per function."""
+    return document
 
 
 def _as_bytes(value: object) -> bytes:

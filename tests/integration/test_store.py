@@ -69,6 +69,11 @@ def test_batch_is_stored_in_all_four_tables_and_reads_back_equal(pool: Connectio
         assert back is not None
         assert Order.model_validate_json(back.json) == rec.order  # every field of the four tables
         assert back.json == rec.json  # and byte for byte the form the consumer caches
+    with psycopg.connect(db) as conn:
+        rows = conn.execute("SELECT order_uid, content_hash FROM orders").fetchall()
+    stored = {str(uid): bytes(digest) for uid, digest in rows}
+    # The hashes travel as one bytea, 32 bytes per order: each lands on its own order.
+    assert stored == {rec.uid: rec.content_hash for rec in records}
 
 
 @pytest.mark.parametrize(
