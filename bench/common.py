@@ -103,6 +103,20 @@ class Service:
             if line.startswith("{"):
                 yield json.loads(line)
 
+    def wait_event(self, event: str, timeout_s: float = 120) -> dict[str, object]:
+        """The first log line with this event, once the service wrote it."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            found = next((e for e in self.events() if e.get("event") == event), None)
+            if found is not None:
+                return found
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"the service exited ({self.proc.returncode}) before {event}; see {self.log}"
+                )
+            time.sleep(0.05)
+        raise TimeoutError(f"no {event} within {timeout_s}s; see {self.log}")
+
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=60)
