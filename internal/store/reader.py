@@ -50,6 +50,7 @@ SELECT o.order_uid, row_to_json(doc)::text
  ) AS doc
 """
 BY_UID = ORDER_JSON + " WHERE o.order_uid = %s"
+BY_UIDS = ORDER_JSON + " WHERE o.order_uid = ANY(%s)"  # the API's shared miss queries (async_reader.py)
 # Newest first: ids follow insertion order. Two id ranges let two connections build the JSON on two
 # cores at once (warm-up), the newer range first.
 LATEST = ORDER_JSON + " ORDER BY o.id DESC LIMIT %s"
