@@ -74,14 +74,23 @@ def scratch(partitions: int = 6) -> Iterator[tuple[str, str]]:
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
     dsn = make_conninfo(DSN, options=f"-c search_path={name}")
     migrations.apply_pending(dsn)
-    topic = f"bench-{name}"
-    ensure_topics(BROKERS, [TopicSpec(topic, partitions), TopicSpec(f"{topic}.dlq", 1)])
     try:
-        yield dsn, topic
+        with scratch_topic(partitions) as topic:
+            yield dsn, topic
     finally:
-        delete_topics(BROKERS, [topic, f"{topic}.dlq"])
         with psycopg.connect(DSN, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+
+
+@contextmanager
+def scratch_topic(partitions: int = 6) -> Iterator[str]:
+    """An empty topic (+ .dlq) of its own, deleted afterwards."""
+    topic = f"bench-{uuid.uuid4().hex[:8]}"
+    ensure_topics(BROKERS, [TopicSpec(topic, partitions), TopicSpec(f"{topic}.dlq", 1)])
+    try:
+        yield topic
+    finally:
+        delete_topics(BROKERS, [topic, f"{topic}.dlq"])
 
 
 def produce(path: Path, topic: str, rps: int = 0) -> None:
