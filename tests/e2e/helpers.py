@@ -56,10 +56,14 @@ def produce(path: Path, topic: str, brokers: str, *extra: str, rps: int = 0) -> 
 class BackgroundProducer:
     """The producer CLI as its own process at a fixed rate, so that faults can hit mid-stream."""
 
-    def __init__(self, path: Path, topic: str, brokers: str, rps: int) -> None:
+    def __init__(
+        self, path: Path, topic: str, brokers: str, rps: int, *, message_timeout_ms: int | None = None
+    ) -> None:
+        # message_timeout_ms: how long the producer keeps retrying a message (its default is 30 s).
+        timeout = [] if message_timeout_ms is None else ["-message-timeout-ms", str(message_timeout_ms)]
         self._proc = subprocess.Popen(
             [sys.executable, str(ROOT / "cmd" / "producer.py"), "-file", str(path), "-topic", topic,
-             "-brokers", brokers, "-rps", str(rps)],
+             "-brokers", brokers, "-rps", str(rps), *timeout],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )  # fmt: skip
