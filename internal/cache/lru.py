@@ -134,7 +134,7 @@ class OrderCache:
         if not self._enabled:
             return False
         entry = make_entry(record.json)  # hashing happens outside the lock
-        return self._insert(record.uid, entry)
+        return self._insert_all([(record.uid, entry)]) == 1
 
     def put_many(self, records: Sequence[HashedCacheable]) -> None:
         """The consumer's write-through after a commit. Never raises: a failed put is logged and skipped,
@@ -151,11 +151,7 @@ class OrderCache:
                 entries.append((record.uid, make_entry(record.json, record.content_hash)))
             except Exception:  # whatever went wrong, the order stays servable from the database
                 log.exception("cache_put_failed", uid=_uid_of(record))
-        fitting = [(uid, entry) for uid, entry in entries if entry_cost(entry) <= self._entry_limit]
-        with self._lock:
-            self._oversize += len(entries) - len(fitting)
-            for uid, entry in fitting:
-                self._store(uid, entry)
+        self._insert_all(entries)
 
     def warm(self, records_newest_first: Iterable[Cacheable]) -> int:
         """Load orders read newest first so that the newest ends as the most recently used; the count cached.
@@ -189,25 +185,25 @@ class OrderCache:
                 break
         cached = 0
         while kept:  # oldest first; popping releases each entry from the buffer as it goes in
-            cached += self._insert(*kept.pop(), replace=False)
+            cached += self._insert_all([kept.pop()], replace=False)
         return cached
 
-    def _insert(self, uid: str, entry: CachedOrder, *, replace: bool = True) -> bool:
-        if entry_cost(entry) > self._entry_limit:
-            with self._lock:
-                self._oversize += 1
-            return False
+    def _insert_all(self, entries: list[tuple[str, CachedOrder]], *, replace: bool = True) -> int:
+        """Insert under one lock hold, each as the most recently used, evicting by bytes, then by count;
+        entries over the per-entry cap are counted, not cached. ``replace=False`` leaves a cached uid as it
+        is. Returns how many went in."""
+        fitting = [(uid, entry) for uid, entry in entries if entry_cost(entry) <= self._entry_limit]
+        inserted = 0
         with self._lock:
-            if not replace and uid in self._lru:
-                return False
-            self._store(uid, entry)
-        return True
-
-    def _store(self, uid: str, entry: CachedOrder) -> None:
-        """Insert under the lock (held by the caller), evicting by bytes, then by count."""
-        self._lru[uid] = entry
-        while len(self._lru) > self._max_entries:
-            self._lru.popitem()
+            self._oversize += len(entries) - len(fitting)
+            for uid, entry in fitting:
+                if not replace and uid in self._lru:
+                    continue
+                self._lru[uid] = entry
+                while len(self._lru) > self._max_entries:
+                    self._lru.popitem()
+                inserted += 1
+        return inserted
 
     def stats(self) -> CacheStats:
         with self._lock:
