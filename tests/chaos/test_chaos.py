@@ -31,7 +31,7 @@ from tests.e2e.helpers import (
     wait_committed_to_end,
     wait_stored,
 )
-from tests.service_proc import StartService
+from tests.service_proc import ServiceProcess, StartService
 from tests.support import wait_until
 
 pytestmark = pytest.mark.chaos
@@ -96,6 +96,25 @@ def tally(scenario: str, data: InputFile, dsn: str, brokers: str, topics: Topics
     return result
 
 
+def drain_and_tally(
+    scenario: str,
+    producer: BackgroundProducer,
+    service: ServiceProcess,
+    data: InputFile,
+    dsn: str,
+    brokers: str,
+    topics: Topics,
+    *,
+    sent: int,
+) -> Tally:
+    """The end of a scenario with a background producer: every message sent and committed, a clean
+    stop, then the count against the input."""
+    producer.finish(timeout_s=300)
+    wait_committed_to_end(brokers, topics.orders, topics.group, sent, timeout_s=300, services=[service])
+    assert service.stop() == 0
+    return tally(scenario, data, dsn, brokers, topics, sent=sent)
+
+
 def test_ten_sigkills_during_100k_orders(
     tmp_path: Path,
     topics: Topics,
@@ -147,12 +166,9 @@ def test_postgres_down_for_60s(
         what="processing back within 10 s of the database returning",
     )
     print(f"\nchaos[postgres 60s]: resumed {time.monotonic() - back:.1f}s after the database was back")
-    producer.finish(timeout_s=300)
-    wait_committed_to_end(
-        kafka_brokers, topics.orders, topics.group, 30_000, timeout_s=300, services=[service]
+    drain_and_tally(
+        "postgres down 60s", producer, service, data, schema_dsn, kafka_brokers, topics, sent=30_000
     )
-    assert service.stop() == 0
-    tally("postgres down 60s", data, schema_dsn, kafka_brokers, topics, sent=30_000)
 
 
 def test_broker_restart_during_a_run(
@@ -173,12 +189,7 @@ def test_broker_restart_during_a_run(
     )
     wait_stored(schema_dsn, 2000, [service])
     stack("kafka.sh", "restart")
-    producer.finish(timeout_s=300)
-    wait_committed_to_end(
-        kafka_brokers, topics.orders, topics.group, 20_000, timeout_s=300, services=[service]
-    )
-    assert service.stop() == 0
-    tally("broker restart", data, schema_dsn, kafka_brokers, topics, sent=20_000)
+    drain_and_tally("broker restart", producer, service, data, schema_dsn, kafka_brokers, topics, sent=20_000)
 
 
 def test_locked_orders_table(
