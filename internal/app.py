@@ -41,6 +41,7 @@ from internal.pkg.logging import configure_logging
 from internal.pkg.metrics import Metrics
 from internal.pkg.paths import templates_dir
 from internal.store import migrations
+from internal.store.async_reader import configure_lookup_session
 from internal.store.observe import DbObserver
 from internal.store.reader import PostgresOrderReader
 from internal.store.writer import PostgresOrderWriter
@@ -178,7 +179,7 @@ class Service:
             self.reader,
             self.health,
             self.metrics,
-            lookup_pool=_async_pool(s, "lookup", s.postgres.lookup_pool_size, s.http.request_timeout_ms),
+            lookup_pool=_lookup_pool(s),
             request_timeout_s=s.http.request_timeout_ms / 1000,
             templates=templates_dir(),
             access_log=s.log.access_log,
@@ -234,12 +235,11 @@ def _pool(settings: Settings, name: str, size: int, statement_timeout_ms: int) -
     return pool
 
 
-def _async_pool(settings: Settings, name: str, size: int, statement_timeout_ms: int) -> AsyncConnectionPool:
+def _lookup_pool(settings: Settings) -> AsyncConnectionPool:
     async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
-        await conn.execute(
-            "SELECT set_config('statement_timeout', %s, false)", (f"{statement_timeout_ms}ms",)
-        )
+        await configure_lookup_session(conn, settings.http.request_timeout_ms)
 
+    name, size = "lookup", settings.postgres.lookup_pool_size
     return AsyncConnectionPool(
         settings.postgres.dsn,
         min_size=min(settings.postgres.pool_min_size, size),

@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 import pytest
@@ -17,7 +18,7 @@ from internal.domain.errors import TransientError
 from internal.domain.order import Order
 from internal.domain.records import OrderRecord
 from internal.store import migrations
-from internal.store.async_reader import AsyncOrderReader
+from internal.store.async_reader import AsyncOrderReader, configure_lookup_session
 from internal.store.observe import DbObserver
 from internal.store.reader import StoredOrder
 from internal.store.writer import PostgresOrderWriter
@@ -134,3 +135,37 @@ def test_a_locked_table_times_out_within_the_budget_then_the_reader_recovers(
     assert elapsed < 3.0, f"requests with a 0.5 s budget took {elapsed:.1f}s"
     assert after is not None
     assert after.json == records[0].json
+
+
+def test_lookup_sessions_plan_the_query_once_and_carry_the_request_budget(
+    stored: tuple[str, list[OrderRecord]],
+) -> None:
+    """PostgreSQL re-plans ``order_uid = ANY($1)`` on every execution unless told otherwise (a custom
+    plan cost three times the execution): look-up sessions use the generic plan, every time."""
+    dsn, records = stored
+
+    async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
+        await configure_lookup_session(conn, 1500)
+
+    async def scenario() -> tuple[list[tuple[Any, ...]], str]:
+        async with AsyncConnectionPool(
+            dsn, min_size=1, max_size=1, timeout=5, kwargs={"autocommit": True}, configure=configure
+        ) as pool:
+            reader = AsyncOrderReader(pool)
+            for record in records[:12]:  # one at a time: twelve executions of the prepared statement
+                assert await reader.get(record.uid, 5.0) is not None
+            async with pool.connection() as conn:
+                plans = await (
+                    await conn.execute(
+                        "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                        " WHERE statement LIKE '%%order_uid = ANY%%'"
+                    )
+                ).fetchall()
+                timeout = await (await conn.execute("SHOW statement_timeout")).fetchone()
+            return plans, str(timeout[0] if timeout else None)
+
+    plans, statement_timeout = asyncio.run(scenario())
+    assert len(plans) == 1, plans  # prepared by psycopg after its prepare_threshold (5) executions
+    generic, custom = plans[0]
+    assert (generic >= 1, custom) == (True, 0), plans
+    assert statement_timeout == "1500ms"
