@@ -57,8 +57,12 @@ class ServiceProcess:
             cwd=ROOT,
         )
 
-    def get(self, path: str, headers: dict[str, str] | None = None, timeout_s: float = 10) -> HttpAnswer:
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", headers=headers or {})
+    def get(
+        self, path: str, headers: dict[str, str] | None = None, timeout_s: float = 10, method: str = "GET"
+    ) -> HttpAnswer:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}", headers=headers or {}, method=method
+        )
         try:
             with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310 - loopback only
                 return HttpAnswer(response.status, _headers(response.headers.items()), response.read())

@@ -11,10 +11,10 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from internal.api.fast_path import CacheHitFastPath
 from internal.api.json_api import JsonApi
 from internal.api.lookup import OrderLookup
 from internal.api.middleware import ObservabilityMiddleware
+from internal.api.order_endpoint import OrderEndpoint
 from internal.api.ui import Ui
 from internal.cache.lru import OrderCache
 from internal.pkg.health import Health
@@ -66,7 +66,7 @@ def create_api(
         ],
         middleware=[
             Middleware(ObservabilityMiddleware, metrics=metrics, access_log=access_log),
-            Middleware(CacheHitFastPath, cache=cache),
+            Middleware(OrderEndpoint, lookup=lookup),
         ],
     )
     # No redirect from "/x/" to "/x": "/api/orders/0%2F" decodes to "/api/orders/0/", and the redirect

@@ -8,10 +8,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from internal.api.fast_path import order_answer
-from internal.api.lookup import OrderLookup, Unavailable, valid_uid
+from internal.api.lookup import OrderLookup
 from internal.api.middleware import request_id
 from internal.api.openapi import OPENAPI
+from internal.api.order_endpoint import answer_from_store, answer_without_store
 from internal.pkg.health import Component, Health
 from internal.pkg.metrics import Metrics
 
@@ -23,20 +23,15 @@ class JsonApi:
         self._metrics = metrics
 
     async def get_order(self, request: Request) -> Response:
+        """The routed look-up: HEAD, and any GET the plain-ASGI ``OrderEndpoint`` let through. The
+        same two functions answer, so both paths give the same status, headers and body."""
         uid: str = request.path_params["order_uid"]
-        if not valid_uid(uid):
-            return error(request, 400, "order_uid must be 1 to 64 ASCII letters and digits")
-        try:
-            found = await self._lookup.find(uid)
-        except Unavailable:
-            return error(request, 503, "the order store is unavailable; try again shortly")
-        if found is None:
-            return error(request, 404, f"no order with order_uid {uid}")
-        status, headers, body = order_answer(
-            found.entry, found.from_cache, request.headers.get("if-none-match")
-        )
-        response = Response(body, status_code=status)
-        response.raw_headers = headers  # exactly what the fast path sends for a hit
+        if_none_match, rid = request.headers.get("if-none-match"), request_id(request)
+        answer = answer_without_store(self._lookup, uid, if_none_match, rid)
+        if answer is None:
+            answer = await answer_from_store(self._lookup, uid, if_none_match, rid)
+        response = Response(answer.body, status_code=answer.status)
+        response.raw_headers = answer.headers
         return response
 
     async def healthz(self, _request: Request) -> Response:
@@ -50,13 +45,6 @@ class JsonApi:
 
     async def openapi(self, _request: Request) -> Response:
         return JSONResponse(OPENAPI)
-
-
-def error(request: Request, status: int, message: str) -> JSONResponse:
-    """The one shape of every API error: a message, the status and the request id - no stack trace."""
-    return JSONResponse(
-        {"error": message, "status": status, "request_id": request_id(request)}, status_code=status
-    )
 
 
 def _health(components: list[Component]) -> JSONResponse:

@@ -41,12 +41,13 @@ class OrderLookup:
         self._reader = reader
         self.timeout_s = timeout_s
 
-    async def find(self, uid: str) -> Found | None:
-        """The order (from the cache when it is there), or None when no order has this uid.
+    def cached(self, uid: str) -> CachedOrder | None:
+        """The order when the cache has it: a dict look-up under a lock, no thread hop."""
+        return self._cache.get(uid)
+
+    async def load(self, uid: str) -> CachedOrder | None:
+        """The order from PostgreSQL (back-filled into the cache), or None when no order has this uid.
         Raises ``Unavailable`` when the database fails or exceeds the request's time budget."""
-        entry = self._cache.get(uid)  # a dict look-up under a lock: no thread hop for a hit
-        if entry is not None:
-            return Found(entry, from_cache=True)
         try:
             stored = await self._reader.get(uid, self.timeout_s)
         except ServiceError as exc:
@@ -54,4 +55,13 @@ class OrderLookup:
         if stored is None:
             return None
         self._cache.put(stored)  # back-fill: the next look-up is a hit
-        return Found(make_entry(stored.json), from_cache=False)
+        return make_entry(stored.json)
+
+    async def find(self, uid: str) -> Found | None:
+        """The order (from the cache when it is there), or None when no order has this uid.
+        Raises ``Unavailable`` like ``load``."""
+        entry = self.cached(uid)
+        if entry is not None:
+            return Found(entry, from_cache=True)
+        entry = await self.load(uid)
+        return None if entry is None else Found(entry, from_cache=False)

@@ -89,6 +89,11 @@ class ObservabilityMiddleware:
                      duration_ms=round(elapsed * 1000, 2))  # fmt: skip
 
 
-def request_id(request: Request) -> str:
-    rid: str = request.scope.get("state", {}).get("request_id", "")
+def scope_request_id(scope: Scope) -> str:
+    """The request's id, set by ``ObservabilityMiddleware`` (empty outside of it)."""
+    rid: str = scope.get("state", {}).get("request_id", "")
     return rid
+
+
+def request_id(request: Request) -> str:
+    return scope_request_id(request.scope)

@@ -112,16 +112,13 @@ class OrderCache:
         self._misses = 0
         self._oversize = 0
 
-    def get(self, uid: str, *, count_miss: bool = True) -> CachedOrder | None:
-        """The cached order, now the most recently used, or None (the caller reads the database).
-
-        ``count_miss=False`` is for a caller that hands a miss on to another that will look again (the
-        HTTP fast path): the miss is then counted once, by the second look."""
+    def get(self, uid: str) -> CachedOrder | None:
+        """The cached order, now the most recently used, or None (the caller reads the database)."""
         with self._lock:
             entry = self._lru.get(uid) if self._enabled else None
             if entry is not None:
                 self._hits += 1
-            elif count_miss:
+            else:
                 self._misses += 1
         return entry
 

@@ -3,9 +3,12 @@ answers, and what happens to look-ups while PostgreSQL is down."""
 
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from internal.domain.order import Order
@@ -88,6 +91,77 @@ def test_etag_answers_304_when_unchanged(
     again = service.get(f"/api/orders/{uid}", headers={"If-None-Match": first.headers["ETag"]})
     assert again.status == 304
     assert again.body == b""
+
+
+def test_head_answers_like_get_without_a_body(
+    tmp_path: Path,
+    topics: Topics,
+    kafka_brokers: str,
+    service_env: dict[str, str],
+    start_service: StartService,
+) -> None:
+    """GET look-ups are answered ahead of Starlette's router, HEAD by the routed handler: both must
+    give the same status and headers for a hit, a miss, an unknown and a malformed uid."""
+    service = start_service({**service_env, "CACHE_WARMUP_ORDERS": "0"})
+    data = ingest(tmp_path, topics, kafka_brokers, service, n=3)
+    hit_uid, other_uid = list(data.valid)[:2]
+    service.stop()
+    service = start_service({**service_env, "CACHE_WARMUP_ORDERS": "0"}, name="cold")
+    service.get(f"/api/orders/{hit_uid}")  # now cached; other_uid is not
+
+    compared = ("content-type", "content-length", "etag", "x-cache")
+    for path, status in [
+        (f"/api/orders/{hit_uid}", 200),
+        (f"/order/{other_uid}", 200),  # a miss for HEAD, then a hit for GET: X-Cache differs
+        ("/api/orders/doesnotexist7", 404),
+        ("/api/orders/not-a-uid!", 400),
+    ]:
+        head = service.get(path, method="HEAD", headers={"X-Request-ID": "same-id"})
+        get = service.get(path, headers={"X-Request-ID": "same-id"})
+        assert (head.status, get.status) == (status, status), path
+        assert head.body == b"", path
+        for name in compared:
+            if not (name == "x-cache" and path.startswith("/order/")):
+                assert head.headers.get(name) == get.headers.get(name), (path, name)
+    assert service.get(f"/order/{other_uid}", method="HEAD").headers["X-Cache"] == "HIT"
+    assert service.get(f"/api/orders/{hit_uid}", method="POST").status == 405
+
+
+def test_misses_use_at_most_lookup_pool_size_connections(
+    tmp_path: Path,
+    topics: Topics,
+    kafka_brokers: str,
+    pg_dsn: str,
+    service_env: dict[str, str],
+    start_service: StartService,
+) -> None:
+    """60 concurrent cache misses share the look-up pool (postgres.lookup_pool_size = 2): every one
+    is answered, and PostgreSQL never sees more than two look-up connections (by application name;
+    the suite runs one service at a time)."""
+    service = start_service({**service_env, "CACHE_MAX_ENTRIES": "0", "POSTGRES_LOOKUP_POOL_SIZE": "2"})
+    data = ingest(tmp_path, topics, kafka_brokers, service, n=60)
+    seen: list[int] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            while not done.is_set():
+                row = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'l0-orders-lookup'"
+                ).fetchone()
+                seen.append(int(row[0]) if row else 0)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        with ThreadPoolExecutor(max_workers=30) as clients:
+            answers = list(clients.map(lambda uid: service.get(f"/api/orders/{uid}"), list(data.valid) * 3))
+    finally:
+        done.set()
+        watcher.join()
+    assert {(a.status, a.headers["X-Cache"]) for a in answers} == {(200, "MISS")}
+    assert seen, "the watcher saw no sample"
+    assert 1 <= max(seen) <= 2, seen
 
 
 def test_database_down_cold_uid_is_503_and_cached_uid_still_served(
