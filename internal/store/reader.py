@@ -1,11 +1,12 @@
 """Reads orders back as the exact JSON bytes the API serves: by uid, the latest N, and summaries.
 
-PostgreSQL assembles each order's JSON itself (``row_to_json`` is compact and keeps column order), in
-the byte-for-byte form of ``internal.domain.order.order_to_json_bytes``: same key order, no spaces,
-``date_created`` in UTC with ``Z`` and microseconds only when present. So a cache entry warmed from the
-database, one back-filled on a miss and one written through by the consumer are the same bytes with
-the same ETag; tests/integration/test_store.py checks the identity, odd characters included. Python
-neither parses nor re-encodes: warming 100,000 orders is one streamed query (docs/performance.md).
+PostgreSQL assembles each order's JSON itself (``row_to_json`` and ``array_to_json`` are compact and
+keep column order; ``json_agg`` would add spaces), in the byte-for-byte form of
+``internal.domain.order.order_to_json_bytes``: same key order, no spaces, ``date_created`` in UTC
+with ``Z`` and microseconds only when present. So a cache entry warmed from the database, one
+back-filled on a miss and one written through by the consumer are the same bytes with the same ETag;
+tests/integration/test_store.py checks the identity, odd characters included. Python neither parses
+nor re-encodes: warming 100,000 orders is one streamed query (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -35,12 +36,11 @@ SELECT o.order_uid, row_to_json(doc)::text
            (SELECT row_to_json(x)
               FROM (SELECT p.transaction, p.request_id, p.currency, p.provider, p.amount, p.payment_dt,
                            p.bank, p.delivery_cost, p.goods_total, p.custom_fee) x) AS payment,
-           (SELECT ('[' || string_agg(x.item::text, ',' ORDER BY x.position) || ']')::json
-              FROM (SELECT i.position,
-                           (SELECT row_to_json(r)
-                              FROM (SELECT i.chrt_id, i.track_number, i.price, i.rid, i.name, i.sale, i.size,
-                                           i.total_price, i.nm_id, i.brand, i.status) r) AS item
-                      FROM items i WHERE i.order_id = o.id) x) AS items,
+           (SELECT array_to_json(array_agg(r ORDER BY i.position))
+              FROM items i
+             CROSS JOIN LATERAL (SELECT i.chrt_id, i.track_number, i.price, i.rid, i.name, i.sale, i.size,
+                                        i.total_price, i.nm_id, i.brand, i.status) r
+             WHERE i.order_id = o.id) AS items,
            o.locale, o.internal_signature, o.customer_id, o.delivery_service, o.shardkey, o.sm_id,
            to_char(o.date_created AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
              || CASE WHEN date_part('microseconds', o.date_created)::bigint %% 1000000 <> 0

@@ -96,6 +96,22 @@ def test_database_json_is_byte_identical_to_the_encoder(
     assert back.json == rec.json
 
 
+def test_items_json_is_byte_identical_in_their_order_with_odd_text(pool: ConnectionPool) -> None:
+    """Items are aggregated by PostgreSQL (array_to_json over rows ordered by position): their text
+    fields are escaped like the rest and the list keeps the message's order, whatever the ids."""
+    doc = order_doc(51, items=4)
+    doc["items"][0]["name"] = 'quote " backslash \\ <b>tag</b> \u2028 🚚'
+    doc["items"][2]["brand"] = "Ünïcödé \u007f"
+    doc["items"][1]["chrt_id"], doc["items"][3]["chrt_id"] = 1, 999999999  # ids out of list order
+    rec = OrderRecord.of(Order.model_validate_json(json.dumps(doc)))
+    PostgresOrderWriter(pool).write_batch([rec])
+    back = PostgresOrderReader(pool).get(rec.uid)
+    latest = list(PostgresOrderReader(pool).latest(1))
+    assert back is not None
+    assert back.json == rec.json
+    assert [o.json for o in latest] == [rec.json]
+
+
 def test_rewrite_is_a_duplicate_and_changed_content_a_conflict(pool: ConnectionPool, db: str) -> None:
     writer = PostgresOrderWriter(pool)
     original = record(1)
