@@ -33,6 +33,7 @@ from cachetools import LRUCache
 
 log = structlog.get_logger(component="cache")
 
+WARM_CHUNK: Final = 1000  # entries per lock hold during the warm-up: few acquisitions, short holds
 ENTRY_OVERHEAD: Final = 448  # bytes per entry besides the JSON bytes object: see the module docstring
 
 
@@ -181,8 +182,11 @@ class OrderCache:
             if len(kept) >= self._max_entries:
                 break
         cached = 0
-        while kept:  # oldest first; popping releases each entry from the buffer as it goes in
-            cached += self._insert_all([kept.pop()], replace=False)
+        while kept:  # oldest first, a chunk per lock hold; cutting the buffer's tail releases it as it goes
+            chunk = kept[-WARM_CHUNK:]
+            del kept[-WARM_CHUNK:]
+            chunk.reverse()
+            cached += self._insert_all(chunk, replace=False)
         return cached
 
     def _insert_all(self, entries: list[tuple[str, CachedOrder]], *, replace: bool = True) -> int:
