@@ -58,6 +58,7 @@ LATEST_FROM = ORDER_JSON + " WHERE o.id <= %s ORDER BY o.id DESC LIMIT %s"
 LATEST_ABOVE = ORDER_JSON + " WHERE o.id > %s ORDER BY o.id DESC"
 NTH_NEWEST_ID = "SELECT id FROM orders ORDER BY id DESC OFFSET %s LIMIT 1"
 PARALLEL_FROM = 20_000  # below this, one query is as fast
+STREAM_ROWS = 500  # rows per chunk of a streamed result (libpq's chunked-rows mode)
 
 # One line per order for lists (recent orders, search results): no items, no JSON assembly.
 SUMMARIES = """
@@ -135,10 +136,12 @@ class PostgresOrderReader:
                 raise translate(exc) or TransientError(str(exc)) from exc
 
     def _stream(self, statement: str, params: tuple[int, ...]) -> Iterator[StoredOrder]:
-        with self._pool.connection() as conn, conn.transaction(), conn.cursor(name="latest") as cur:
-            cur.itersize = 5000
-            cur.execute(statement, params)
-            for uid, body in cur:
+        # Streamed, not a server-side cursor: PostgreSQL keeps building rows while this side decodes
+        # and caches the ones already sent; a cursor's FETCH leaves one side idle while the other
+        # works (warm-up of 100k on one connection: 3.9-4.1 s with FETCH 5000, 3.1-3.4 s streamed).
+        # Memory stays bounded: chunks of STREAM_ROWS rows. Closing early cancels the query.
+        with self._pool.connection() as conn, conn.cursor() as cur:
+            for uid, body in cur.stream(statement, params, size=STREAM_ROWS):
                 yield StoredOrder(str(uid), str(body).encode())
 
     def recent(self, limit: int, timeout_s: float | None = None) -> list[OrderSummary]:

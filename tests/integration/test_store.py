@@ -232,3 +232,20 @@ def test_latest_split_over_two_connections_keeps_newest_first(
         uids.append(record(200 + i).uid)
     latest = [r.uid for r in PostgresOrderReader(pool).latest(limit)]
     assert latest == list(reversed(uids))[:limit]
+
+
+def test_latest_closed_early_leaves_its_connection_usable(
+    db: str, pool: ConnectionPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The warm-up stops reading at the cache's byte bound: the streamed query is cancelled and its
+    connection goes back to the pool ready for the next statement."""
+    monkeypatch.setattr(reader_module, "STREAM_ROWS", 2)  # many chunks still unsent when it stops
+    PostgresOrderWriter(pool).write_batch([record(300 + i) for i in range(40)])
+    with ConnectionPool(db, min_size=1, max_size=1, timeout=5, kwargs={"autocommit": True}) as single:
+        reader = PostgresOrderReader(single)
+        stream = reader.latest(40)
+        first = [next(stream).uid for _ in range(3)]
+        stream.close()
+        assert first == [record(339).uid, record(338).uid, record(337).uid]
+        assert [r.uid for r in reader.latest(2)] == first[:2]  # the one connection, reused
+        assert reader.get(record(300).uid) is not None
