@@ -86,9 +86,11 @@ class PostgresSettings:
         10, "connections at most of the reader pool (UI lists and search, readiness, warm-up)", at_least(1)
     )
     lookup_pool_size: int = setting(
-        4,
-        "connections at most for the API's cache-miss look-ups; past about twice the database's cores "
-        "more only queue inside PostgreSQL and raise the p99 (docs/performance.md)",
+        2,
+        "connections at most for the API's cache-miss look-ups; concurrent misses share queries, so a "
+        "few connections serve thousands per second and more split them into smaller, costlier "
+        "batches; raise it for a remote database, where each query waits out a network round trip "
+        "(docs/performance.md)",
         at_least(1),
     )
     connect_timeout_s: float = setting(5.0, "time to wait for a new connection", at_least(0.1))
