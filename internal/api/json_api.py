@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, Response
 from internal.api.lookup import OrderLookup
 from internal.api.middleware import request_id
 from internal.api.openapi import OPENAPI
-from internal.api.order_endpoint import answer_from_store, answer_without_store
+from internal.api.order_endpoint import answer
 from internal.pkg.health import Component, Health
 from internal.pkg.metrics import Metrics
 
@@ -24,14 +24,11 @@ class JsonApi:
 
     async def get_order(self, request: Request) -> Response:
         """The routed look-up: HEAD, and any GET the plain-ASGI ``OrderEndpoint`` let through. The
-        same two functions answer, so both paths give the same status, headers and body."""
+        same ``answer`` decides, so both paths give the same status, headers and body."""
         uid: str = request.path_params["order_uid"]
-        if_none_match, rid = request.headers.get("if-none-match"), request_id(request)
-        answer = answer_without_store(self._lookup, uid, if_none_match, rid)
-        if answer is None:
-            answer = await answer_from_store(self._lookup, uid, if_none_match, rid)
-        response = Response(answer.body, status_code=answer.status)
-        response.raw_headers = answer.headers
+        found = await answer(self._lookup, uid, request.headers.get("if-none-match"), request_id(request))
+        response = Response(found.body, status_code=found.status)
+        response.raw_headers = found.headers
         return response
 
     async def healthz(self, _request: Request) -> Response:
