@@ -41,9 +41,9 @@ from internal.pkg.logging import configure_logging
 from internal.pkg.metrics import Metrics
 from internal.pkg.paths import templates_dir
 from internal.store import migrations
-from internal.store.async_reader import configure_lookup_session
 from internal.store.observe import DbObserver
 from internal.store.reader import PostgresOrderReader
+from internal.store.sessions import configure_lookup_session, configure_session
 from internal.store.writer import PostgresOrderWriter
 
 log = structlog.get_logger(component="app")
@@ -228,7 +228,7 @@ def _pool(settings: Settings, name: str, size: int, statement_timeout_ms: int) -
         name=name,
         timeout=settings.postgres.connect_timeout_s,
         kwargs=_connection_kwargs(settings, name),
-        configure=lambda conn: _configure(conn, statement_timeout_ms),
+        configure=lambda conn: configure_session(conn, statement_timeout_ms),
         open=False,
     )
     pool.open(wait=False)  # the service starts even while the database is down; the pool keeps trying
@@ -260,10 +260,6 @@ def _connection_kwargs(settings: Settings, name: str) -> dict[str, Any]:
         # (the writer and the warm-up cursor open explicit transactions where they need them).
         "autocommit": True,
     }
-
-
-def _configure(conn: psycopg.Connection[Any], statement_timeout_ms: int) -> None:
-    conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{statement_timeout_ms}ms",))
 
 
 def _database_problem(pool: ConnectionPool, observer: DbObserver) -> str | None:

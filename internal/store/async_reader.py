@@ -15,7 +15,7 @@ Generic plans: PostgreSQL plans a prepared statement afresh for each execution (
 while it estimates that to pay off, and for ``order_uid = ANY($1)`` it always does: planning this
 query cost about 0.45 ms of PostgreSQL's CPU per execution, three times its execution (0.16 ms).
 The look-up connections run nothing but this query, so they are told to plan it once
-(``plan_cache_mode = force_generic_plan``, set by ``configure_lookup_session``); the generic plan is
+(``plan_cache_mode = force_generic_plan``, set by ``sessions.configure_lookup_session``); the generic plan is
 the same index scan on ``order_uid``. docs/performance.md measures the difference.
 
 Time budget: a request still queued when its ``timeout_s`` is up leaves with ``TransientError``; a
@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 from dataclasses import dataclass
-from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -38,21 +37,10 @@ from internal.store.errors import translate
 from internal.store.observe import DbObserver
 from internal.store.reader import BY_UIDS, StoredOrder
 
-# Each look-up connection's session: the request's time budget as PostgreSQL's statement timeout, and
-# one plan for BY_UIDS (see above). set_config takes parameters where SET cannot.
-LOOKUP_SESSION = """
-SELECT set_config('statement_timeout', %s, false), set_config('plan_cache_mode', 'force_generic_plan', false)
-"""
-
 Answer = asyncio.Future[StoredOrder | None]
 # How long a request whose query is past its deadline waits for psycopg to cancel that query and
 # report; a bound in case the cancellation itself hangs (a dead network path).
 CANCEL_GRACE_S = 1.0
-
-
-async def configure_lookup_session(conn: psycopg.AsyncConnection[Any], statement_timeout_ms: int) -> None:
-    """Set up a new connection of the look-up pool (the pool's ``configure`` callback)."""
-    await conn.execute(LOOKUP_SESSION, (f"{statement_timeout_ms}ms",))
 
 
 @dataclass(frozen=True, slots=True, eq=False)  # compared by identity

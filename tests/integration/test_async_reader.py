@@ -18,9 +18,10 @@ from internal.domain.errors import TransientError
 from internal.domain.order import Order
 from internal.domain.records import OrderRecord
 from internal.store import migrations
-from internal.store.async_reader import AsyncOrderReader, configure_lookup_session
+from internal.store.async_reader import AsyncOrderReader
 from internal.store.observe import DbObserver
 from internal.store.reader import StoredOrder
+from internal.store.sessions import configure_lookup_session
 from internal.store.writer import PostgresOrderWriter
 from tests.orders import order_doc
 
@@ -162,10 +163,11 @@ def test_lookup_sessions_plan_the_query_once_and_carry_the_request_budget(
                     )
                 ).fetchall()
                 timeout = await (await conn.execute("SHOW statement_timeout")).fetchone()
-            return plans, str(timeout[0] if timeout else None)
+                jit = await (await conn.execute("SHOW jit")).fetchone()
+            return plans, f"{timeout[0] if timeout else None} jit={jit[0] if jit else None}"
 
-    plans, statement_timeout = asyncio.run(scenario())
+    plans, session = asyncio.run(scenario())
     assert len(plans) == 1, plans  # prepared by psycopg after its prepare_threshold (5) executions
     generic, custom = plans[0]
     assert (generic >= 1, custom) == (True, 0), plans
-    assert statement_timeout == "1500ms"
+    assert session == "1500ms jit=off"
