@@ -257,7 +257,7 @@ def _connection_kwargs(settings: Settings, name: str) -> dict[str, Any]:
         "connect_timeout": max(1, int(settings.postgres.connect_timeout_s)),
         "application_name": f"l0-orders-{name}",
         # Every statement is its own transaction: a look-up is one round trip, not SELECT + COMMIT
-        # (the writer and the warm-up cursor open explicit transactions where they need them).
+        # (the writer and the warm-up's reads open explicit transactions where they need them).
         "autocommit": True,
     }
 

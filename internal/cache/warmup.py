@@ -35,7 +35,7 @@ def warm_up(
     while not stopping.is_set():
         started = time.perf_counter()
         try:
-            with closing(latest(count)) as newest_first:  # closes the server-side cursor if cut short
+            with closing(latest(count)) as newest_first:  # cancels the streamed queries if cut short
                 cached = cache.warm(newest_first)
         except ServiceError as exc:
             attempt += 1

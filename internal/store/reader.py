@@ -11,6 +11,7 @@ nor re-encodes: warming 100,000 orders is one streamed query (docs/performance.m
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -59,6 +60,13 @@ LATEST_ABOVE = ORDER_JSON + " WHERE o.id > %s ORDER BY o.id DESC"
 NTH_NEWEST_ID = "SELECT id FROM orders ORDER BY id DESC OFFSET %s LIMIT 1"
 PARALLEL_FROM = 20_000  # below this, one query is as fast
 STREAM_ROWS = 500  # rows per chunk of a streamed result (libpq's chunked-rows mode)
+CHUNKED_ROWS_LIBPQ = 170000  # libpq 17 brought the chunked-rows mode
+# The warm-up's reads run in the reader pool, whose sessions carry a request's budget (2 s by default,
+# http.request_timeout_ms). Each is one statement reading up to the whole warm set, so it gets its
+# own, for its transaction only: generous, but a read stuck behind a lock still ends, is logged and
+# retried.
+WARMUP_STATEMENT_TIMEOUT_MS = 600_000
+LOCAL_STATEMENT_TIMEOUT = "SELECT set_config('statement_timeout', %s, true)"
 
 # One line per order for lists (recent orders, search results): no items, no JSON assembly.
 SUMMARIES = """
@@ -126,12 +134,23 @@ class PostgresOrderReader:
                     yield from self._stream(LATEST, (limit,))
                     return
                 boundary = int(str(row[0]))
+                stop = threading.Event()  # set when the caller stops reading: the helper stops too
+
+                def read_older_half() -> list[StoredOrder]:
+                    rows: list[StoredOrder] = []
+                    for order in self._stream(LATEST_FROM, (boundary, limit - limit // 2)):
+                        if stop.is_set():
+                            break  # leaving the stream cancels its query
+                        rows.append(order)
+                    return rows
+
                 with ThreadPoolExecutor(max_workers=1, thread_name_prefix="warmup-read") as helper:
-                    older = helper.submit(
-                        lambda: list(self._stream(LATEST_FROM, (boundary, limit - limit // 2)))
-                    )
-                    yield from self._stream(LATEST_ABOVE, (boundary,))
-                    yield from older.result()
+                    older = helper.submit(read_older_half)
+                    try:
+                        yield from self._stream(LATEST_ABOVE, (boundary,))
+                        yield from older.result()
+                    finally:
+                        stop.set()
             except psycopg.Error as exc:
                 raise translate(exc) or TransientError(str(exc)) from exc
 
@@ -139,9 +158,13 @@ class PostgresOrderReader:
         # Streamed, not a server-side cursor: PostgreSQL keeps building rows while this side decodes
         # and caches the ones already sent; a cursor's FETCH leaves one side idle while the other
         # works (warm-up of 100k on one connection: 3.9-4.1 s with FETCH 5000, 3.1-3.4 s streamed).
-        # Memory stays bounded: chunks of STREAM_ROWS rows. Closing early cancels the query.
-        with self._pool.connection() as conn, conn.cursor() as cur:
-            for uid, body in cur.stream(statement, params, size=STREAM_ROWS):
+        # Memory stays bounded: chunks of STREAM_ROWS rows (one row at a time with a libpq older
+        # than 17, which has no chunked mode). Closing early cancels the query.
+        chunk = STREAM_ROWS if psycopg.pq.version() >= CHUNKED_ROWS_LIBPQ else 1
+        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            # One statement reads the whole set, for seconds: the session's budget is a request's.
+            cur.execute(LOCAL_STATEMENT_TIMEOUT, (f"{WARMUP_STATEMENT_TIMEOUT_MS}ms",))
+            for uid, body in cur.stream(statement, params, size=chunk):
                 yield StoredOrder(str(uid), str(body).encode())
 
     def recent(self, limit: int, timeout_s: float | None = None) -> list[OrderSummary]:

@@ -20,6 +20,7 @@ from internal.pkg.backoff import Backoff
 from internal.store import migrations
 from internal.store import reader as reader_module
 from internal.store.reader import PostgresOrderReader
+from internal.store.sessions import configure_session
 from internal.store.writer import PostgresOrderWriter, insert_new
 from tests.orders import order_bytes, order_doc
 from tests.support import wait_until
@@ -98,11 +99,11 @@ def test_database_json_is_byte_identical_to_the_encoder(
 
 def test_items_json_is_byte_identical_in_their_order_with_odd_text(pool: ConnectionPool) -> None:
     """Items are aggregated by PostgreSQL (array_to_json over rows ordered by position): their text
-    fields are escaped like the rest and the list keeps the message's order, whatever the ids."""
+    fields are escaped like the rest and the list keeps the message's order, not the ids' order."""
     doc = order_doc(51, items=4)
     doc["items"][0]["name"] = 'quote " backslash \\ <b>tag</b> \u2028 🚚'
     doc["items"][2]["brand"] = "Ünïcödé \u007f"
-    doc["items"][1]["chrt_id"], doc["items"][3]["chrt_id"] = 1, 999999999  # ids out of list order
+    doc["items"][1]["chrt_id"], doc["items"][3]["chrt_id"] = 1, 999999999  # not sorted by chrt_id
     rec = OrderRecord.of(Order.model_validate_json(json.dumps(doc)))
     PostgresOrderWriter(pool).write_batch([rec])
     back = PostgresOrderReader(pool).get(rec.uid)
@@ -234,18 +235,43 @@ def test_latest_split_over_two_connections_keeps_newest_first(
     assert latest == list(reversed(uids))[:limit]
 
 
-def test_latest_closed_early_leaves_its_connection_usable(
-    db: str, pool: ConnectionPool, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("parallel_from", [1_000, 4], ids=["one-query", "two-connections"])
+def test_latest_closed_early_leaves_its_connections_usable(
+    db: str, pool: ConnectionPool, monkeypatch: pytest.MonkeyPatch, parallel_from: int
 ) -> None:
-    """The warm-up stops reading at the cache's byte bound: the streamed query is cancelled and its
-    connection goes back to the pool ready for the next statement."""
+    """The warm-up stops reading at the cache's byte bound: the streamed queries (the older half's
+    too, when two connections read) are cancelled and the connections go back to the pool ready
+    for the next statement."""
     monkeypatch.setattr(reader_module, "STREAM_ROWS", 2)  # many chunks still unsent when it stops
+    monkeypatch.setattr(reader_module, "PARALLEL_FROM", parallel_from)
     PostgresOrderWriter(pool).write_batch([record(300 + i) for i in range(40)])
-    with ConnectionPool(db, min_size=1, max_size=1, timeout=5, kwargs={"autocommit": True}) as single:
-        reader = PostgresOrderReader(single)
+    newest = [record(339 - i).uid for i in range(40)]
+    with ConnectionPool(db, min_size=1, max_size=2, timeout=5, kwargs={"autocommit": True}) as two:
+        reader = PostgresOrderReader(two)
         stream = reader.latest(40)
         first = [next(stream).uid for _ in range(3)]
         stream.close()
-        assert first == [record(339).uid, record(338).uid, record(337).uid]
-        assert [r.uid for r in reader.latest(2)] == first[:2]  # the one connection, reused
+        assert first == newest[:3]
+        assert [r.uid for r in reader.latest(40)] == newest  # the same connections, reused
         assert reader.get(record(300).uid) is not None
+
+
+@pytest.mark.parametrize("parallel_from", [10_000, 1_000], ids=["one-query", "two-connections"])
+def test_latest_is_not_cut_by_the_sessions_request_budget(
+    db: str, pool: ConnectionPool, monkeypatch: pytest.MonkeyPatch, parallel_from: int
+) -> None:
+    """The reader pool's sessions carry a request's statement timeout (2 s by default); the warm-up
+    reads thousands of orders in one statement, under a budget of its own."""
+    monkeypatch.setattr(reader_module, "PARALLEL_FROM", parallel_from)
+    writer = PostgresOrderWriter(pool)
+    for start in range(0, 3000, 500):
+        writer.write_batch([record(1000 + i, items=3) for i in range(start, start + 500)])
+    with ConnectionPool(
+        db, min_size=1, max_size=2, timeout=5, kwargs={"autocommit": True},
+        configure=lambda conn: configure_session(conn, 20),  # 20 ms: far below reading 3,000 orders
+    ) as reader_pool:  # fmt: skip
+        read = [r.uid for r in PostgresOrderReader(reader_pool).latest(3000)]
+        with reader_pool.connection() as conn:
+            timeout = conn.execute("SHOW statement_timeout").fetchone()
+    assert read == [record(3999 - i, items=3).uid for i in range(3000)]
+    assert timeout == ("20ms",)  # the warm-up's own budget did not outlive its transaction
