@@ -54,8 +54,9 @@ class OrderLookup:
             raise Unavailable(str(exc)) from exc
         if stored is None:
             return None
-        self._cache.put(stored)  # back-fill: the next look-up is a hit
-        return make_entry(stored.json)
+        entry = make_entry(stored.json)
+        self._cache.put_entry(stored.uid, entry)  # back-fill: the next look-up is a hit
+        return entry
 
     async def find(self, uid: str) -> Found | None:
         """The order (from the cache when it is there), or None when no order has this uid.

@@ -131,8 +131,14 @@ class OrderCache:
         """
         if not self._enabled:
             return False
-        entry = make_entry(record.json)  # hashing happens outside the lock
-        return self._insert_all([(record.uid, entry)]) == 1
+        return self.put_entry(record.uid, make_entry(record.json))  # hashing happens outside the lock
+
+    def put_entry(self, uid: str, entry: CachedOrder) -> bool:
+        """``put`` for an entry the caller built already (the API's back-fill answers with the same
+        entry, so the JSON is hashed once per miss)."""
+        if not self._enabled:
+            return False
+        return self._insert_all([(uid, entry)]) == 1
 
     def put_many(self, records: Sequence[HashedCacheable]) -> None:
         """The consumer's write-through after a commit. Never raises: a failed put is logged and skipped,
