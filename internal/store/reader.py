@@ -24,6 +24,7 @@ from psycopg_pool import ConnectionPool
 from internal.domain.errors import TransientError
 from internal.store.errors import translate
 from internal.store.observe import DbObserver
+from internal.store.sessions import set_transaction_statement_timeout
 
 ORDER_JSON = """
 SELECT o.order_uid, row_to_json(doc)::text
@@ -66,7 +67,6 @@ CHUNKED_ROWS_LIBPQ = 170000  # libpq 17 brought the chunked-rows mode
 # own, for its transaction only: generous, but a read stuck behind a lock still ends, is logged and
 # retried.
 WARMUP_STATEMENT_TIMEOUT_MS = 600_000
-LOCAL_STATEMENT_TIMEOUT = "SELECT set_config('statement_timeout', %s, true)"
 
 # One line per order for lists (recent orders, search results): no items, no JSON assembly.
 SUMMARIES = """
@@ -163,7 +163,7 @@ class PostgresOrderReader:
         chunk = STREAM_ROWS if psycopg.pq.version() >= CHUNKED_ROWS_LIBPQ else 1
         with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             # One statement reads the whole set, for seconds: the session's budget is a request's.
-            cur.execute(LOCAL_STATEMENT_TIMEOUT, (f"{WARMUP_STATEMENT_TIMEOUT_MS}ms",))
+            set_transaction_statement_timeout(cur, WARMUP_STATEMENT_TIMEOUT_MS)
             for uid, body in cur.stream(statement, params, size=chunk):
                 yield StoredOrder(str(uid), str(body).encode())
 

@@ -13,7 +13,9 @@ Every session gets:
   2.50-2.90 s vs 2.15-2.36 s (docs/performance.md).
 
 The API's look-up sessions also plan their one query once (``plan_cache_mode``; see
-``internal/store/async_reader.py``). ``set_config`` takes parameters where ``SET`` cannot.
+``internal/store/async_reader.py``). The warm-up's reads, one statement of seconds each, set a budget
+of their own for their transaction (``set_transaction_statement_timeout``). ``set_config`` takes
+parameters where ``SET`` cannot.
 """
 
 from __future__ import annotations
@@ -22,13 +24,10 @@ from typing import Any
 
 import psycopg
 
-SESSION = """
-SELECT set_config('statement_timeout', %s, false), set_config('jit', 'off', false)
-"""
-LOOKUP_SESSION = """
-SELECT set_config('statement_timeout', %s, false), set_config('jit', 'off', false),
-       set_config('plan_cache_mode', 'force_generic_plan', false)
-"""
+SESSION = "SELECT set_config('statement_timeout', %s, false), set_config('jit', 'off', false)"
+LOOKUP_SESSION = SESSION + ", set_config('plan_cache_mode', 'force_generic_plan', false)"
+# A statement budget for the current transaction only (the warm-up's long reads).
+TRANSACTION_STATEMENT_TIMEOUT = "SELECT set_config('statement_timeout', %s, true)"
 
 
 def configure_session(conn: psycopg.Connection[Any], statement_timeout_ms: int) -> None:
@@ -39,3 +38,9 @@ def configure_session(conn: psycopg.Connection[Any], statement_timeout_ms: int) 
 async def configure_lookup_session(conn: psycopg.AsyncConnection[Any], statement_timeout_ms: int) -> None:
     """Set up a new connection of the API's look-up pool."""
     await conn.execute(LOOKUP_SESSION, (f"{statement_timeout_ms}ms",))
+
+
+def set_transaction_statement_timeout(cur: psycopg.Cursor[Any], timeout_ms: int) -> None:
+    """Give the transaction ``cur`` is in a statement budget of its own; the session's comes back
+    with the next transaction."""
+    cur.execute(TRANSACTION_STATEMENT_TIMEOUT, (f"{timeout_ms}ms",))
