@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from contextlib import closing
 
 import psycopg
 import pytest
@@ -19,7 +20,7 @@ from internal.domain.validation import ValidationPolicy
 from internal.pkg.backoff import Backoff
 from internal.store import migrations
 from internal.store import reader as reader_module
-from internal.store.reader import PostgresOrderReader
+from internal.store.reader import PostgresOrderReader, StoredOrder
 from internal.store.sessions import configure_session
 from internal.store.writer import PostgresOrderWriter, insert_new
 from tests.orders import order_bytes, order_doc
@@ -275,3 +276,42 @@ def test_latest_is_not_cut_by_the_sessions_request_budget(
             timeout = conn.execute("SHOW statement_timeout").fetchone()
     assert read == [record(3999 - i, items=3).uid for i in range(3000)]
     assert timeout == ("20ms",)  # the warm-up's own budget did not outlive its transaction
+
+
+def test_closing_latest_early_stops_the_older_half_too(
+    db: str, pool: ConnectionPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the two-connection read is closed early (the cache's byte bound), the helper reading the
+    older half stops at its next row instead of reading all of it into memory."""
+    monkeypatch.setattr(reader_module, "STREAM_ROWS", 2)
+    monkeypatch.setattr(reader_module, "PARALLEL_FROM", 4)
+    PostgresOrderWriter(pool).write_batch([record(400 + i) for i in range(40)])
+    original = PostgresOrderReader._stream
+    older_rows: list[str] = []
+    first_older_row = threading.Event()
+
+    def observed(
+        self: PostgresOrderReader,
+        statement: str,
+        params: tuple[int, ...],
+        stop: threading.Event | None = None,
+    ) -> Iterator[StoredOrder]:
+        if stop is None:  # the newer half, read by the caller
+            yield from original(self, statement, params)
+            return
+        for order in original(self, statement, params, stop):
+            older_rows.append(order.uid)
+            first_older_row.set()
+            yield order
+            assert stop.wait(30), "closing the read never told the older half to stop"
+
+    monkeypatch.setattr(PostgresOrderReader, "_stream", observed)
+    with ConnectionPool(db, min_size=1, max_size=2, timeout=5, kwargs={"autocommit": True}) as two:
+        reader = PostgresOrderReader(two)
+        with closing(reader.latest(40)) as stream:  # closed even when an assertion fails first
+            first = [next(stream).uid for _ in range(3)]
+            assert first_older_row.wait(10), "the older half never started"
+        assert first == [record(439).uid, record(438).uid, record(437).uid]
+        assert older_rows == [record(419).uid]  # one row of its twenty, then it stopped
+        with two.connection() as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
