@@ -3,6 +3,7 @@ answers, and what happens to look-ups while PostgreSQL is down."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -57,6 +58,14 @@ def test_miss_then_hit_and_warm_after_restart(
     for other in data.valid:
         assert warm.get(f"/api/orders/{other}").headers["X-Cache"] == "HIT"
     assert warm.get(f"/order/{uid}").body == written_through.body  # the original README's path
+
+    def events() -> list[str]:
+        return [json.loads(line)["event"] for line in warm.log_lines() if line.startswith("{")]
+
+    # The warmed heap leaves the collector's generations before the consumer runs (docs/performance.md).
+    wait_until(lambda: "partitions_assigned" in events(), timeout_s=30, what="the partitions' assignment")
+    logged = events()
+    assert logged.index("cache_warmed") < logged.index("gc_frozen") < logged.index("partitions_assigned")
     assert warm.stop() == 0
 
 
