@@ -28,15 +28,19 @@ from internal.api.app import create_api
 from internal.cache.lru import OrderCache
 from internal.cache.warmup import warm_up
 from internal.config import ConfigError, Settings, load_settings
+from internal.consumer.commits import CommitConfirmations
 from internal.consumer.dlq import KafkaDeadLetterSink
+from internal.consumer.lanes import BatchLimits
+from internal.consumer.letters import topic_max_message_bytes
 from internal.consumer.loop import WORKER_PREFIX, ConsumerLoop, LoopPolicy, consumer_config
 from internal.consumer.observe import LagFromStatistics, ReportMetrics
+from internal.consumer.offsets import OffsetTracker
 from internal.consumer.processor import BatchProcessor, ProcessingPolicy
 from internal.consumer.state import ConsumerState
 from internal.domain.validation import ValidationPolicy
 from internal.pkg.backoff import Backoff
 from internal.pkg.health import Health
-from internal.pkg.kafka_topics import TopicSpec, ensure_topics
+from internal.pkg.kafka_topics import TopicSpec, ensure_topics, topic_setting
 from internal.pkg.logging import configure_logging
 from internal.pkg.metrics import Metrics
 from internal.pkg.paths import templates_dir
@@ -66,6 +70,14 @@ class _Server(uvicorn.Server):
         super().__init__(config)
         self._health = health
 
+    async def on_tick(self, counter: int) -> bool:
+        # A crashed consumer ends the process (after the ordered stop), so a supervisor restarts it.
+        if self._health.stop_requested is not None and not self.should_exit:
+            log.error("stopping_after_consumer_crash", reason=self._health.stop_requested)
+            self._health.shutting_down = True
+            self.should_exit = True
+        return await super().on_tick(counter)
+
     def handle_exit(self, sig: int, frame: Any) -> None:
         self._health.shutting_down = True
         if self.should_exit and sig == signal.SIGINT:
@@ -87,9 +99,35 @@ def _prepare(settings: Settings) -> None:
         applied = _retry_at_start("migrations", lambda: migrations.apply_pending(settings.postgres.dsn))
         log.info("migrations_applied", ids=applied)
     if settings.kafka.create_topics:
-        k = settings.kafka
-        specs = [TopicSpec(k.topic, k.topic_partitions), TopicSpec(settings.dlq_topic, 1)]
-        _retry_at_start("topics", lambda: ensure_topics(k.brokers, specs, timeout_s=10))
+        brokers = settings.kafka.brokers
+        _retry_at_start("topics", lambda: ensure_topics(brokers, topic_specs(settings), timeout_s=10))
+        _retry_at_start("dlq topic check", lambda: _check_dlq_topic(settings))
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """The orders topic and its dead-letter topic, sized so that every full letter fits."""
+    k, c = settings.kafka, settings.consumer
+    letters = topic_max_message_bytes(c.max_message_bytes, settings.dlq.max_error_bytes)
+    return [
+        TopicSpec(k.topic, k.topic_partitions),
+        TopicSpec(settings.dlq_topic, 1, config=(("max.message.bytes", str(letters)),)),
+    ]
+
+
+def _check_dlq_topic(settings: Settings) -> None:
+    """Say so at start when an existing dead-letter topic is too small for full letters: the service
+    still runs (a refused letter goes as a stub), but replays of the largest letters will not work."""
+    needed = topic_max_message_bytes(settings.consumer.max_message_bytes, settings.dlq.max_error_bytes)
+    value = topic_setting(settings.kafka.brokers, settings.dlq_topic, "max.message.bytes")
+    if value is not None and value.isdigit() and int(value) < needed:
+        log.warning(
+            "dlq_topic_too_small",
+            topic=settings.dlq_topic,
+            max_message_bytes=int(value),
+            needed=needed,
+            hint=f"kafka-configs.sh --alter --entity-type topics --entity-name {settings.dlq_topic} "
+            f"--add-config max.message.bytes={needed} (docs/runbook.md#dlq-refuses)",
+        )
 
 
 class Service:
@@ -107,12 +145,15 @@ class Service:
         self.state = ConsumerState()
         self.state.on_retry = self.metrics.retries.inc
         self.metrics.paused.set_function(lambda: 1.0 if self.state.paused else 0.0)
+        self.metrics.stopped.set_function(lambda: 1.0 if self.state.stopped else 0.0)
+        self.metrics.watch_partitions(self.state.partitions)
         self.health = Health(self.state, lambda: _database_problem(self.reader_pool, observer))
         self.dead_letters = KafkaDeadLetterSink(
             s.kafka.brokers,
             s.dlq_topic,
             group=s.kafka.group_id,
             version=service_version(),
+            max_message_bytes=s.consumer.max_message_bytes,
             max_error_bytes=s.dlq.max_error_bytes,
         )
         self.loop = self._consumer_loop(PostgresOrderWriter(self.writer_pool, observer))
@@ -130,28 +171,43 @@ class Service:
                     c.max_message_bytes, c.cross_field_checks, c.max_future_skew_seconds
                 ),
                 backoff=Backoff(c.retry_initial_ms / 1000, c.retry_max_ms / 1000),
-                max_attempts=c.max_processing_attempts,
+                max_attempts=c.max_attempts,
             ),
         )
         config = consumer_config(
             k.brokers, k.group_id, k.client_id, k.session_timeout_ms, k.auto_offset_reset
         )
+        tracker = OffsetTracker()
         config["stats_cb"] = LagFromStatistics(self.metrics, k.topic)
+        config["on_commit"] = CommitConfirmations(tracker, self.metrics.commit_failures.inc)
         return ConsumerLoop(
             Consumer(config),
             processor,
             LoopPolicy(
                 topic=k.topic,
                 workers=c.workers,
-                batch_max_messages=c.batch_max_messages,
-                batch_max_wait_s=c.batch_max_wait_ms / 1000,
+                batch=BatchLimits(c.batch_max_messages, c.batch_max_bytes, c.batch_max_wait_ms / 1000),
                 max_in_flight=c.max_in_flight_messages,
+                max_in_flight_bytes=c.max_in_flight_bytes,
                 revoke_timeout_s=c.revoke_timeout_s,
                 max_consecutive_dead_letters=self.settings.dlq.max_consecutive,
+                stuck_after_s=c.stuck_after_s,
             ),
             self.state,
+            tracker=tracker,
             on_report=ReportMetrics(self.metrics),
         )
+
+    def _consume(self) -> None:
+        """The consumer thread. Whatever ends it early and unplanned - a crash of the warm-up or of
+        the poll loop - is recorded, and the HTTP server then stops the process (``_Server.on_tick``)."""
+        try:
+            self._warm_then_consume()
+        except Exception as exc:  # the loop records its own crashes; this is the warm-up's
+            self.state.crashed = f"{type(exc).__name__}: {exc}"
+            log.critical("consumer_thread_crashed", error=self.state.crashed, exc_info=True)
+        if self.state.crashed and not self.stopping.is_set():
+            self.health.stop_requested = self.state.crashed
 
     def _warm_then_consume(self) -> None:
         # Warm-up first: the consumer's fresher write-through entries must not be evicted by older
@@ -172,7 +228,7 @@ class Service:
 
     def run(self) -> int:
         s = self.settings
-        consumer_thread = threading.Thread(target=self._warm_then_consume, name="consumer-poll", daemon=True)
+        consumer_thread = threading.Thread(target=self._consume, name="consumer-poll", daemon=True)
         consumer_thread.start()
         api = create_api(
             self.cache,
@@ -215,7 +271,7 @@ class Service:
         undelivered = self.dead_letters.close(max(0.1, deadline - time.monotonic()))
         for pool in (self.writer_pool, self.reader_pool):
             pool.close(timeout=max(0.1, deadline - time.monotonic()))
-        ok = clean and undelivered == 0 and not self.state.fatal
+        ok = clean and undelivered == 0 and not self.state.stopped
         log.info("stopped", clean=ok, outcomes=self.state.snapshot_outcomes())
         return 0 if ok else 1
 
@@ -363,7 +419,7 @@ def _command(command: str, settings: Settings) -> int:
         print(f"rolled back: {', '.join(migrations.rollback(settings.postgres.dsn, count=1)) or 'nothing'}")
     elif command == "create-topics":
         k = settings.kafka
-        ensure_topics(k.brokers, [TopicSpec(k.topic, k.topic_partitions), TopicSpec(settings.dlq_topic, 1)])
+        ensure_topics(k.brokers, topic_specs(settings))
         print(f"topics ready: {k.topic} ({k.topic_partitions} partitions), {settings.dlq_topic}")
     elif command == "check-config":
         print(f"config ok: {settings}")

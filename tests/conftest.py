@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import psycopg
@@ -19,9 +19,11 @@ from confluent_kafka.admin import AdminClient
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from internal.app import topic_specs
+from internal.config.settings import KafkaSettings, Settings
 from internal.pkg.kafka_topics import TopicSpec, delete_topics, ensure_topics
 from tests.e2e.helpers import stack
-from tests.service_proc import ServiceProcess, free_port
+from tests.service_proc import SERVICE, ServiceProcess, free_port
 
 DEFAULT_BROKERS = "127.0.0.1:9092"
 DEFAULT_DSN = "postgresql://orders:orders@127.0.0.1:5432/orders"
@@ -47,14 +49,25 @@ def kafka_brokers() -> str:
 
 @pytest.fixture
 def topics(kafka_brokers: str) -> Iterator[Topics]:
-    """A fresh 6-partition orders topic, its dead-letter topic and a consumer group name."""
+    """A fresh 6-partition orders topic, its dead-letter topic (sized like the service sizes it) and
+    a consumer group name."""
     suffix = uuid.uuid4().hex[:10]
     names = Topics(
         orders=f"test-orders-{suffix}", dlq=f"test-orders-{suffix}.dlq", group=f"test-group-{suffix}"
     )
-    ensure_topics(kafka_brokers, [TopicSpec(names.orders, 6), TopicSpec(names.dlq, 1)])
+    specs = topic_specs(replace(Settings(), kafka=KafkaSettings(topic=names.orders, dlq_topic=names.dlq)))
+    ensure_topics(kafka_brokers, specs)
     yield names
     delete_topics(kafka_brokers, [names.orders, names.dlq])
+
+
+@pytest.fixture
+def small_dlq(kafka_brokers: str) -> Iterator[str]:
+    """A dead-letter topic that takes at most 200,000 bytes per message (an operator's setting)."""
+    name = f"test-small-{uuid.uuid4().hex[:10]}.dlq"
+    ensure_topics(kafka_brokers, [TopicSpec(name, 1, config=(("max.message.bytes", "200000"),))])
+    yield name
+    delete_topics(kafka_brokers, [name])
 
 
 @pytest.fixture(scope="session")
@@ -111,8 +124,10 @@ def start_service(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
     """Start service subprocesses; every one still running at the end of the test is killed."""
     started: list[ServiceProcess] = []
 
-    def start(env: dict[str, str], name: str = "service", ready: bool = True) -> ServiceProcess:
-        service = ServiceProcess(env, tmp_path / f"{name}-{len(started)}.log")
+    def start(
+        env: dict[str, str], name: str = "service", ready: bool = True, script: Path = SERVICE
+    ) -> ServiceProcess:
+        service = ServiceProcess(env, tmp_path / f"{name}-{len(started)}.log", script)
         started.append(service)
         if ready:
             service.wait_ready()

@@ -43,14 +43,17 @@ def _headers(items: list[tuple[str, str]]) -> Headers:
     return Headers(raw=[(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in items])
 
 
+SERVICE = ROOT / "cmd" / "service.py"
+
+
 class ServiceProcess:
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, script: Path = SERVICE) -> None:
         self.env = env
         self.port = int(env["HTTP_PORT"])
         self.log_path = log_path
         self._log = log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "cmd" / "service.py"), "serve"],
+            [sys.executable, str(script), "serve"],
             env={**os.environ, **env},
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -106,5 +109,5 @@ class ServiceProcess:
         return "\n".join(self.log_lines()[-n:])
 
 
-# The type of conftest's start_service fixture: start_service(env, name=..., ready=True).
+# The type of conftest's start_service fixture: start_service(env, name=..., ready=True, script=...).
 StartService = Callable[..., ServiceProcess]

@@ -129,12 +129,25 @@ class ConsumerSettings:
     batch_max_messages: int = setting(
         500, "a batch is written when it holds this many messages...", at_least(1)
     )
+    batch_max_bytes: int = setting(
+        8388608,
+        "...or this many bytes of messages (8 MiB; a larger message goes in a batch of its own)",
+        at_least(1),
+    )
     batch_max_wait_ms: int = setting(50, "...or when its oldest message waited this long", at_least(1))
     max_in_flight_messages: int = setting(
         10000, "polled but not yet committed messages before polling pauses", at_least(1)
     )
+    max_in_flight_bytes: int = setting(
+        134217728,
+        "bytes of polled messages waiting or being written before polling pauses (128 MiB)",
+        at_least(1),
+    )
     max_message_bytes: int = setting(
-        1048576, "larger messages are dead-lettered as undecodable without parsing", at_least(1)
+        1048576,
+        "larger messages are dead-lettered as undecodable without parsing; the dead-letter topic and "
+        "its producer are sized from it, so that every letter fits",
+        at_least(1),
     )
     cross_field_checks: bool = setting(
         True, "check sums, track numbers, duplicate rids and future dates across fields"
@@ -146,8 +159,18 @@ class ConsumerSettings:
         100, "first backoff after a transient error (doubles up to retry_max_ms, with jitter)", at_least(1)
     )
     retry_max_ms: int = setting(10000, "longest backoff between retries", at_least(1))
-    max_processing_attempts: int = setting(
-        3, "attempts for an unexpected error before dead-lettering as processing_error", at_least(1)
+    max_attempts: int = setting(
+        3,
+        "attempts before an unexpected error splits the batch and dead-letters the failing message "
+        "as processing_error, and before a statement timeout splits a batch (one message alone keeps "
+        "retrying)",
+        at_least(1),
+    )
+    stuck_after_s: float = setting(
+        60.0,
+        "a partition with messages waiting whose committed offset did not move for this long is "
+        "stuck: readiness fails naming it, consumer_partition_stuck turns 1",
+        at_least(1),
     )
     revoke_timeout_s: float = setting(
         10.0, "time in-flight batches get to finish when partitions are revoked", at_least(0)

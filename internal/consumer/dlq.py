@@ -1,70 +1,55 @@
-"""The dead-letter topic: refused messages, unchanged, with headers saying why.
+"""The dead-letter sink: refused messages to the dead-letter topic, acknowledged before their commit.
 
-The original key, value and headers are kept byte for byte so that a replay (the DLQ tool) sends
-exactly what the producer sent. The producer is idempotent with ``acks=all``; ``send`` returns only
-after the broker acknowledged every letter, because the consumer commits the original offset next.
+The producer is idempotent with ``acks=all``; ``send`` returns only after the broker acknowledged
+every letter, because the consumer commits the original offsets next. Its ``message.max.bytes`` is
+the largest full letter (letters.py); a letter the broker refuses for good is tried once alone, then
+sent as a stub, in the same call, so a permanent refusal never comes back as a retry. What was
+acknowledged is never sent again: a failed call names the letters still pending, and only those are
+retried.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
-from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from internal.consumer.letters import letter_headers, letter_max_bytes, stub_headers, stub_key, stub_value
 from internal.consumer.messages import DeadLetter
-from internal.domain.errors import TransientError
-
-# librdkafka writes its own log lines to stderr unless given a logger; through this one they become JSON
-# lines like every other (internal/pkg/logging.py routes standard logging through structlog).
-KAFKA_LOG = logging.getLogger("kafka")
-H_REASON = "dlq.reason"
-H_ERROR = "dlq.error"
-H_TOPIC = "dlq.original.topic"
-H_PARTITION = "dlq.original.partition"
-H_OFFSET = "dlq.original.offset"
-H_TIMESTAMP = "dlq.original.timestamp"
-H_GROUP = "dlq.consumer.group"
-H_FAILED_AT = "dlq.failed.at"
-H_ATTEMPTS = "dlq.attempts"
-H_VERSION = "dlq.service.version"
-DLQ_HEADERS = (
-    H_REASON,
-    H_ERROR,
-    H_TOPIC,
-    H_PARTITION,
-    H_OFFSET,
-    H_TIMESTAMP,
-    H_GROUP,
-    H_FAILED_AT,
-    H_ATTEMPTS,
-    H_VERSION,
+from internal.consumer.ports import LettersPending
+from internal.domain.errors import FatalError
+from internal.pkg.kafka_produce import (
+    ProduceError,
+    ProduceErrorKind,
+    ProducerLike,
+    classify,
+    describe,
+    produce,
 )
+from internal.pkg.logging import KAFKA_LOG
+
+# After the acknowledgement wait, how long callbacks that another worker's flush is running may take.
+CALLBACK_GRACE_S = 1.0
+BATCH_BYTES = 64 * 1024
 
 
-def letter_headers(
-    letter: DeadLetter, group: str, version: str, max_error_bytes: int
-) -> list[tuple[str, str | bytes | None]]:
-    m = letter.message
-    error = letter.error.encode("utf-8", "replace")
-    if len(error) > max_error_bytes:
-        error = error[: max_error_bytes - 3] + b"..."
-    added: list[tuple[str, str | bytes | None]] = [
-        (H_REASON, letter.reason.encode()),
-        (H_ERROR, error),
-        (H_TOPIC, m.topic.encode()),
-        (H_PARTITION, str(m.partition).encode()),
-        (H_OFFSET, str(m.offset).encode()),
-        (H_TIMESTAMP, str(m.timestamp_ms if m.timestamp_ms is not None else -1).encode()),
-        (H_GROUP, group.encode()),
-        (H_FAILED_AT, datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z").encode()),
-        (H_ATTEMPTS, str(letter.attempts).encode()),
-        (H_VERSION, version.encode()),
-    ]
-    return [*m.headers, *added]
+@dataclass
+class _Sent:
+    """One letter of one ``send`` call: the form it was sent in and how its delivery went."""
+
+    letter: DeadLetter
+    done: bool = False
+    error: KafkaError | None = None
+
+
+class SinkProducer(ProducerLike, Protocol):
+    """The part of confluent_kafka.Producer the sink uses, so that unit tests can stand in for it."""
+
+    def flush(self, timeout: float) -> int: ...
+    def purge(self) -> None: ...
 
 
 class KafkaDeadLetterSink:
@@ -83,63 +68,127 @@ class KafkaDeadLetterSink:
         *,
         group: str,
         version: str,
+        max_message_bytes: int,
         max_error_bytes: int,
         ack_timeout_s: float = 30.0,
         extra_config: dict[str, Any] | None = None,
+        producer_factory: Callable[[dict[str, Any]], SinkProducer] = Producer,
     ) -> None:
         self._topic = topic
         self._group = group
         self._version = version
         self._max_error_bytes = max_error_bytes
         self._ack_timeout_s = ack_timeout_s
+        letter_max = letter_max_bytes(max_message_bytes, max_error_bytes)
         self._config: dict[str, Any] = {
             "bootstrap.servers": brokers,
             "client.id": f"{group}-dlq",
             "acks": "all",
             "enable.idempotence": True,
             "linger.ms": 5,
+            "message.max.bytes": letter_max,
+            # A letter larger than this travels in a record batch of its own, so the broker's verdict
+            # on its size is about it alone (a batch is refused or accepted as a whole).
+            "batch.size": min(BATCH_BYTES, letter_max),
             "message.timeout.ms": int(ack_timeout_s * 1000),
             "logger": KAFKA_LOG,
             **(extra_config or {}),
         }
         self._lock = threading.Lock()
-        self._producer = Producer(self._config)
+        self._new_producer = producer_factory
+        self._producer = producer_factory(self._config)
 
-    def send(self, letters: Sequence[DeadLetter]) -> None:
+    def send(self, letters: Sequence[DeadLetter]) -> list[DeadLetter]:
+        """Publish the letters; return them as delivered (stubs marked ``truncated``) once the broker
+        acknowledged every one. Raises ``LettersPending`` naming the unacknowledged ones, and
+        ``FatalError`` when the topic refuses even a stub (it is missing, forbidden or misconfigured)."""
         producer = self._producer
-        failures: list[str] = []
-        acked = [0]
+        sent = self._publish(producer, [_Sent(letter) for letter in letters])
+        for i, s in enumerate(sent):
+            if s.error is None or not _permanent(s.error) or s.letter.truncated is not None:
+                continue
+            # Refused for good. The broker judges a whole record batch, which may have held other
+            # letters (other workers share this producer), so the letter is tried once alone first.
+            (alone,) = self._publish(producer, [_Sent(s.letter)])
+            if alone.error is not None and _permanent(alone.error):
+                (alone,) = self._publish(
+                    producer, [_Sent(replace(s.letter, truncated=describe(alone.error)))]
+                )
+            sent[i] = alone
+        for s in sent:
+            if s.error is not None and _permanent(s.error):  # a stub, refused for good as well
+                raise FatalError(
+                    f"dead-letter topic {self._topic} refuses even a stub letter ({describe(s.error)}): "
+                    "check that it exists, may be written and allows messages of 100 KB; "
+                    "see docs/runbook.md#dlq-refuses"
+                )
+        pending = [s.letter for s in sent if not s.done]
+        if pending:
+            self._replace(producer)
+            first = next((describe(s.error) for s in sent if s.error is not None), "no acknowledgement")
+            raise LettersPending(
+                f"dead-letter topic {self._topic}: {len(sent) - len(pending)}/{len(sent)} acknowledged "
+                f"({first})",
+                pending,
+            )
+        return [s.letter for s in sent]
+
+    def _publish(self, producer: SinkProducer, sent: list[_Sent]) -> list[_Sent]:
+        """Queue every letter in its form, wait for the acknowledgements; fills ``done``/``error``."""
+        lock = threading.Lock()
+        outstanding = [0]
+        queued_all = [False]
         all_reported = threading.Event()
 
-        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-            # May run on another worker's thread (whichever flushes); list/int updates are atomic enough
-            # here because only the event below is read across threads.
-            if err is None:
-                acked[0] += 1
-            else:
-                failures.append(err.str())
-            if acked[0] + len(failures) == len(letters):
-                all_reported.set()
+        def reported() -> None:
+            with lock:
+                outstanding[0] -= 1
+                if outstanding[0] == 0 and queued_all[0]:
+                    all_reported.set()
 
-        for letter in letters:
-            headers = letter_headers(letter, self._group, self._version, self._max_error_bytes)
-            _produce(producer, self._topic, letter, headers, on_delivery)
+        for s in sent:
+
+            def on_delivery(err: KafkaError | None, _msg: Message, s: _Sent = s) -> None:
+                # May run on another worker's thread (whichever polls or flushes the shared producer).
+                s.done, s.error = err is None, err
+                reported()
+
+            letter = s.letter
+            if letter.truncated is None:
+                value, key = letter.message.value, letter.message.key
+                headers = letter_headers(letter, self._group, self._version, self._max_error_bytes)
+            else:
+                value, key = stub_value(letter), stub_key(letter)
+                headers = stub_headers(letter, self._group, self._version, self._max_error_bytes)
+            with lock:
+                outstanding[0] += 1
+            try:
+                produce(
+                    producer,
+                    self._topic,
+                    value=value,
+                    key=key,
+                    headers=headers,
+                    on_delivery=on_delivery,
+                    max_wait_s=self._ack_timeout_s,
+                )
+            except ProduceError as exc:  # refused before queuing: no delivery report will come
+                s.done, s.error = False, exc.error
+                reported()
+        with lock:
+            queued_all[0] = True
+            if outstanding[0] == 0:
+                all_reported.set()
         # flush() waits for every queued letter, including other workers' - fine for a low-volume topic.
         producer.flush(self._ack_timeout_s)
-        # flush() can return while another thread is still running our callbacks; give them a moment.
-        all_reported.wait(1.0)
-        if failures or acked[0] != len(letters):
-            self._replace(producer)
-            raise TransientError(
-                f"dead-letter topic {self._topic}: {acked[0]}/{len(letters)} acknowledged"
-                + (f" ({failures[0]})" if failures else "")
-            )
+        all_reported.wait(CALLBACK_GRACE_S)
+        return sent
 
-    def _replace(self, failed: Producer) -> None:
+    def _replace(self, failed: SinkProducer) -> None:
         with self._lock:
             if self._producer is not failed:
                 return  # another worker replaced it already
-            self._producer = Producer(self._config)
+            self._producer = self._new_producer(self._config)
         failed.purge()  # what it still holds will be sent again by the retries, on the new producer
         failed.flush(0)
 
@@ -149,22 +198,5 @@ class KafkaDeadLetterSink:
         return remaining
 
 
-def _produce(
-    producer: Producer,
-    topic: str,
-    letter: DeadLetter,
-    headers: list[tuple[str, str | bytes | None]],
-    on_delivery: Any,
-) -> None:
-    while True:
-        try:
-            producer.produce(
-                topic,
-                value=letter.message.value,
-                key=letter.message.key,
-                headers=headers,
-                on_delivery=on_delivery,
-            )
-            return
-        except BufferError:
-            producer.poll(0.1)  # local queue full: let deliveries drain, then try again
+def _permanent(error: KafkaError) -> bool:
+    return classify(error) is ProduceErrorKind.PERMANENT

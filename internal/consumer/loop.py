@@ -1,84 +1,93 @@
 """The poll loop: the only owner of the Kafka consumer, feeding batches to worker threads.
 
-One thread runs ``ConsumerLoop.run``: it polls, spreads messages over lanes (one lane per worker; a
-partition always goes to the same lane, so one partition's messages are written in order), hands a
-lane's batch to the thread pool when it is full or old enough, collects finished batches, and commits
-per partition only the highest contiguous finished offset (``OffsetTracker``). poll, commit, pause,
+One thread runs ``ConsumerLoop.run``: it polls, spreads messages over lanes (lanes.py), hands a
+lane's batch to the thread pool when it is due, collects finished batches, and commits per
+partition only the highest contiguous finished offset (``OffsetTracker``). consume, commit, pause,
 resume, assign and close happen on this thread only - confluent-kafka's Consumer is not meant to be
-shared.
+shared. The loop talks to Kafka and to the batch handler only through the protocols of ports.py, so
+it is unit-tested with a fake consumer (tests/unit/test_loop.py).
 
-Flow control: while a worker is backing off from a database outage, every assigned partition is
-paused and the loop keeps polling (which keeps the group membership alive and returns nothing);
-librdkafka resumes fetching from the position after the last message handed to us, so pausing neither
-skips nor repeats messages. When too many messages are polled but unfinished, the loop simply stops
-taking more until a batch finishes (a short wait, well within max.poll.interval.ms).
+Flow control: while a worker is backing off from an outage, every assigned partition is paused and
+the loop keeps polling (which keeps the group membership alive and returns nothing); librdkafka
+resumes fetching from the position after the last message handed to us, so pausing neither skips
+nor repeats messages. When too many messages, or too many bytes, are polled but unfinished, the loop
+simply stops taking more until a batch finishes (a short wait, well within max.poll.interval.ms).
+
+How it ends: ``stop()`` (the ordered stop), a ``FatalError`` (a deliberate stop: the process stays
+up and not ready, ``state.fatal``), or any other exception - a bug - which is logged and recorded
+as ``state.crashed`` so that the service ends the process with a non-zero code and a supervisor
+restarts it. In every case in-flight batches get ``revoke_timeout_s`` to finish, and what is
+finished is committed before the consumer leaves the group; nothing past unfinished work.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import KafkaError, TopicPartition
 
-from internal.consumer.dlq import KAFKA_LOG
+from internal.consumer.control import Abandoned, Control
+from internal.consumer.lanes import BatchLimits, Lanes
 from internal.consumer.messages import BatchReport, Inbound
 from internal.consumer.offsets import OffsetTracker
-from internal.consumer.processor import Abandoned, BatchProcessor, Control
+from internal.consumer.ports import BatchHandler, KafkaConsumer, KafkaMessage
 from internal.consumer.state import ConsumerState
+from internal.consumer.storm import StormGuard
+from internal.consumer.stuck import Position, StuckDetector
 from internal.domain.errors import FatalError
+from internal.pkg.logging import KAFKA_LOG
 
 log = structlog.get_logger(component="consumer")
-RETRY_UNEXPECTED_AFTER_S = 1.0
 WORKER_PREFIX = "order-worker"  # the composition root finds stuck workers by it at exit
+STUCK_CHECK_S = 1.0  # how often, at most, the stuck detector looks (a few local calls per partition)
 
 
 @dataclass(frozen=True, slots=True)
 class LoopPolicy:
     topic: str
     workers: int
-    batch_max_messages: int
-    batch_max_wait_s: float
+    batch: BatchLimits
     max_in_flight: int
+    max_in_flight_bytes: int
     revoke_timeout_s: float
     max_consecutive_dead_letters: int  # 0 = the storm guard is off
-
-
-@dataclass
-class _Lane:
-    pending: list[Inbound] = field(default_factory=list)
-    oldest_at: float = 0.0
-    running: Future[BatchReport] | None = None
-    batch: list[Inbound] = field(default_factory=list)
-    hold_until: float = 0.0
+    stuck_after_s: float
 
 
 class ConsumerLoop:
     def __init__(
         self,
-        consumer: Consumer,
-        processor: BatchProcessor,
+        consumer: KafkaConsumer,
+        handler: BatchHandler,
         policy: LoopPolicy,
         state: ConsumerState,
+        *,
+        tracker: OffsetTracker | None = None,
         on_report: Callable[[BatchReport], None] = lambda _r: None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._consumer = consumer
-        self._processor = processor
+        self._handler = handler
         self._policy = policy
         self._state = state
         self._on_report = on_report
-        self._tracker = OffsetTracker()
-        self._lanes = [_Lane() for _ in range(policy.workers)]
+        self._clock = clock
+        # Shared with the consumer's on_commit callback (commits.py), which confirms positions.
+        self._tracker = tracker or OffsetTracker()
+        self._lanes = Lanes(policy.workers, policy.batch)
+        self._storm = StormGuard(policy.max_consecutive_dead_letters)
+        self._stuck = StuckDetector(policy.stuck_after_s)
+        self._next_stuck_check = 0.0
         self._pool = ThreadPoolExecutor(max_workers=policy.workers, thread_name_prefix=WORKER_PREFIX)
         self._stopping = False
         self._progress = threading.Event()  # set by a worker when its batch is done
         self._paused = False
-        self._dead_letter_streak = 0
 
     # ---- life cycle -------------------------------------------------------------------------
     def stop(self) -> None:
@@ -87,38 +96,60 @@ class ConsumerLoop:
 
     def run(self) -> None:
         self._state.running = True
-        self._consumer.subscribe(
-            [self._policy.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
-        )
-        poll_timeout = min(0.01, self._policy.batch_max_wait_s)
         try:
-            while not self._stopping:
-                self._state.beat()
-                self._collect_finished()
-                self._commit()
-                if self._flow_control():
-                    for message in self._consumer.consume(self._policy.batch_max_messages, poll_timeout):
-                        self._accept(message)
-                else:
-                    # Full: wait for a batch to finish instead of pausing. Pausing would make librdkafka
-                    # drop its prefetched messages and fetch them again on resume (measured: -15 % rate).
-                    self._progress.wait(poll_timeout)
-                self._progress.clear()
-                self._dispatch()
+            self._consumer.subscribe(
+                [self._policy.topic],
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
+            )
+            self._poll_until_stopped()
         except FatalError as exc:
             self._state.fatal = str(exc)
             log.critical("consumer_stopped", reason=str(exc))
+        except Exception as exc:  # a bug: recorded, so that the service ends the process
+            self._state.crashed = f"{type(exc).__name__}: {exc}"
+            log.critical("consumer_crashed", error=self._state.crashed, exc_info=True)
         finally:
             self._stopping = True
-            self._drain(self._policy.revoke_timeout_s)
-            self._consumer.close()  # leaves the group, so partitions move to other instances at once
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._shut_down()
             self._state.running = False
             log.info("consumer_closed", outcomes=self._state.snapshot_outcomes())
 
-    def _drain(self, timeout_s: float) -> None:
-        running = [lane.running for lane in self._lanes if lane.running is not None]
-        wait(running, timeout=timeout_s)
+    def _poll_until_stopped(self) -> None:
+        poll_timeout = min(0.01, self._policy.batch.max_wait_s)
+        while not self._stopping:
+            self._state.beat()
+            self._collect_finished()
+            self._commit()
+            self._watch_stuck()
+            if self._flow_control():
+                for message in self._consumer.consume(self._policy.batch.max_messages, poll_timeout):
+                    self._accept(message)
+            else:
+                # Full: wait for a batch to finish instead of pausing. Pausing would make librdkafka
+                # drop its prefetched messages and fetch them again on resume (measured: -15 % rate).
+                self._progress.wait(poll_timeout)
+            self._progress.clear()
+            self._dispatch()
+
+    def _shut_down(self) -> None:
+        """Finish what can be finished, commit it, leave the group. Each step is guarded: after a
+        crash the consumer itself may be what fails, and the next steps must still run."""
+        steps: list[tuple[str, Callable[[], None]]] = [
+            ("drain", self._drain),
+            ("close", self._consumer.close),  # leaves the group: partitions move to others at once
+            ("workers", lambda: self._pool.shutdown(wait=False, cancel_futures=True)),
+        ]
+        for name, step in steps:
+            try:
+                step()
+            except Exception as exc:
+                log.exception("consumer_shutdown_step_failed", step=name)
+                self._state.crashed = self._state.crashed or f"{type(exc).__name__}: {exc}"
+
+    def _drain(self) -> None:
+        wait(self._lanes.running(), timeout=self._policy.revoke_timeout_s)
         try:
             self._collect_finished()
         except FatalError as exc:
@@ -126,7 +157,7 @@ class ConsumerLoop:
         self._commit(synchronous=True)
 
     # ---- polling ----------------------------------------------------------------------------
-    def _accept(self, message: Message) -> None:
+    def _accept(self, message: KafkaMessage) -> None:
         error = message.error()
         if error is not None:
             if error.code() != KafkaError._PARTITION_EOF:
@@ -142,10 +173,7 @@ class ConsumerLoop:
             return
         self._tracker.track(topic, partition, offset)
         _, timestamp = message.timestamp()
-        lane = self._lanes[partition % len(self._lanes)]
-        if not lane.pending:
-            lane.oldest_at = time.monotonic()
-        lane.pending.append(
+        self._lanes.add(
             Inbound(
                 topic=topic,
                 partition=partition,
@@ -155,25 +183,17 @@ class ConsumerLoop:
                 headers=_headers(message),
                 timestamp_ms=timestamp if timestamp > 0 else None,
                 generation=generation,
-            )
+            ),
+            self._clock(),
         )
 
     def _dispatch(self) -> None:
-        now = time.monotonic()
-        for lane in self._lanes:
-            if lane.running is not None or not lane.pending or now < lane.hold_until:
-                continue
-            full = len(lane.pending) >= self._policy.batch_max_messages
-            if full or now - lane.oldest_at >= self._policy.batch_max_wait_s:
-                lane.batch = lane.pending[: self._policy.batch_max_messages]
-                lane.pending = lane.pending[self._policy.batch_max_messages :]
-                lane.oldest_at = now
-                lane.running = future = self._pool.submit(
-                    self._processor.process, lane.batch, self._control(lane.batch)
-                )
-                future.add_done_callback(lambda _f: self._progress.set())
+        for lane, batch in self._lanes.due(self._clock()):
+            future = self._pool.submit(self._handler.process, batch, self._control(batch))
+            self._lanes.start(lane, future)
+            future.add_done_callback(lambda _f: self._progress.set())
 
-    def _control(self, batch: list[Inbound]) -> Control:
+    def _control(self, batch: Sequence[Inbound]) -> Control:
         keys = {(m.topic, m.partition, m.generation) for m in batch}
 
         def wanted() -> bool:
@@ -189,38 +209,22 @@ class ConsumerLoop:
 
     # ---- results and commits ----------------------------------------------------------------
     def _collect_finished(self) -> None:
-        for lane in self._lanes:
-            future = lane.running
-            if future is None or not future.done():
-                continue
-            lane.running = None
+        for _batch, future in self._lanes.finished():
             try:
                 report = future.result()
             except Abandoned:
                 continue  # its offsets stay unfinished: delivered again after the restart/rebalance
-            except FatalError:
-                raise
-            except Exception:
-                log.exception("batch_failed_unexpectedly", batch_size=len(lane.batch))
-                lane.pending[:0] = [
-                    m for m in lane.batch if self._tracker.generation(m.topic, m.partition) == m.generation
-                ]
-                lane.hold_until = time.monotonic() + RETRY_UNEXPECTED_AFTER_S
-                continue
-            self._finish(report)
+            self._finish(report)  # any other exception is a bug of the handler: it ends the loop
 
     def _finish(self, report: BatchReport) -> None:
-        for message, outcome in zip(report.messages, report.outcomes, strict=True):
+        for message in report.messages:
             self._tracker.finish(message.topic, message.partition, message.offset, message.generation)
-            self._dead_letter_streak = self._dead_letter_streak + 1 if outcome.dead_lettered else 0
         self._state.count(report.outcomes)
-        self._on_report(report)
-        limit = self._policy.max_consecutive_dead_letters
-        if limit and self._dead_letter_streak > limit:
-            raise FatalError(
-                f"{self._dead_letter_streak} dead-letters in a row (dlq.max_consecutive={limit}): "
-                "consumption stopped to protect the topic; see docs/runbook.md#dead-letter-storm"
-            )
+        try:
+            self._on_report(report)
+        except Exception:  # metrics must never hold back consumption
+            log.exception("report_failed")
+        self._storm.observe(report.outcomes)
 
     def _commit(self, synchronous: bool = False, only: set[tuple[str, int]] | None = None) -> None:
         positions = self._tracker.to_commit(only)
@@ -233,9 +237,12 @@ class ConsumerLoop:
             else:
                 self._consumer.commit(offsets=offsets, asynchronous=True)
         except Exception as exc:  # KafkaException: nothing lost, the same positions are tried again
-            log.warning("commit_failed", error=str(exc))
+            log.warning("commit_failed", error=str(exc), synchronous=synchronous)
             return
         self._tracker.committed(positions)
+        if synchronous:  # it returned, so the broker took it (a failure raises)
+            for (topic, partition), offset in positions.items():
+                self._tracker.confirmed(topic, partition, offset)
 
     def _flow_control(self) -> bool:
         """Pause for an outage; answer whether there is room to take more messages now."""
@@ -248,10 +255,38 @@ class ConsumerLoop:
             self._paused = False
             log.info("partitions_resumed")
         self._state.paused = self._paused
-        return self._tracker.in_flight() < self._policy.max_in_flight
+        return (
+            self._tracker.in_flight() < self._policy.max_in_flight
+            and self._lanes.bytes_in_flight() < self._policy.max_in_flight_bytes
+        )
+
+    def _watch_stuck(self) -> None:
+        now = self._clock()
+        if now < self._next_stuck_check:
+            return
+        self._next_stuck_check = now + min(STUCK_CHECK_S, self._policy.stuck_after_s / 4)
+        positions = {}
+        for topic, partition in self._state.assigned:
+            tp = TopicPartition(topic, partition)
+            # Local calls, no broker round trip: the high watermark librdkafka last saw in a fetch
+            # answer, and (before this assignment polled anything) the position it fetches from.
+            _low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            committed = self._tracker.progress(topic, partition)
+            if committed is None:
+                committed = self._consumer.position([tp])[0].offset
+            positions[(topic, partition)] = Position(
+                committed if committed >= 0 else None, high if high >= 0 else None
+            )
+        stuck = self._stuck.observe(positions, now)
+        if stuck or self._state.stuck:
+            if stuck and not self._state.stuck:
+                log.error("partitions_stuck", partitions=[s.describe() for s in stuck])
+            elif not stuck:
+                log.info("partitions_moving_again")
+            self._state.stuck = {(s.topic, s.partition): s.describe() for s in stuck}
 
     # ---- rebalance callbacks (run inside consume(), on this thread) ---------------------------
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             self._tracker.assign(tp.topic, tp.partition)
         consumer.assign(partitions)
@@ -260,43 +295,33 @@ class ConsumerLoop:
         self._state.assigned = self._state.assigned | {(tp.topic, tp.partition) for tp in partitions}
         log.info("partitions_assigned", partitions=sorted(tp.partition for tp in partitions))
 
-    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         revoked = {(tp.topic, tp.partition) for tp in partitions}
-        self._forget_pending(revoked)
-        busy = [
-            lane.running for lane in self._lanes if lane.running is not None and _touches(lane.batch, revoked)
-        ]
-        wait(busy, timeout=self._policy.revoke_timeout_s)
+        self._lanes.forget(revoked)
+        wait(self._lanes.running(revoked), timeout=self._policy.revoke_timeout_s)
         self._collect_finished()
         self._commit(synchronous=True, only=revoked)
         self._drop(revoked)
         log.info("partitions_revoked", partitions=sorted(p for _, p in revoked))
 
-    def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_lost(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         lost = {(tp.topic, tp.partition) for tp in partitions}
-        self._forget_pending(lost)
+        self._lanes.forget(lost)
         self._drop(lost)
         log.warning("partitions_lost", partitions=sorted(p for _, p in lost))
-
-    def _forget_pending(self, partitions: set[tuple[str, int]]) -> None:
-        for lane in self._lanes:
-            lane.pending = [m for m in lane.pending if (m.topic, m.partition) not in partitions]
 
     def _drop(self, partitions: set[tuple[str, int]]) -> None:
         for topic, partition in partitions:
             self._tracker.drop(topic, partition)
         self._state.assigned = self._state.assigned - partitions
+        self._state.stuck = {tp: why for tp, why in self._state.stuck.items() if tp not in partitions}
 
 
-def _headers(message: Message) -> tuple[tuple[str, str | bytes | None], ...]:
-    raw = message.headers()
+def _headers(message: KafkaMessage) -> tuple[tuple[str, str | bytes | None], ...]:
+    raw: Any = message.headers()
     if raw is None:
         return ()
     return tuple(raw.items()) if isinstance(raw, dict) else tuple(raw)
-
-
-def _touches(batch: list[Inbound], partitions: set[tuple[str, int]]) -> bool:
-    return any((m.topic, m.partition) in partitions for m in batch)
 
 
 def consumer_config(

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from internal.domain.reasons import DeadLetterReason
+
 
 @dataclass(frozen=True, slots=True)
 class Inbound:
@@ -23,37 +25,62 @@ class Inbound:
     # partition was revoked (and maybe assigned again) must not move the new assignment's offsets.
     generation: int
 
+    @property
+    def size(self) -> int:
+        """Bytes of the key and value: what the byte budgets of batches and in-flight work count."""
+        return len(self.value or b"") + len(self.key or b"")
+
 
 class Outcome(Enum):
-    """What happened to one message; every outcome except ``retry`` lets its offset be committed."""
+    """What happened to one message; every outcome lets its offset be committed.
+
+    The dead-letter outcomes take their values from ``DeadLetterReason`` (the one vocabulary): an
+    outcome's value is the ``outcome`` label of consumer_messages_total and, for a dead letter, the
+    ``dlq.reason`` header and the ``reason`` label of dlq_messages_total."""
 
     STORED = "stored"
     DUPLICATE = "duplicate"
-    CONFLICT = "conflict"
-    INVALID = "invalid"
-    UNDECODABLE = "undecodable"
-    DB_REJECTED = "db_rejected"
-    PROCESSING_ERROR = "processing_error"
+    UNDECODABLE = DeadLetterReason.UNDECODABLE.value
+    INVALID = DeadLetterReason.INVALID.value
+    CONFLICT = DeadLetterReason.CONFLICT.value
+    DB_REJECTED = DeadLetterReason.DB_REJECTED.value
+    PROCESSING_ERROR = DeadLetterReason.PROCESSING_ERROR.value
 
     @property
     def dead_lettered(self) -> bool:
         return self not in (Outcome.STORED, Outcome.DUPLICATE)
 
+    @property
+    def reason(self) -> DeadLetterReason:
+        """The dead-letter reason of a dead-lettered outcome (ValueError for stored/duplicate)."""
+        return DeadLetterReason(self.value)
+
+    @classmethod
+    def of(cls, reason: DeadLetterReason) -> Outcome:
+        return cls(reason.value)
+
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """A message on its way to the dead-letter topic, with why it was refused."""
+    """A message on its way to the dead-letter topic, with why it was refused.
+
+    ``truncated`` is None for a full letter (the original key, value and headers). When the broker
+    refused the full letter for good (too large, invalid), the sink sends a *stub* instead and the
+    letter carries the refusal here: its retries then send the stub directly."""
 
     message: Inbound
-    reason: str
+    reason: DeadLetterReason
     error: str
     attempts: int
+    truncated: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class BatchReport:
-    """The result of one batch: an outcome per message, in the batch's order."""
+    """The result of one batch: an outcome per message, in the batch's order, and how many of its
+    dead letters had to be sent as stubs."""
 
     messages: tuple[Inbound, ...]
     outcomes: tuple[Outcome, ...]
     duration_s: float = 0.0
+    truncated_letters: int = 0

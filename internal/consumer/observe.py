@@ -30,7 +30,9 @@ class ReportMetrics:
         for outcome, count in Counter(report.outcomes).items():
             m.messages.labels(outcome.value).inc(count)
             if outcome.dead_lettered:
-                m.dead_letters.labels(outcome.value).inc(count)
+                m.dead_letters.labels(outcome.reason.value).inc(count)
+        if report.truncated_letters:
+            m.truncated_letters.inc(report.truncated_letters)
         now_ms = self._clock_ms()
         observe = m.message_age.observe
         for message in report.messages:

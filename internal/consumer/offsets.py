@@ -3,7 +3,12 @@
 A message is *finished* when it is durably stored or its dead-letter was acknowledged. Batches finish
 out of order across workers; the tracker holds back the commit position of a partition until every
 earlier offset of that partition is finished, so a crash can only cause re-delivery, never loss.
-Used by the poll thread only (no locking).
+
+Commits are asynchronous, so a position goes through three states: *committable* (finished),
+*requested* (a commit was sent) and *confirmed* (the broker's answer came back through ``on_commit``).
+A failed commit puts the partition back to its confirmed position, so the same position is offered
+again by ``to_commit`` - retried from the tracker's state, never lost. Used by the poll thread only
+(``on_commit`` runs inside ``consume``, on that thread too; no locking).
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ class _PartitionState:
     in_order: deque[int] = field(default_factory=deque)  # offsets as polled (increasing)
     finished: set[int] = field(default_factory=set)
     committable: int | None = None  # next offset to commit (last finished contiguous + 1)
-    committed: int | None = None
+    committed: int | None = None  # the position last sent in a commit
+    confirmed: int | None = None  # the position the broker last confirmed
+    first: int | None = None  # the first offset polled in this assignment
 
 
 class OffsetTracker:
@@ -40,7 +47,10 @@ class OffsetTracker:
         return state.generation if state else None
 
     def track(self, topic: str, partition: int, offset: int) -> None:
-        self._partitions[(topic, partition)].in_order.append(offset)
+        state = self._partitions[(topic, partition)]
+        if state.first is None:
+            state.first = offset
+        state.in_order.append(offset)
 
     def finish(self, topic: str, partition: int, offset: int, generation: int) -> bool:
         """Mark one offset finished; False (and ignored) if it belongs to an older assignment."""
@@ -68,7 +78,31 @@ class OffsetTracker:
         }
 
     def committed(self, positions: dict[tuple[str, int], int]) -> None:
+        """The positions were sent in a commit (not yet confirmed)."""
         for tp, offset in positions.items():
             state = self._partitions.get(tp)
             if state is not None:
                 state.committed = offset
+
+    def confirmed(self, topic: str, partition: int, offset: int) -> None:
+        """The broker confirmed a commit of ``offset`` (a later answer never moves it back)."""
+        state = self._partitions.get((topic, partition))
+        if state is not None and (state.confirmed is None or offset > state.confirmed):
+            state.confirmed = offset
+
+    def commit_failed(self, topic: str, partition: int, offset: int) -> bool:
+        """A commit of ``offset`` failed: unless a later one was sent since, the partition is back to
+        its confirmed position, so ``to_commit`` offers the position again. True when it will be."""
+        state = self._partitions.get((topic, partition))
+        if state is None or state.committed != offset:
+            return False
+        state.committed = state.confirmed
+        return state.committable is not None and state.committable != state.committed
+
+    def progress(self, topic: str, partition: int) -> int | None:
+        """Where the partition's committed position stands as far as this assignment knows: the last
+        confirmed commit, else the first offset polled (the group's position when it was assigned)."""
+        state = self._partitions.get((topic, partition))
+        if state is None:
+            return None
+        return state.confirmed if state.confirmed is not None else state.first

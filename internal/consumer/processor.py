@@ -9,12 +9,20 @@ a worker thread and talks to the outside only through the protocols in ``ports.p
 | same uid, same content             | nothing (duplicate)                                | committed   |
 | same uid, other content            | dead-letter ``conflict``; stored order stays       | committed   |
 | database unavailable (transient)   | back off and retry, partitions paused              | held        |
-| database refuses one record        | split the batch until that record is alone;        | committed   |
-|                                    | dead-letter it ``db_rejected``, store the rest     |             |
-| dead-letter publish fails          | back off and retry                                 | held        |
-| unexpected exception               | retry up to ``max_attempts``, then split and       | committed   |
+| statement timeout                  | as transient; after ``max_attempts`` a batch of    | held        |
+|                                    | several is split, a single message keeps retrying  |             |
+| database refuses a record, or a    | split the batch until that record is alone;        | committed   |
+| program limit (SQLSTATE class 54)  | dead-letter it ``db_rejected``, store the rest     |             |
+| dead-letter not acknowledged       | back off and retry the unacknowledged letters only | held        |
+| dead-letter refused for good       | send its stub instead (the sink does it)           | committed   |
+| unexpected exception while storing | retry up to ``max_attempts``, then split and       | committed   |
 |                                    | dead-letter ``processing_error``                   |             |
+| unexpected exception while dead-   | retry up to ``max_attempts``, then ``FatalError``  | held        |
+| lettering, stub refused for good   |                                                    |             |
 | shutdown or revoke during a retry  | abandon the batch (``Abandoned``)                  | held        |
+
+Within one ``process`` call no finished work is repeated: a sub-batch that was stored is not written
+again when another one is retried or split, and an acknowledged letter is not sent again.
 """
 
 from __future__ import annotations
@@ -27,9 +35,17 @@ from typing import TypeVar
 
 import structlog
 
+from internal.consumer.control import Abandoned, Control
 from internal.consumer.messages import BatchReport, DeadLetter, Inbound, Outcome
-from internal.consumer.ports import DeadLetterSink, OrderStore, OutageListener, StoredOrderSink
-from internal.domain.errors import FatalError, PermanentError, RecordRejected, TransientError
+from internal.consumer.ports import (
+    DeadLetterSink,
+    LettersPending,
+    OrderStore,
+    OutageListener,
+    StoredOrderSink,
+)
+from internal.domain.errors import FatalError, PermanentError, RecordRejected, TimedOut, TransientError
+from internal.domain.reasons import DeadLetterReason
 from internal.domain.records import OrderRecord, WriteResult
 from internal.domain.validation import ValidationPolicy, decode_order
 from internal.pkg.backoff import Backoff
@@ -37,17 +53,12 @@ from internal.pkg.backoff import Backoff
 T = TypeVar("T")
 log = structlog.get_logger(component="consumer")
 
-OUTCOME_BY_REASON = {o.value: o for o in Outcome}
+ERROR_TEXT_CHARS = 500  # of an unexpected exception's message, in the letter's error header
 OUTCOME_BY_WRITE = {
     WriteResult.STORED: Outcome.STORED,
     WriteResult.DUPLICATE: Outcome.DUPLICATE,
     WriteResult.CONFLICT: Outcome.CONFLICT,
 }
-
-
-class Abandoned(Exception):
-    """The batch was given up because the service stops or its partitions were revoked.
-    Nothing of it may be committed; the messages will be delivered again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,15 +73,6 @@ class _Refused:
     outcome: Outcome
     error: str
     attempts: int
-
-
-class Control:
-    """How a batch learns it should stop: ``wanted()`` turns False on shutdown or revoke, and
-    ``sleep()`` wakes early in that case. The poll thread provides a real one; tests a fake."""
-
-    def __init__(self, wanted: Callable[[], bool], sleep: Callable[[float], object]) -> None:
-        self.wanted = wanted
-        self.sleep = sleep
 
 
 class BatchProcessor:
@@ -105,12 +107,12 @@ class BatchProcessor:
                     (index, OrderRecord.of(decode_order(message.value, self._policy.validation, now)))
                 )
             except PermanentError as exc:
-                outcomes[index] = OUTCOME_BY_REASON[exc.reason]
+                outcomes[index] = Outcome.of(exc.reason)
                 letters.append(DeadLetter(message, exc.reason, str(exc), attempts=1))
             except Exception as exc:  # decoding is pure: retrying cannot change the answer
                 log.exception("decode_failed", **_where(message))
                 outcomes[index] = Outcome.PROCESSING_ERROR
-                letters.append(DeadLetter(message, Outcome.PROCESSING_ERROR.value, repr(exc), attempts=1))
+                letters.append(DeadLetter(message, DeadLetterReason.PROCESSING_ERROR, _text(exc), attempts=1))
 
         stored: list[OrderRecord] = []
         results = self._store_all([record for _, record in decoded], control)
@@ -118,7 +120,7 @@ class BatchProcessor:
             message = batch[index]
             if isinstance(result, _Refused):
                 outcomes[index] = result.outcome
-                letters.append(DeadLetter(message, result.outcome.value, result.error, result.attempts))
+                letters.append(DeadLetter(message, result.outcome.reason, result.error, result.attempts))
                 continue
             outcomes[index] = OUTCOME_BY_WRITE[result]
             if result is WriteResult.STORED:
@@ -127,53 +129,121 @@ class BatchProcessor:
                 error = (
                     f"order_uid {record.uid!r} is already stored with different content (first write wins)"
                 )
-                letters.append(DeadLetter(message, Outcome.CONFLICT.value, error, attempts=1))
+                letters.append(DeadLetter(message, DeadLetterReason.CONFLICT, error, attempts=1))
 
         if stored:
-            self._sink.put_many(stored)
-        if letters:
-            self._until_done(lambda: self._dlq.send(letters), control)
-            for letter in letters:  # after the acknowledgement: each line is a fact, not an intention
-                log.warning(
-                    "dead_lettered", reason=letter.reason, error=letter.error[:300], **_where(letter.message)
-                )
+            self._feed_cache(stored)
+        delivered = self._dead_letter(letters, control) if letters else []
+        for letter in delivered:  # after the acknowledgement: each line is a fact, not an intention
+            log.warning(
+                "dead_lettered",
+                reason=letter.reason.value,
+                error=letter.error[:300],
+                truncated=letter.truncated,
+                **_where(letter.message),
+            )
         final = tuple(o for o in outcomes if o is not None)
         assert len(final) == len(batch), "every message of a batch gets an outcome"
-        return BatchReport(tuple(batch), final, time.perf_counter() - started)
+        truncated = sum(1 for letter in delivered if letter.truncated is not None)
+        return BatchReport(tuple(batch), final, time.perf_counter() - started, truncated)
 
     def _store_all(self, records: list[OrderRecord], control: Control) -> list[WriteResult | _Refused]:
         if not records:
             return []
+        verdict = self._store_once(records, control)
+        if isinstance(verdict, str):  # why the batch of several must be split
+            log.info("batch_split", cause=verdict, batch_size=len(records))
+            middle = len(records) // 2
+            # Halving finds one bad record in log2(n) rounds while the good ones still go in batches;
+            # a half that was stored is final, only the other one goes on.
+            return self._store_all(records[:middle], control) + self._store_all(records[middle:], control)
+        return verdict
+
+    def _store_once(self, records: list[OrderRecord], control: Control) -> list[WriteResult | _Refused] | str:
+        """The records' results, or the cause to split them for (only when there are several)."""
         attempts = 0
+        several = len(records) > 1
+
+        def give_up(exc: TransientError, attempt: int) -> bool:
+            # A timeout may be the batch's size: split it after the bounded attempts. One message
+            # alone keeps being retried (a locked table passes with time; nothing is lost).
+            return several and isinstance(exc, TimedOut) and attempt >= self._policy.max_attempts
+
         while True:
             try:
-                results = self._until_done(lambda: self._store.write_batch(records), control)
+                results = self._until_done(lambda: self._store.write_batch(records), control, give_up)
             except RecordRejected as exc:
-                if len(records) == 1:
-                    log.warning("record_rejected", order_uid=records[0].uid, error=str(exc)[:300])
-                    return [_Refused(Outcome.DB_REJECTED, str(exc), attempts + 1)]
-                return self._split(records, control)
+                if several:
+                    return "record_rejected"
+                log.warning("record_rejected", order_uid=records[0].uid, error=str(exc)[:300])
+                return [_Refused(Outcome.DB_REJECTED, str(exc), attempts + 1)]
+            except TimedOut:  # only a batch of several gets here (give_up)
+                return "timed_out"
             except (FatalError, Abandoned):
                 raise
             except Exception as exc:
                 attempts += 1
                 log.exception("store_failed_unexpectedly", attempt=attempts, batch_size=len(records))
                 if attempts < self._policy.max_attempts:
+                    self._pause_before_retry(attempts, control)
                     continue
-                if len(records) == 1:
-                    return [_Refused(Outcome.PROCESSING_ERROR, repr(exc), attempts)]
-                return self._split(records, control)
+                if several:
+                    return "unexpected_error"
+                return [_Refused(Outcome.PROCESSING_ERROR, _text(exc), attempts)]
             if len(results) != len(records):
                 raise FatalError(f"store answered {len(results)} results for {len(records)} records")
             return list(results)
 
-    def _split(self, records: list[OrderRecord], control: Control) -> list[WriteResult | _Refused]:
-        # Halving finds one bad record in log2(n) rounds while the good ones still go in batches.
-        middle = len(records) // 2
-        return self._store_all(records[:middle], control) + self._store_all(records[middle:], control)
+    def _dead_letter(self, letters: list[DeadLetter], control: Control) -> list[DeadLetter]:
+        """Send the letters until every one is acknowledged; return them as delivered."""
+        pending = letters
+        delivered: list[DeadLetter] = []
 
-    def _until_done(self, step: Callable[[], T], control: Control) -> T:
-        """Run ``step`` until it stops raising TransientError, backing off in between.
+        def step() -> None:
+            nonlocal pending
+            try:
+                delivered.extend(self._dlq.send(pending))
+            except LettersPending as exc:
+                pending = list(exc.pending)  # the acknowledged ones are done: never sent again
+                raise
+
+        failures = 0
+        while True:
+            try:
+                self._until_done(step, control)
+                return delivered
+            except (FatalError, Abandoned):
+                raise
+            except Exception as exc:
+                # Not a refusal (the sink sorts those) but a bug: a letter that cannot be built or sent
+                # cannot be dead-lettered either, so after the bounded attempts consumption stops.
+                failures += 1
+                log.exception("dead_letter_failed_unexpectedly", attempt=failures, letters=len(pending))
+                if failures >= self._policy.max_attempts:
+                    raise FatalError(
+                        f"dead-lettering failed {failures} times unexpectedly ({_text(exc)})"
+                    ) from exc
+                self._pause_before_retry(failures, control)
+
+    def _feed_cache(self, stored: list[OrderRecord]) -> None:
+        try:
+            self._sink.put_many(stored)
+        except Exception:  # the contract says it never raises; a durable write must not be undone by it
+            log.exception("cache_feed_failed", orders=len(stored))
+
+    def _pause_before_retry(self, attempt: int, control: Control) -> None:
+        if not control.wanted():
+            raise Abandoned
+        control.sleep(self._policy.backoff.delay(attempt))
+
+    def _until_done(
+        self,
+        step: Callable[[], T],
+        control: Control,
+        give_up: Callable[[TransientError, int], bool] = lambda _exc, _attempt: False,
+    ) -> T:
+        """Run ``step`` until it stops raising TransientError, backing off in between; re-raise the
+        error when ``give_up(error, attempts so far)`` says so.
 
         A stop or revoke abandons the batch only between retries: a first attempt always runs, so a
         graceful stop lets in-flight batches finish (and be committed) while the database is healthy.
@@ -187,6 +257,8 @@ class BatchProcessor:
                     return step()
                 except TransientError as exc:
                     attempt += 1
+                    if give_up(exc, attempt):
+                        raise
                     delay = self._policy.backoff.delay(attempt)
                     if attempt == 1:
                         self._outage.outage_started(str(exc))
@@ -198,6 +270,11 @@ class BatchProcessor:
         finally:
             if attempt:
                 self._outage.outage_ended()
+
+
+def _text(exc: BaseException) -> str:
+    """An unexpected exception for a letter's error header: its class and a bounded message."""
+    return f"{type(exc).__name__}: {str(exc)[:ERROR_TEXT_CHARS]}"
 
 
 def _where(message: Inbound) -> dict[str, object]:

@@ -1,4 +1,5 @@
-"""What the consumer tells the rest of the process: alive, assigned, paused by an outage, or stopped.
+"""What the consumer tells the rest of the process: alive, assigned, paused by an outage, stuck
+partitions, stopped on purpose (``fatal``) or crashed.
 
 Written by the poll thread and the workers, read by the health endpoints; every field is a single
 reference or guarded by the lock, so readers never see a torn value.
@@ -23,7 +24,10 @@ class ConsumerState:
         self.assigned: frozenset[tuple[str, int]] = frozenset()
         self.paused = False
         self.running = False
-        self.fatal: str | None = None
+        self.fatal: str | None = None  # stopped on purpose (FatalError): the process stays up, not ready
+        self.crashed: str | None = None  # an exception escaped the poll loop: the process must end
+        # (topic, partition) -> what is wrong, for every assigned partition that is stuck (stuck.py)
+        self.stuck: dict[tuple[str, int], str] = {}
         self.outcomes: Counter[Outcome] = Counter()
         self.on_retry: Callable[[], None] = lambda: None  # the composition root points it at a metric
 
@@ -46,6 +50,11 @@ class ConsumerState:
     def in_outage(self) -> bool:
         return self._outages > 0
 
+    @property
+    def stopped(self) -> str | None:
+        """Why consumption stopped for good (fatal or crashed), or None while it may go on."""
+        return self.crashed or self.fatal
+
     # --- poll thread ---
     def beat(self) -> None:
         self.last_beat = time.monotonic()
@@ -53,6 +62,11 @@ class ConsumerState:
     def count(self, outcomes: Iterable[Outcome]) -> None:
         with self._lock:
             self.outcomes.update(outcomes)
+
+    def partitions(self) -> list[tuple[str, int, bool]]:
+        """(topic, partition, stuck) per assigned partition, for the consumer_partition_stuck gauge."""
+        stuck = self.stuck
+        return [(t, p, (t, p) in stuck) for t, p in sorted(self.assigned)]
 
     def snapshot_outcomes(self) -> dict[str, int]:
         with self._lock:

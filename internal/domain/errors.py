@@ -7,8 +7,13 @@ behaviour (docs/consumer.md has the full decision table):
   and its offset is committed.
 * ``TransientError`` - the world is temporarily broken (database down, broker unreachable); nothing is
   dead-lettered or committed, the work is retried with backoff while the partitions are paused.
-* ``FatalError`` - continuing would do harm (schema missing, dead-letter storm); consumption stops
-  loudly and readiness goes down.
+  ``TimedOut`` is the transient error whose cause may be the batch's size: after the bounded attempts
+  a batch is split, and only a single message keeps being retried.
+* ``FatalError`` - continuing would do harm (schema missing, dead-letter storm, a dead-letter topic
+  that refuses even a stub letter); consumption stops loudly and readiness goes down.
+
+Any other exception is a bug: the consumer retries it a bounded number of times, then isolates the
+message and dead-letters it as ``processing_error``; one that escapes the poll loop ends the process.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
+
+from internal.domain.reasons import DeadLetterReason
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,45 +43,39 @@ class ServiceError(Exception):
 class PermanentError(ServiceError):
     """The message can never be stored; it is dead-lettered under ``reason``."""
 
-    reason: ClassVar[str] = "processing_error"
+    reason: ClassVar[DeadLetterReason] = DeadLetterReason.PROCESSING_ERROR
 
 
 class UndecodableMessage(PermanentError):
     """Not one UTF-8 JSON document of acceptable size."""
 
-    reason = "undecodable"
+    reason = DeadLetterReason.UNDECODABLE
 
 
 class InvalidOrder(PermanentError):
     """Decoded, but breaks one or more rules; every violation is kept."""
 
-    reason = "invalid"
+    reason = DeadLetterReason.INVALID
 
     def __init__(self, violations: Sequence[Violation]) -> None:
         self.violations: tuple[Violation, ...] = tuple(violations)
         super().__init__("; ".join(str(v) for v in self.violations))
 
 
-class OrderConflict(PermanentError):
-    """An order with this ``order_uid`` is already stored with different content (first write wins)."""
-
-    reason = "conflict"
-
-
 class RecordRejected(PermanentError):
-    """PostgreSQL refused this one record (a constraint or data error) while accepting the others."""
+    """PostgreSQL refused a record of the batch (a constraint, a data error, a program limit such as
+    a too large document): the batch is split until the record is alone, then it is dead-lettered."""
 
-    reason = "db_rejected"
-
-
-class ProcessingFailed(PermanentError):
-    """An unexpected exception kept happening for this message after the bounded number of attempts."""
-
-    reason = "processing_error"
+    reason = DeadLetterReason.DB_REJECTED
 
 
 class TransientError(ServiceError):
     """Retry later: an outage of a dependency, not a property of the message."""
+
+
+class TimedOut(TransientError):
+    """A dependency gave up on the work within its time budget (a statement timeout): a smaller batch
+    may pass where the whole one does not."""
 
 
 class FatalError(ServiceError):

@@ -1,18 +1,40 @@
 """Liveness and readiness, computed from the parts' own state - never a constant "ok".
 
-* live: the process runs and the consumer loop's last iteration is recent (a stuck-loop detector);
-  it does not depend on PostgreSQL or Kafka, so an outage does not get the process restarted.
-* ready: the database answers, the consumer is assigned and not paused by an outage, the cache is
-  warm, and the service is not shutting down.
+* live: the process runs, its consumer loop has not crashed, and the loop's last iteration is recent
+  (a stuck-loop detector); it does not depend on PostgreSQL or Kafka, so an outage does not get the
+  process restarted - a crash does (the service also ends itself then, after the ordered stop).
+* ready: the database answers, the consumer is assigned, not paused by an outage and not stopped, no
+  assigned partition is stuck (messages waiting, committed offset not moving), the cache is warm,
+  and the service is not shutting down.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
-from internal.consumer.state import ConsumerState
+
+class ConsumerStatus(Protocol):
+    """What health reads of the consumer (internal/consumer/state.py's ConsumerState)."""
+
+    @property
+    def running(self) -> bool: ...
+    @property
+    def fatal(self) -> str | None: ...
+    @property
+    def crashed(self) -> str | None: ...
+    @property
+    def paused(self) -> bool: ...
+    @property
+    def outage_reason(self) -> str | None: ...
+    @property
+    def assigned(self) -> frozenset[tuple[str, int]]: ...
+    @property
+    def stuck(self) -> Mapping[tuple[str, int], str]: ...
+    @property
+    def last_beat(self) -> float: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,23 +46,29 @@ class Component:
 
 class Health:
     def __init__(
-        self, consumer: ConsumerState, database_ok: Callable[[], str | None], stuck_after_s: float = 30.0
+        self, consumer: ConsumerStatus, database_ok: Callable[[], str | None], stuck_after_s: float = 30.0
     ) -> None:
         self._consumer = consumer
         self._database_ok = database_ok  # returns None when fine, else what is wrong
         self._stuck_after_s = stuck_after_s
         self.warm = False
         self.shutting_down = False
+        self.stop_requested: str | None = None  # why the process must end (a crashed consumer)
 
     def liveness(self) -> list[Component]:
-        age = time.monotonic() - self._consumer.last_beat
-        loop_ok = not self._consumer.running or age < self._stuck_after_s
+        c = self._consumer
+        if c.crashed:
+            return [Component("consumer_loop", False, f"crashed: {c.crashed}")]
+        age = time.monotonic() - c.last_beat
+        loop_ok = not c.running or age < self._stuck_after_s
         return [Component("consumer_loop", loop_ok, f"last iteration {age:.1f}s ago")]
 
     def readiness(self) -> list[Component]:
         db_problem = self._database_ok()
         c = self._consumer
-        if c.fatal:
+        if c.crashed:
+            consumer = Component("consumer", False, f"crashed: {c.crashed}")
+        elif c.fatal:
             consumer = Component("consumer", False, f"stopped: {c.fatal}")
         elif not c.running:
             consumer = Component("consumer", False, "not running")
@@ -50,9 +78,16 @@ class Health:
             consumer = Component("consumer", False, "no partitions assigned yet")
         else:
             consumer = Component("consumer", True, f"{len(c.assigned)} partitions assigned")
+        stuck = dict(c.stuck)  # one reference read: the poll thread replaces the mapping, never edits it
+        partitions = Component(
+            "partitions",
+            not stuck,
+            "; ".join(stuck[tp] for tp in sorted(stuck)) if stuck else "none stuck",
+        )
         return [
             Component("database", db_problem is None, db_problem or "reachable"),
             consumer,
+            partitions,
             Component("cache", self.warm, "warm" if self.warm else "warming up"),
             Component(
                 "shutdown", not self.shutting_down, "shutting down" if self.shutting_down else "running"

@@ -12,7 +12,11 @@ from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._config import ConfigResource
+from confluent_kafka.admin._resource import ResourceType
 from confluent_kafka.cimpl import NewTopic
+
+from internal.pkg.logging import KAFKA_LOG
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,19 +24,30 @@ class TopicSpec:
     name: str
     partitions: int
     replication_factor: int = 1
+    config: tuple[tuple[str, str], ...] = ()  # topic-level settings at creation, e.g. max.message.bytes
+
+
+def _admin(brokers: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": brokers}, logger=KAFKA_LOG)
 
 
 def ensure_topics(brokers: str, specs: Iterable[TopicSpec], timeout_s: float = 30.0) -> None:
     """Create every missing topic and wait until each has a leader for all its partitions.
 
-    An existing topic is left as it is (its partition count is not changed). Raises ``KafkaException``
-    when the broker cannot be reached or a topic cannot be created within ``timeout_s``.
+    An existing topic is left as it is (neither its partition count nor its config is changed; see
+    ``topic_setting`` to check one). Raises ``KafkaException`` when the broker cannot be reached or a
+    topic cannot be created within ``timeout_s``.
     """
-    admin = AdminClient({"bootstrap.servers": brokers})
+    admin = _admin(brokers)
     wanted = list(specs)
     futures = admin.create_topics(
         [
-            NewTopic(s.name, num_partitions=s.partitions, replication_factor=s.replication_factor)
+            NewTopic(
+                s.name,
+                num_partitions=s.partitions,
+                replication_factor=s.replication_factor,
+                config=dict(s.config),
+            )
             for s in wanted
         ],
         operation_timeout=timeout_s,
@@ -49,7 +64,7 @@ def ensure_topics(brokers: str, specs: Iterable[TopicSpec], timeout_s: float = 3
 
 def delete_topics(brokers: str, names: Iterable[str], timeout_s: float = 30.0) -> None:
     """Delete topics; a topic that does not exist is not an error."""
-    admin = AdminClient({"bootstrap.servers": brokers})
+    admin = _admin(brokers)
     for future in admin.delete_topics(list(names), operation_timeout=timeout_s).values():
         try:
             future.result(timeout=timeout_s)
@@ -58,8 +73,17 @@ def delete_topics(brokers: str, names: Iterable[str], timeout_s: float = 30.0) -
                 raise
 
 
+def topic_setting(brokers: str, topic: str, key: str, timeout_s: float = 10.0) -> str | None:
+    """The effective value of a topic's setting (its own, else the broker's default), None if unset."""
+    admin = _admin(brokers)
+    resource = ConfigResource(ResourceType.TOPIC, topic)
+    future = admin.describe_configs([resource], request_timeout=timeout_s)[resource]
+    entry = future.result(timeout=timeout_s).get(key)
+    return None if entry is None else entry.value
+
+
 def topic_exists(brokers: str, name: str, timeout_s: float = 10.0) -> bool:
-    admin = AdminClient({"bootstrap.servers": brokers})
+    admin = _admin(brokers)
     metadata = admin.list_topics(topic=name, timeout=timeout_s)
     topic = metadata.topics.get(name)
     return topic is not None and topic.error is None

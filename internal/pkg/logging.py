@@ -19,6 +19,10 @@ from structlog.typing import EventDict
 # on every request, cache hits included, and this is several times cheaper.
 REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 
+# librdkafka writes its own log lines to stderr unless a client is given a logger; through this one
+# they become JSON lines like every other. Every Kafka client of the service gets it.
+KAFKA_LOG = logging.getLogger("kafka")
+
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 

@@ -1,19 +1,39 @@
 """Every Prometheus metric of the service, in one place (docs/metrics.md lists the same names).
 
 ``Metrics`` owns its own registry - nothing is registered at import time - so the composition root
-builds one per process and tests can build as many as they like. Cache and lag figures are read when
-Prometheus scrapes (``CacheCollector``, ``lag``): the hot paths pay nothing for them.
+builds one per process and tests can build as many as they like. Cache figures and stuck partitions
+are read when Prometheus scrapes (``CacheCollector``, ``PartitionsCollector``), lag comes from
+librdkafka's statistics: the hot paths pay nothing for them. Nothing here imports the parts it
+measures; each hands in a callable (``watch_cache``, ``watch_partitions``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from internal.cache.lru import CacheStats
+
+class CacheFigures(Protocol):
+    """What the cache reports (internal/cache/lru.py's CacheStats)."""
+
+    @property
+    def entries(self) -> int: ...
+    @property
+    def bytes(self) -> int: ...
+    @property
+    def hits(self) -> int: ...
+    @property
+    def misses(self) -> int: ...
+    @property
+    def evictions(self) -> int: ...
+
+
+# (topic, partition, stuck) for every assigned partition (internal/consumer/state.py).
+PartitionFigures = Iterable[tuple[str, int, bool]]
 
 FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 BATCH_SIZES = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500)
@@ -30,7 +50,11 @@ METRIC_NAMES = (
     "consumer_lag",
     "consumer_retries_total",
     "consumer_paused",
+    "consumer_partition_stuck",
+    "consumer_commit_failures_total",
+    "consumer_stopped",
     "dlq_messages_total",
+    "dlq_truncated_letters_total",
     "cache_hits_total",
     "cache_misses_total",
     "cache_evictions_total",
@@ -78,8 +102,19 @@ class Metrics:
         )
         self.retries = Counter("consumer_retries_total", "Retries after transient errors", registry=r)
         self.paused = Gauge("consumer_paused", "1 while partitions are paused by an outage", registry=r)
+        self.commit_failures = Counter(
+            "consumer_commit_failures_total", "Offset commits the broker did not confirm", registry=r
+        )
+        self.stopped = Gauge(
+            "consumer_stopped", "1 when consumption stopped for good (fatal error or crash)", registry=r
+        )
         self.dead_letters = Counter(
             "dlq_messages_total", "Messages dead-lettered, by reason", ["reason"], registry=r
+        )
+        self.truncated_letters = Counter(
+            "dlq_truncated_letters_total",
+            "Dead letters sent as stubs because the full letter was refused for good",
+            registry=r,
         )
         self.warmup_duration = Gauge(
             "cache_warmup_duration_seconds", "How long the last cache warm-up took", registry=r
@@ -97,14 +132,36 @@ class Metrics:
         )
         Gauge("l0_build_info", "The running version", ["version"], registry=r).labels(version).set(1)
 
-    def watch_cache(self, stats: Callable[[], CacheStats]) -> None:
+    def watch_cache(self, stats: Callable[[], CacheFigures]) -> None:
         self.registry.register(CacheCollector(stats))
+
+    def watch_partitions(self, partitions: Callable[[], PartitionFigures]) -> None:
+        self.registry.register(PartitionsCollector(partitions))
+
+
+class PartitionsCollector(Collector):
+    """consumer_partition_stuck at scrape time: 1 per stuck assigned partition, 0 for the others; a
+    partition that is no longer assigned has no series."""
+
+    def __init__(self, partitions: Callable[[], PartitionFigures]) -> None:
+        self._partitions = partitions
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "consumer_partition_stuck",
+            "1 while the partition has messages waiting and its committed offset has not moved for "
+            "consumer.stuck_after_s",
+            labels=["topic", "partition"],
+        )
+        for topic, partition, stuck in self._partitions():
+            family.add_metric([topic, str(partition)], 1.0 if stuck else 0.0)
+        yield family
 
 
 class CacheCollector(Collector):
     """Exports the cache's own counters at scrape time (no per-look-up metric cost)."""
 
-    def __init__(self, stats: Callable[[], CacheStats]) -> None:
+    def __init__(self, stats: Callable[[], CacheFigures]) -> None:
         self._stats = stats
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:

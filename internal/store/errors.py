@@ -1,9 +1,11 @@
 """Sorting psycopg's exceptions into the service's error kinds (internal/domain/errors.py).
 
-The split follows the SQLSTATE classes: connection trouble, timeouts, shutdowns, serialization
-failures and deadlocks pass with time (transient); data and constraint errors belong to a record
-(permanent, the batch is split to find it); a missing table or a syntax error is a deployment bug
-(fatal: dead-lettering every message would be wrong).
+The split follows the SQLSTATE classes: connection trouble, shutdowns, serialization failures and
+deadlocks pass with time (transient); a statement timeout passes with time too, but may also be the
+batch's size (``TimedOut``: split after the bounded attempts); data and constraint errors belong to a
+record, and so does a program limit (class 54, e.g. a JSON document beyond jsonb's 256 MB) - permanent,
+the batch is split to find the record; a missing table or a syntax error is a deployment bug (fatal:
+dead-lettering every message would be wrong).
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from __future__ import annotations
 import psycopg
 from psycopg import errors as pg
 
-from internal.domain.errors import FatalError, RecordRejected, ServiceError, TransientError
+from internal.domain.errors import FatalError, RecordRejected, ServiceError, TimedOut, TransientError
 
 RECORD_ERRORS: tuple[type[Exception], ...] = (psycopg.DataError, psycopg.IntegrityError, pg.RaiseException)
+PROGRAM_LIMIT_CLASS = "54"  # psycopg's classes of 54xxx derive from OperationalError, not from 54000
 FATAL_ERRORS: tuple[type[Exception], ...] = (
     pg.UndefinedTable,
     pg.UndefinedColumn,
@@ -30,15 +33,21 @@ def translate(exc: BaseException) -> ServiceError | None:
     """The service error for a database exception, or None when it is not a database exception."""
     if isinstance(exc, FATAL_ERRORS):
         return FatalError(f"database: {_first_line(exc)}")
-    if isinstance(exc, RECORD_ERRORS):
+    if isinstance(exc, RECORD_ERRORS) or _sqlstate(exc).startswith(PROGRAM_LIMIT_CLASS):
         return RecordRejected(_first_line(exc))
-    # OperationalError covers refused/lost connections, admin shutdown, query cancel (statement
-    # timeout), serialization failures, deadlocks, lock timeouts and psycopg_pool's PoolTimeout.
+    if isinstance(exc, pg.QueryCanceled):  # 57014: statement_timeout, or a cancel request
+        return TimedOut(f"database statement cancelled: {_first_line(exc)}")
+    # OperationalError covers refused/lost connections, admin shutdown, serialization failures,
+    # deadlocks, lock timeouts and psycopg_pool's PoolTimeout.
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
         return TransientError(f"database unavailable: {_first_line(exc)}")
     if isinstance(exc, psycopg.Error):
         return TransientError(f"database error: {_first_line(exc)}")
     return None
+
+
+def _sqlstate(exc: BaseException) -> str:
+    return (exc.sqlstate or "") if isinstance(exc, psycopg.Error) else ""
 
 
 def _first_line(exc: BaseException) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from internal.config import ConfigError, load_settings
-from internal.consumer.dlq import H_ERROR
+from internal.consumer.letters import H_ERROR
 from internal.tools.dlq_letters import (
     DLQ_PREFIX,
     REASONS,
@@ -49,13 +49,14 @@ def _list(args: argparse.Namespace) -> int:
     selection = _selection(args)
     counts: Counter[str] = Counter()
     origins: set[tuple[str | None, int | None, int | None]] = set()
-    repeats = shown = 0
+    repeats = shown = stubs = 0
     letters = open_letters(args.brokers, args.dlq_topic)  # fails before anything is printed
     print(LIST_HEADER)
     for letter in letters:
         if not selection.matches(letter):
             continue
         counts[letter.reason] += 1
+        stubs += letter.truncated
         if None not in letter.origin:
             repeats += letter.origin in origins
             origins.add(letter.origin)
@@ -68,6 +69,8 @@ def _list(args: argparse.Namespace) -> int:
         if counts[reason]:
             print(f"{reason:<16}  {counts[reason]:>6}")
     print(f"{'total':<16}  {total:>6}  ({total - repeats} distinct original messages)")
+    if stubs:
+        print(f"{stubs} of them are stub letters ([stub] above): the original did not fit; see l0-dlq show")
     if shown < total:
         print(f"shown {shown} of {total} (--limit {args.limit})")
     return EXIT_OK
@@ -78,10 +81,13 @@ def _row(letter: Letter) -> str:
         return "-" if value is None else str(value)
 
     uid = letter.order_uid
+    error = printable(letter.error)
+    if letter.truncated:
+        error = f"[stub of {cell(letter.original_size)} bytes] {error}"
     return (
         f"{letter.offset:>10}  {printable(letter.reason):<16}  {cell(letter.original_partition):>4}  "
         f"{cell(letter.original_offset):>8}  {printable(uid) if uid is not None else '-':<20}  "
-        f"{printable(letter.failed_at):<24}  {shorten(printable(letter.error), ERROR_WIDTH)}"
+        f"{printable(letter.failed_at):<24}  {shorten(error, ERROR_WIDTH)}"
     )
 
 
@@ -89,6 +95,8 @@ def _show(args: argparse.Namespace) -> int:
     """Everything about one letter: headers (dlq.* first), key, the value, the whole error."""
     letter = read_letter(args.brokers, args.dlq_topic, args.offset)
     print(f"letter at offset {letter.offset} of {printable(args.dlq_topic)}")
+    if letter.truncated:
+        print(*_stub_lines(letter), sep="\n")
     print("headers:")
     ordered = sorted(letter.headers, key=lambda h: not h[0].startswith(DLQ_PREFIX))  # stable: keeps order
     for name, value in ordered:
@@ -101,6 +109,21 @@ def _show(args: argparse.Namespace) -> int:
     for line in (letter.error or "(none)").splitlines():
         print(f"  {printable(line)}")
     return EXIT_OK
+
+
+def _stub_lines(letter: Letter) -> list[str]:
+    where = (
+        f"{printable(letter.original_topic or '-')} partition {letter.original_partition} "
+        f"offset {letter.original_offset}"
+    )
+    return [
+        "STUB LETTER: the full letter did not fit the dead-letter topic "
+        f"({printable(letter.truncated_cause) or 'refused'}).",
+        f"  The original value was {letter.original_size} bytes, SHA-256 "
+        f"{printable(letter.original_sha256 or '-')}; the value below is only its first bytes.",
+        f"  The original message is still at {where}, while that topic's retention keeps it;",
+        "  a stub cannot be replayed (docs/dlq.md#stub-letters).",
+    ]
 
 
 def _value_lines(value: bytes | None) -> list[str]:

@@ -25,10 +25,22 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from internal.consumer.dlq import H_ERROR, H_FAILED_AT, H_OFFSET, H_PARTITION, H_REASON, H_TOPIC
+from internal.consumer.letters import (
+    H_ERROR,
+    H_FAILED_AT,
+    H_OFFSET,
+    H_ORIGINAL_SHA256,
+    H_ORIGINAL_SIZE,
+    H_PARTITION,
+    H_REASON,
+    H_TOPIC,
+    H_TRUNCATED,
+    H_TRUNCATED_CAUSE,
+)
+from internal.domain.reasons import DeadLetterReason
 from internal.pkg.kafka_offsets import partition_ends
 
-REASONS = ("undecodable", "invalid", "conflict", "db_rejected", "processing_error")
+REASONS = DeadLetterReason.values()
 DLQ_PREFIX = "dlq."
 CHECK_TIMEOUT_S = 5.0
 # A read that makes no progress for this long is stuck (broker gone mid-read), not slow.
@@ -92,6 +104,23 @@ class Letter:
     def origin(self) -> tuple[str | None, int | None, int | None]:
         """Where the refused message came from: the identity that de-duplicates repeated letters."""
         return (self.original_topic, self.original_partition, self.original_offset)
+
+    @property
+    def truncated(self) -> bool:
+        """A stub: the full letter did not fit the dead-letter topic; the value is only its first bytes."""
+        return self.header(H_TRUNCATED) == "true"
+
+    @property
+    def original_size(self) -> int | None:
+        return self._int_header(H_ORIGINAL_SIZE)
+
+    @property
+    def original_sha256(self) -> str | None:
+        return self.header(H_ORIGINAL_SHA256)
+
+    @property
+    def truncated_cause(self) -> str:
+        return self.header(H_TRUNCATED_CAUSE) or ""
 
     @property
     def order_uid(self) -> str | None:

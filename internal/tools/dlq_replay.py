@@ -16,10 +16,18 @@ from typing import Any, TextIO
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from internal.domain.reasons import DeadLetterReason
+from internal.pkg.kafka_produce import ProduceError, failure_text, produce
 from internal.tools.dlq_letters import Letter, Selection, ToolError, check_topic, printable, quiet
 
 H_REPLAY_COUNT = "dlq.replay.count"
+REPLAY_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 DELIVERY_TIMEOUT_MS = 30_000
+STUB_RULE = (
+    "stub letters are never replayed: they hold only the first bytes of a message that did not fit the "
+    "dead-letter topic; the original is still in the orders topic at the partition and offset shown, "
+    "for as long as its retention keeps it (docs/dlq.md#stub-letters)"
+)
 CONFLICT_RULE = (
     "conflict letters are not replayed without --force: the stored order wins (first write wins), so "
     "replaying a conflict only dead-letters it again unless the stored order was deleted"
@@ -40,6 +48,7 @@ def replay_headers(letter: Letter) -> list[tuple[str, bytes | None]]:
 class ReplayStats:
     dry_run: bool
     selected: int = 0
+    stubs: int = 0
     conflicts: int = 0
     duplicates: int = 0
     queued: int = 0
@@ -50,7 +59,7 @@ class ReplayStats:
         if err is None:
             self.delivered += 1
         else:
-            self.failures.append(err.str())
+            self.failures.append(failure_text(err))
 
     @property
     def failed(self) -> int:
@@ -61,7 +70,7 @@ class ReplayStats:
         sent = f"would send {self.queued}" if self.dry_run else f"sent {self.delivered}, failed {self.failed}"
         return (
             f"replay: selected {self.selected}, skipped conflicts {self.conflicts}, "
-            f"duplicates skipped {self.duplicates}, {sent}"
+            f"skipped stubs {self.stubs}, duplicates skipped {self.duplicates}, {sent}"
         )
 
 
@@ -76,6 +85,9 @@ def open_producer(brokers: str, topic: str) -> Producer:
                 "enable.idempotence": True,
                 "linger.ms": 5,
                 "message.timeout.ms": DELIVERY_TIMEOUT_MS,
+                # A letter holds a message the orders topic once took: let the broker be the judge of
+                # its size (librdkafka's own default, 1,000,000 bytes, is below Kafka's 1 MiB).
+                "message.max.bytes": REPLAY_MAX_MESSAGE_BYTES,
                 "log_level": 0,
                 "error_cb": quiet,
             }
@@ -119,7 +131,15 @@ def replay(
                 print(f"skip {_describe(letter)}: repeats dlq offset {first_of[origin]}", file=out)
                 continue
             first_of[origin] = letter.offset
-        if letter.reason == "conflict" and not force:
+        if letter.truncated:  # --force does not help: the bytes to send are not here
+            stats.stubs += 1
+            print(
+                f"skip {_describe(letter)}: a stub letter (the original value of {letter.original_size} "
+                "bytes did not fit the dead-letter topic)",
+                file=out,
+            )
+            continue
+        if letter.reason == DeadLetterReason.CONFLICT.value and not force:
             stats.conflicts += 1
             print(f"skip {_describe(letter)}: conflict (use --force to send it anyway)", file=out)
             continue
@@ -132,6 +152,8 @@ def replay(
             _produce(producer, topic, letter, headers, stats)
     if not dry_run:
         producer.flush(DELIVERY_TIMEOUT_MS / 1000 + 5)
+    if stats.stubs:
+        print(STUB_RULE, file=out)
     if stats.conflicts:
         print(CONFLICT_RULE, file=out)
     return stats
@@ -144,16 +166,15 @@ def _produce(
     headers: list[tuple[str, bytes | None]],
     stats: ReplayStats,
 ) -> None:
-    sent: list[tuple[str, str | bytes | None]] = list(headers)
-    while True:
-        try:
-            producer.produce(
-                topic, value=letter.value, key=letter.key, headers=sent, on_delivery=stats.on_delivery
-            )
-        except BufferError:
-            producer.poll(0.1)  # the local queue is full: serve deliveries to drain it, then retry
-            continue
-        except KafkaException as exc:  # refused before queuing, e.g. larger than message.max.bytes
-            stats.failures.append(exc.args[0].str())
-        producer.poll(0)
-        return
+    try:
+        produce(
+            producer,
+            topic,
+            value=letter.value,
+            key=letter.key,
+            headers=list(headers),
+            on_delivery=stats.on_delivery,
+        )
+    except ProduceError as exc:  # refused before queuing, e.g. larger than the topic allows
+        stats.failures.append(failure_text(exc.error))
+    producer.poll(0)

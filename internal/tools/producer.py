@@ -21,9 +21,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol, TextIO
+from typing import Protocol, TextIO
 
 from confluent_kafka import KafkaError, KafkaException, Producer
+
+from internal.pkg import kafka_produce
 
 CHUNK_SIZE = 64 * 1024
 HEADER_CREATED_AT = "created-at-ms"
@@ -178,22 +180,12 @@ def build_messages(
         yield gibberish_message(rng)
 
 
-Headers = list[tuple[str, str | bytes | None]]
+Headers = kafka_produce.Headers
 
 
-class ProducerLike(Protocol):
+class ProducerLike(kafka_produce.ProducerLike, Protocol):
     """The part of confluent_kafka.Producer the send loop uses, so that tests can stand in for it."""
 
-    def produce(
-        self,
-        topic: str,
-        value: bytes | None = ...,
-        key: bytes | None = ...,
-        *,
-        on_delivery: Callable[[KafkaError | None, Any], None] | None = ...,
-        headers: Headers | None = ...,
-    ) -> None: ...
-    def poll(self, timeout: float) -> int: ...
     def flush(self, timeout: float) -> int: ...
 
 
@@ -210,16 +202,16 @@ class Stats:
     def __str__(self) -> str:
         return f"sent={self.sent} delivered={self.delivered} failed={self.failed}"
 
-    def fail(self, err: object) -> None:
+    def fail(self, why: str) -> None:
         self.failed += 1
         if self.failed <= 5:  # the first few tell the cause; thousands of copies would bury it
-            print(f"producer: delivery failed: {err}", file=sys.stderr)
+            print(f"producer: delivery failed: {why}", file=sys.stderr)
 
-    def on_delivery(self, err: object, _msg: object) -> None:
+    def on_delivery(self, err: KafkaError | None, _msg: object) -> None:
         if err is None:
             self.delivered += 1
         else:
-            self.fail(err)
+            self.fail(kafka_produce.failure_text(err))
 
     def on_error(self, err: KafkaError) -> None:
         # A down broker reports the same error many times a second; once is enough to say what is wrong.
@@ -269,20 +261,20 @@ def send_messages(
 
 
 def _produce(producer: ProducerLike, topic: str, message: Message, stats: Stats) -> None:
-    while True:
-        headers: Headers = [(HEADER_CREATED_AT, str(time.time_ns() // 1_000_000).encode())]
-        try:
-            producer.produce(
-                topic, value=message.value, key=message.key, headers=headers, on_delivery=stats.on_delivery
-            )
-        except BufferError:
-            producer.poll(0.1)  # the local queue is full: serve deliveries to drain it, then retry
-            continue
-        except KafkaException as exc:  # refused before queuing, e.g. larger than message.max.bytes
-            stats.fail(exc.args[0])
-        else:
-            stats.sent += 1
-        return
+    headers: Headers = [(HEADER_CREATED_AT, str(time.time_ns() // 1_000_000).encode())]
+    try:
+        kafka_produce.produce(
+            producer,
+            topic,
+            value=message.value,
+            key=message.key,
+            headers=headers,
+            on_delivery=stats.on_delivery,
+        )
+    except kafka_produce.ProduceError as exc:  # refused before queuing, e.g. larger than message.max.bytes
+        stats.fail(f"a message of {len(message.value)} bytes: {kafka_produce.failure_text(exc.error)}")
+    else:
+        stats.sent += 1
 
 
 def _flush(producer: ProducerLike, stop: threading.Event, timeout_s: float) -> None:

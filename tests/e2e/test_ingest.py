@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from internal.consumer.dlq import DLQ_HEADERS
+from internal.consumer.letters import DLQ_HEADERS
 from tests.conftest import Topics
 from tests.e2e.helpers import (
     final_outcomes,

@@ -1,22 +1,27 @@
 """The dead-letter tool (l0-dlq) against the real broker.
 
 Letters are written straight into the test's dead-letter topic with the service's own header builder
-(internal.consumer.dlq.letter_headers), so the tool is tested on exactly what the consumer writes, and
+(internal.consumer.letters.letter_headers), so the tool is tested on exactly what the consumer writes, and
 the orders topic's contents after a replay are read back byte for byte.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 from confluent_kafka import Message, Producer
 
-from internal.consumer.dlq import DLQ_HEADERS, letter_headers
+from internal.consumer.dlq import KafkaDeadLetterSink
+from internal.consumer.letters import DLQ_HEADERS, letter_headers
 from internal.consumer.messages import DeadLetter, Inbound
+from internal.domain.reasons import DeadLetterReason
 from internal.pkg.kafka_offsets import partition_ends
+from internal.pkg.kafka_topics import TopicSpec, delete_topics, ensure_topics
 from internal.tools.dlq import main
 from tests.conftest import Topics
 from tests.e2e.helpers import read_topic
@@ -68,7 +73,9 @@ def put_letters(brokers: str, topics: Topics, specs: list[Spec]) -> None:
     producer = Producer({"bootstrap.servers": brokers, "acks": "all", "enable.idempotence": True})
     for s in specs:
         inbound = Inbound(topics.orders, s.partition, s.offset, s.key, s.value, s.headers, 1700000000000, 1)
-        headers = letter_headers(DeadLetter(inbound, s.reason, s.error, 1), topics.group, "test", 4096)
+        headers = letter_headers(
+            DeadLetter(inbound, DeadLetterReason(s.reason), s.error, 1), topics.group, "test", 4096
+        )
         producer.produce(topics.dlq, key=s.key, value=s.value, headers=headers)
     assert producer.flush(30) == 0
 
@@ -202,7 +209,7 @@ def test_replay_dry_run_prints_what_it_would_send_and_sends_nothing(
     assert code == 0
     assert out.count("would send dlq offset") == 5  # 7 - the repeated letter - the conflict
     assert out.splitlines()[-1] == (
-        "replay: selected 7, skipped conflicts 1, duplicates skipped 1, would send 5"
+        "replay: selected 7, skipped conflicts 1, skipped stubs 0, duplicates skipped 1, would send 5"
     )
     assert sum(partition_ends(kafka_brokers, letters.orders).values()) == 0
 
@@ -226,7 +233,7 @@ def test_replay_sends_key_value_and_own_headers_once_and_counts_replays(
     assert code == 0
     assert "skip dlq offset 5 (db_rejected, from p2@12" in out
     assert out.splitlines()[-1] == (
-        "replay: selected 4, skipped conflicts 0, duplicates skipped 1, sent 3, failed 0"
+        "replay: selected 4, skipped conflicts 0, skipped stubs 0, duplicates skipped 1, sent 3, failed 0"
     )
     sent = read_topic(kafka_brokers, letters.orders)
     assert len(sent) == 3  # the repeated letter of p2@12 went once
@@ -254,7 +261,7 @@ def test_replay_sends_key_value_and_own_headers_once_and_counts_replays(
     assert code == 0
     assert (
         out.splitlines()[-1]
-        == "replay: selected 1, skipped conflicts 0, duplicates skipped 0, sent 1, failed 0"
+        == "replay: selected 1, skipped conflicts 0, skipped stubs 0, duplicates skipped 0, sent 1, failed 0"
     )
     copies_of_a = [m for m in read_topic(kafka_brokers, letters.orders) if m.key() == UID_A.encode()]
     assert [m.value() for m in copies_of_a] == [VALUE_A, VALUE_A]
@@ -272,12 +279,16 @@ def test_conflict_is_refused_without_force_and_sent_with_it(
     assert code == 0
     assert "skip dlq offset 4 (conflict" in out
     assert "the stored order wins" in out
-    assert out.splitlines()[-1].endswith("skipped conflicts 1, duplicates skipped 0, sent 0, failed 0")
+    assert out.splitlines()[-1].endswith(
+        "skipped conflicts 1, skipped stubs 0, duplicates skipped 0, sent 0, failed 0"
+    )
     assert sum(partition_ends(kafka_brokers, letters.orders).values()) == 0
 
     code, out, _ = run(capsys, kafka_brokers, letters, *args, "--force")
     assert code == 0
-    assert out.splitlines()[-1].endswith("skipped conflicts 0, duplicates skipped 0, sent 1, failed 0")
+    assert out.splitlines()[-1].endswith(
+        "skipped conflicts 0, skipped stubs 0, duplicates skipped 0, sent 1, failed 0"
+    )
     [sent] = read_topic(kafka_brokers, letters.orders)
     assert (sent.key(), sent.value()) == (UID_C.encode(), VALUE_C)
 
@@ -317,3 +328,53 @@ def test_brokers_and_topics_default_to_the_service_settings_from_the_environment
     assert main(["replay", "--dry-run", "--uid", UID_A]) == 0
     out = capsys.readouterr().out
     assert f"would send dlq offset 2 (db_rejected, from p2@12, order_uid {UID_A}) -> {letters.orders} " in out
+
+
+@pytest.fixture
+def stub(kafka_brokers: str, topics: Topics) -> Iterator[tuple[Topics, bytes]]:
+    """One stub letter in the dead-letter topic, written by the service's own sink: a topic that
+    takes at most 50,000 bytes per message and a 300,000-byte refused value."""
+    small = Topics(topics.orders, f"{topics.dlq}-small", topics.group)
+    ensure_topics(kafka_brokers, [TopicSpec(small.dlq, 1, config=(("max.message.bytes", "50000"),))])
+    value = b"\xff" * 300_000
+    inbound = Inbound(topics.orders, 5, 42, b"k", value, (("created-at-ms", b"1"),), 1700000000000, 1)
+    sink = KafkaDeadLetterSink(
+        kafka_brokers,
+        small.dlq,
+        group=topics.group,
+        version="t",
+        max_message_bytes=1_048_576,
+        max_error_bytes=4096,
+    )
+    (sent,) = sink.send([DeadLetter(inbound, DeadLetterReason.UNDECODABLE, "message is 300000 bytes", 1)])
+    assert sent.truncated is not None
+    yield small, value
+    delete_topics(kafka_brokers, [small.dlq])
+
+
+def test_stub_letters_are_marked_in_the_list_and_explained_by_show(
+    capsys: pytest.CaptureFixture[str], kafka_brokers: str, stub: tuple[Topics, bytes]
+) -> None:
+    topics, value = stub
+    code, out, _ = run(capsys, kafka_brokers, topics, "list")
+    assert code == 0
+    assert "[stub of 300000 bytes] message is 300000 bytes" in rows(out)[0]
+    assert "1 of them are stub letters" in out
+    code, out, _ = run(capsys, kafka_brokers, topics, "show", "0")
+    assert code == 0
+    assert "STUB LETTER" in out
+    assert f"The original value was 300000 bytes, SHA-256 {hashlib.sha256(value).hexdigest()}" in out
+    assert f"still at {topics.orders} partition 5 offset 42" in out
+    assert "value: 1024 bytes, not UTF-8" in out
+
+
+def test_replay_refuses_stub_letters_even_with_force(
+    capsys: pytest.CaptureFixture[str], kafka_brokers: str, stub: tuple[Topics, bytes]
+) -> None:
+    topics, _ = stub
+    code, out, _ = run(capsys, kafka_brokers, topics, "replay", "--to-topic", topics.orders, "--force")
+    assert code == 0
+    assert "a stub letter (the original value of 300000 bytes did not fit the dead-letter topic)" in out
+    assert "stub letters are never replayed" in out
+    assert out.splitlines()[-1].endswith("skipped stubs 1, duplicates skipped 0, sent 0, failed 0")
+    assert sum(partition_ends(kafka_brokers, topics.orders).values()) == 0  # nothing was sent

@@ -11,8 +11,9 @@ import psycopg
 import pytest
 from psycopg_pool import ConnectionPool
 
+from internal.consumer.control import Control
 from internal.consumer.messages import Inbound, Outcome
-from internal.consumer.processor import BatchProcessor, Control, ProcessingPolicy
+from internal.consumer.processor import BatchProcessor, ProcessingPolicy
 from internal.domain.errors import FatalError, RecordRejected, TransientError
 from internal.domain.order import Order
 from internal.domain.records import OrderRecord, WriteResult
@@ -165,7 +166,7 @@ def test_failure_during_items_insert_leaves_no_part_of_the_batch(pool: Connectio
     batch = [Inbound("t", 0, i, None, v, (), None, 1) for i, v in enumerate(values)]
     report = processor.process(batch, Control(lambda: True, lambda _s: None))
     assert report.outcomes == (Outcome.STORED, Outcome.DB_REJECTED, Outcome.STORED)
-    assert [letter.reason for letter in dlq.sent] == ["db_rejected"]
+    assert [letter.reason.value for letter in dlq.sent] == ["db_rejected"]
     assert counts(db) == {"orders": 2, "deliveries": 2, "payments": 2, "items": 4}
     with psycopg.connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM orders WHERE order_uid = %s", (bad.uid,)).fetchone() == (0,)

@@ -47,12 +47,15 @@ REQUIRED_ALERTS = {
     "ConsumerLagHighAndGrowing",
     "DeadLettersNotInvalid",
     "HighHttp5xxRatio",
+    "PartitionStuck",
+    "ConsumerStopped",
     "ConsumerStuck",
 }
 # What the operators asked the dashboard for: (what, a pattern some panel's query must match).
 REQUIRED_QUERIES = [
     ("ingest rate by outcome", r"^sum by \(outcome\) \(rate\(consumer_messages_total\[1m\]\)\)$"),
     ("lag per partition", r"\bby \(topic, partition\) \(consumer_lag\)"),
+    ("stuck partitions", r"\bby \(topic, partition\) \(consumer_partition_stuck\)"),
     ("dead letters by reason", r"sum by \(reason\) \(rate\(dlq_messages_total\["),
     ("batch latency p50", r"histogram_quantile\(0\.5, .*consumer_batch_duration_seconds_bucket"),
     ("batch latency p99", r"histogram_quantile\(0\.99, .*consumer_batch_duration_seconds_bucket"),
@@ -282,7 +285,16 @@ def test_promtool_unit_tests_of_the_rules_pass(promtool: str) -> None:
 
 def test_runbook_sections_go_symptoms_checks_actions() -> None:
     text = RUNBOOK.read_text(encoding="utf-8")
-    required = {"lag-growing", "dlq-growing", "db-down", "kafka-down", "cache-cold", "stuck-consumer"}
+    required = {
+        "lag-growing",
+        "dlq-growing",
+        "db-down",
+        "kafka-down",
+        "cache-cold",
+        "stuck-consumer",
+        "partition-stuck",
+        "dlq-refuses",
+    }
     assert required <= runbook_anchors()
     for anchor in re.findall(r'<a id="([^"]+)"></a>\n\n## ', text):
         section = text.split(f'<a id="{anchor}"></a>', 1)[1].split("\n## ", 2)[1]

@@ -11,8 +11,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from internal.consumer.control import Control
 from internal.consumer.messages import Inbound, Outcome
-from internal.consumer.processor import Control
 from internal.domain.errors import InvalidOrder, UndecodableMessage
 from internal.domain.validation import ValidationPolicy, decode_order
 from tests.unit.test_processor import Harness
@@ -48,9 +48,9 @@ def decision(raw: bytes | None) -> str:
     try:
         decode_order(raw, POLICY, NOW)
     except UndecodableMessage as exc:
-        reason, explained = exc.reason, bool(str(exc))
+        reason, explained = exc.reason.value, bool(str(exc))
     except InvalidOrder as exc:
-        reason = exc.reason
+        reason = exc.reason.value
         explained = bool(exc.violations) and all(v.path and v.message for v in exc.violations)
     else:
         reason = "ok"

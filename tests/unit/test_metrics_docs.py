@@ -32,6 +32,7 @@ def test_docs_list_exactly_the_metrics_of_the_code() -> None:
 def test_every_listed_metric_is_registered() -> None:
     metrics = Metrics("test")
     metrics.watch_cache(OrderCache(10, 10_000, 1_000).stats)
+    metrics.watch_partitions(lambda: [("orders", 0, False)])
     names = exported(metrics)
     assert set(METRIC_NAMES) <= names
 
@@ -50,6 +51,7 @@ def test_a_report_moves_outcomes_dead_letters_sizes_and_ages() -> None:
         assert value(metrics, "consumer_messages_total", outcome=outcome.value) == 1
         expected = 1 if outcome.dead_lettered else 0
         assert value(metrics, "dlq_messages_total", reason=outcome.value) == expected
+    assert value(metrics, "dlq_truncated_letters_total") == 0
     assert value(metrics, "consumer_batch_size_sum") == len(outcomes)
     assert value(metrics, "consumer_batch_duration_seconds_sum") == 0.25
     assert value(metrics, "consumer_message_age_seconds_sum") == 2.5 * len(outcomes)
@@ -72,3 +74,23 @@ def test_lag_comes_from_librdkafka_statistics_and_forgets_revoked_partitions() -
     lag(json.dumps({"topics": {"orders": {"partitions": {"1": caught_up}}}}))
     assert metrics.registry.get_sample_value("consumer_lag", {"topic": "orders", "partition": "0"}) is None
     assert value(metrics, "consumer_lag", topic="orders", partition="1") == 0
+
+
+def test_stuck_partitions_are_exported_at_scrape_time_and_vanish_when_unassigned() -> None:
+    metrics = Metrics("test")
+    partitions = [("orders", 0, True), ("orders", 4, False)]
+    metrics.watch_partitions(lambda: partitions)
+    assert value(metrics, "consumer_partition_stuck", topic="orders", partition="0") == 1
+    assert value(metrics, "consumer_partition_stuck", topic="orders", partition="4") == 0
+    partitions = [("orders", 4, False)]
+    assert (
+        metrics.registry.get_sample_value("consumer_partition_stuck", {"topic": "orders", "partition": "0"})
+        is None
+    )
+
+
+def test_a_report_counts_its_stub_letters() -> None:
+    metrics = Metrics("test")
+    batch = (Inbound("t", 0, 0, None, b"", (), None, 1),)
+    ReportMetrics(metrics)(BatchReport(batch, (Outcome.UNDECODABLE,), 0.1, truncated_letters=1))
+    assert value(metrics, "dlq_truncated_letters_total") == 1

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 
+from internal.consumer.control import Abandoned, Control
 from internal.consumer.messages import DeadLetter, Inbound, Outcome
-from internal.consumer.processor import Abandoned, BatchProcessor, Control, ProcessingPolicy
-from internal.domain.errors import FatalError, RecordRejected, TransientError
+from internal.consumer.ports import LettersPending
+from internal.consumer.processor import BatchProcessor, ProcessingPolicy
+from internal.domain.errors import FatalError, RecordRejected, TimedOut, TransientError
+from internal.domain.reasons import DeadLetterReason
 from internal.domain.records import OrderRecord, WriteResult
 from internal.domain.validation import ValidationPolicy
 from internal.pkg.backoff import Backoff
@@ -59,11 +63,12 @@ class FakeDlq:
         self.sent: list[DeadLetter] = []
         self.failures = 0
 
-    def send(self, letters: Sequence[DeadLetter]) -> None:
+    def send(self, letters: Sequence[DeadLetter]) -> list[DeadLetter]:
         if self.failures:
             self.failures -= 1
             raise TransientError("broker down")
         self.sent.extend(letters)
+        return list(letters)
 
 
 class FakeSink:
@@ -115,7 +120,7 @@ class Harness:
         return list(self.processor.process(batch, control).outcomes)
 
     def reasons(self) -> list[str]:
-        return [letter.reason for letter in self.dlq.sent]
+        return [letter.reason.value for letter in self.dlq.sent]
 
 
 def uid_of(value: bytes) -> str:
@@ -148,7 +153,7 @@ def test_invalid_goes_to_the_dlq_with_all_violations(h: Harness) -> None:
     doc["items"][0]["sale"] = 300
     assert h.run(encode(doc)) == [Outcome.INVALID]
     (letter,) = h.dlq.sent
-    assert letter.reason == "invalid"
+    assert letter.reason is DeadLetterReason.INVALID
     assert "delivery.phone" in letter.error
     assert "items[0].sale" in letter.error
     assert letter.message.value == encode(doc)  # the original bytes, unchanged
@@ -209,7 +214,7 @@ def test_unexpected_error_is_retried_then_dead_lettered_as_processing_error(h: H
     outcomes = h.run(*values)
     assert outcomes == [Outcome.STORED, Outcome.STORED, Outcome.PROCESSING_ERROR, Outcome.STORED]
     (letter,) = h.dlq.sent
-    assert letter.reason == "processing_error"
+    assert letter.reason is DeadLetterReason.PROCESSING_ERROR
     assert letter.attempts == 3  # max_attempts, then given up
 
 
@@ -257,3 +262,118 @@ def test_mixed_batch_keeps_outcomes_in_message_order(h: Harness) -> None:
         Outcome.STORED,
     ]
     assert h.reasons() == ["undecodable", "invalid"]
+
+
+class PartialDlq(FakeDlq):
+    """Acknowledges only the first letter of each call; the rest come back pending."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[list[int]] = []
+
+    def send(self, letters: Sequence[DeadLetter]) -> list[DeadLetter]:
+        self.calls.append([letter.message.offset for letter in letters])
+        self.sent.append(letters[0])
+        if len(letters) > 1:
+            raise LettersPending("1 acknowledged", letters[1:])
+        return [letters[0]]
+
+
+def test_a_retry_sends_only_the_letters_not_yet_acknowledged(h: Harness) -> None:
+    dlq = PartialDlq()
+    h.dlq = h.processor._dlq = dlq
+    assert h.run(b"a", b"b", b"c") == [Outcome.UNDECODABLE] * 3
+    assert dlq.calls == [[0, 1, 2], [1, 2], [2]]
+    assert [letter.message.offset for letter in dlq.sent] == [0, 1, 2]  # each letter exactly once
+
+
+def test_stub_letters_are_counted_in_the_report(h: Harness) -> None:
+    class StubbingDlq(FakeDlq):
+        def send(self, letters: Sequence[DeadLetter]) -> list[DeadLetter]:
+            return [replace(letter, truncated="MSG_SIZE_TOO_LARGE") for letter in super().send(letters)]
+
+    h.processor._dlq = StubbingDlq()
+    batch = [Inbound("orders", 0, 0, None, b"x" * 60_000, (), None, 1)]
+    report = h.processor.process(batch, Control(lambda: True, h.sleeps.append))
+    assert report.outcomes == (Outcome.UNDECODABLE,)
+    assert report.truncated_letters == 1
+
+
+def test_an_unexpected_error_of_the_dead_letter_sink_is_bounded_then_fatal(h: Harness) -> None:
+    class BrokenDlq(FakeDlq):
+        calls = 0
+
+        def send(self, letters: Sequence[DeadLetter]) -> list[DeadLetter]:
+            BrokenDlq.calls += 1
+            raise TypeError("a header that cannot be encoded")
+
+    h.processor._dlq = BrokenDlq()
+    with pytest.raises(FatalError, match="dead-lettering failed 3 times unexpectedly"):
+        h.run(b"garbage")
+    assert BrokenDlq.calls == 3  # max_attempts, never forever
+    assert len(h.sleeps) == 2  # backing off between the attempts
+
+
+def test_a_permanent_refusal_of_even_a_stub_is_fatal_and_not_retried(h: Harness) -> None:
+    class RefusingDlq(FakeDlq):
+        calls = 0
+
+        def send(self, letters: Sequence[DeadLetter]) -> list[DeadLetter]:
+            RefusingDlq.calls += 1
+            raise FatalError("dead-letter topic refuses even a stub letter")
+
+    h.processor._dlq = RefusingDlq()
+    with pytest.raises(FatalError):
+        h.run(b"garbage")
+    assert RefusingDlq.calls == 1
+
+
+def test_a_timed_out_batch_is_split_after_the_bounded_attempts(h: Harness) -> None:
+    values = [order_bytes(i) for i in range(50, 54)]
+    h.store.script = [TimedOut("statement timeout")] * 3  # the whole batch times out three times
+    assert h.run(*values) == [Outcome.STORED] * 4
+    assert h.store.batch_sizes == [4, 4, 4, 2, 2]  # then its halves go through
+
+
+def test_a_single_message_that_times_out_keeps_being_retried(h: Harness) -> None:
+    h.store.script = [TimedOut("statement timeout")] * 7  # more than max_attempts: still transient
+    assert h.run(order_bytes(55)) == [Outcome.STORED]
+    assert h.store.batch_sizes == [1] * 8
+    assert h.dlq.sent == []
+    assert (h.outage.started, h.outage.ended) == (1, 1)
+
+
+def test_a_program_limit_splits_at_once_and_dead_letters_the_record_alone(h: Harness) -> None:
+    values = [order_bytes(i) for i in range(60, 64)]
+    h.store.reject_uids = {uid_of(values[1])}  # RecordRejected, as a class-54 error is translated
+    assert h.run(*values) == [Outcome.STORED, Outcome.DB_REJECTED, Outcome.STORED, Outcome.STORED]
+    assert h.store.batch_sizes[0] == 4
+    assert h.store.batch_sizes.count(4) == 1
+
+
+def test_an_unexpected_error_letter_names_the_class_and_a_bounded_message(h: Harness) -> None:
+    value = order_bytes(70)
+    h.store.explode_uids = {uid_of(value)}
+    assert h.run(value) == [Outcome.PROCESSING_ERROR]
+    (letter,) = h.dlq.sent
+    assert letter.error.startswith("ZeroDivisionError: bug")
+    assert len(h.sleeps) == 2  # two pauses between the three attempts
+
+
+def test_stored_halves_are_not_written_again_when_the_other_half_fails(h: Harness) -> None:
+    values = [order_bytes(i) for i in range(80, 84)]
+    h.store.explode_uids = {uid_of(values[3])}
+    h.run(*values)
+    written = list(h.store.rows)
+    assert written == [uid_of(v) for v in values[:3]]
+    # 3 attempts of 4, then [2 ok], then 3 attempts of the failing [2], then [1 ok], 3 attempts of [1]
+    assert h.store.batch_sizes == [4, 4, 4, 2, 2, 2, 2, 1, 1, 1, 1]
+
+
+def test_a_cache_feed_that_raises_does_not_undo_the_batch(h: Harness) -> None:
+    class BrokenSink(FakeSink):
+        def put_many(self, records: Sequence[OrderRecord]) -> None:
+            raise RuntimeError("cache bug")
+
+    h.processor._sink = BrokenSink()
+    assert h.run(order_bytes(90)) == [Outcome.STORED]

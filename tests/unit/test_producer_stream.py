@@ -21,6 +21,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from confluent_kafka import KafkaError
 
 from internal.tools import producer
 from internal.tools.producer import (
@@ -264,7 +265,7 @@ class FakeProducer:
         self.clock.now += timeout
         done, self.pending = self.pending, []
         for value, callback in done:
-            callback("timed out" if self.fail(value) else None, None)
+            callback(KafkaError(KafkaError._MSG_TIMED_OUT, "timed out") if self.fail(value) else None, None)
         return len(done)
 
     def flush(self, timeout: float) -> int:
@@ -337,7 +338,7 @@ def test_exit_1_when_any_delivery_fails(
     code, _ = run_main(monkeypatch, tmp_path, fake)
     assert code == 1
     err = capsys.readouterr().err
-    assert "producer: delivery failed: timed out" in err
+    assert "producer: delivery failed: _MSG_TIMED_OUT: timed out" in err
     assert "producer: done: sent=5 delivered=4 failed=1" in err
 
 

@@ -1,0 +1,110 @@
+"""Lanes: polled messages waiting for a worker, one lane per worker, a partition always in one lane.
+
+A lane runs one batch at a time, so the messages of a partition are written in offset order ("first
+write wins" means "first in the partition"). A lane's waiting messages become a batch when they reach
+``max_messages`` messages or ``max_bytes`` bytes, or when the oldest waited ``max_wait_s``; a batch
+never holds more than either bound (but at least one message, however large). Used by the poll thread
+only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from internal.consumer.messages import BatchReport, Inbound
+
+TopicPartitionKey = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchLimits:
+    max_messages: int
+    max_bytes: int
+    max_wait_s: float
+
+
+@dataclass
+class Lane:
+    pending: list[Inbound] = field(default_factory=list)
+    pending_bytes: int = 0
+    oldest_at: float = 0.0
+    running: Future[BatchReport] | None = None
+    batch: list[Inbound] = field(default_factory=list)
+    batch_bytes: int = 0
+
+
+class Lanes:
+    def __init__(self, count: int, limits: BatchLimits) -> None:
+        self._lanes = [Lane() for _ in range(count)]
+        self._limits = limits
+
+    def add(self, message: Inbound, now: float) -> None:
+        lane = self._lanes[message.partition % len(self._lanes)]
+        if not lane.pending:
+            lane.oldest_at = now
+        lane.pending.append(message)
+        lane.pending_bytes += message.size
+
+    def due(self, now: float) -> Iterator[tuple[Lane, list[Inbound]]]:
+        """The idle lanes whose waiting messages make a batch now; each batch is taken off its lane,
+        which the caller marks running (``start``) before asking again."""
+        limits = self._limits
+        for lane in self._lanes:
+            if lane.running is not None or not lane.pending:
+                continue
+            full = len(lane.pending) >= limits.max_messages or lane.pending_bytes >= limits.max_bytes
+            if full or now - lane.oldest_at >= limits.max_wait_s:
+                yield lane, self._take(lane, now)
+
+    def _take(self, lane: Lane, now: float) -> list[Inbound]:
+        limits = self._limits
+        if len(lane.pending) <= limits.max_messages and lane.pending_bytes <= limits.max_bytes:
+            batch, taken = lane.pending, lane.pending_bytes  # the common case: all of it, no counting
+        else:
+            count = taken = 0
+            for message in lane.pending[: limits.max_messages]:
+                if count and taken + message.size > limits.max_bytes:
+                    break
+                count += 1
+                taken += message.size
+            batch = lane.pending[:count]
+        lane.pending = lane.pending[len(batch) :]
+        lane.pending_bytes -= taken
+        lane.oldest_at = now
+        lane.batch, lane.batch_bytes = batch, taken
+        return batch
+
+    @staticmethod
+    def start(lane: Lane, future: Future[BatchReport]) -> None:
+        lane.running = future
+
+    def finished(self) -> Iterator[tuple[list[Inbound], Future[BatchReport]]]:
+        """The batches whose work is done, each once; their lanes are idle again."""
+        for lane in self._lanes:
+            future = lane.running
+            if future is not None and future.done():
+                lane.running = None
+                batch, lane.batch, lane.batch_bytes = lane.batch, [], 0
+                yield batch, future
+
+    def running(self, partitions: set[TopicPartitionKey] | None = None) -> list[Future[BatchReport]]:
+        """The batches in flight (those touching one of ``partitions``, when given)."""
+        return [
+            lane.running
+            for lane in self._lanes
+            if lane.running is not None
+            and (partitions is None or any((m.topic, m.partition) in partitions for m in lane.batch))
+        ]
+
+    def forget(self, partitions: set[TopicPartitionKey]) -> None:
+        """Drop the waiting messages of ``partitions`` (revoked or lost: never committed by us)."""
+        for lane in self._lanes:
+            if any((m.topic, m.partition) in partitions for m in lane.pending):
+                lane.pending = [m for m in lane.pending if (m.topic, m.partition) not in partitions]
+                lane.pending_bytes = sum(m.size for m in lane.pending)
+
+    def bytes_in_flight(self) -> int:
+        """Bytes of the messages held here: waiting, or in a running batch."""
+        return sum(lane.pending_bytes + lane.batch_bytes for lane in self._lanes)

@@ -1,0 +1,244 @@
+"""Stand-ins for confluent-kafka's Consumer and Producer, for unit tests of pure logic.
+
+They keep only what the code under test relies on: a consumer hands out queued messages of its
+assigned, unpaused partitions, runs rebalance and commit callbacks inside ``consume`` (as librdkafka
+does), and remembers commits; a producer reports deliveries on ``poll``/``flush``. The real broker is
+exercised by the integration and end-to-end suites.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+from internal.consumer.ports import KafkaMessage, RebalanceCallback
+
+TOPIC = "orders"
+
+
+@dataclass
+class FakeMessage:
+    _partition: int
+    _offset: int
+    _value: bytes | None = b"{}"
+    _key: bytes | None = None
+    _topic: str = TOPIC
+    _error: KafkaError | None = None
+
+    def error(self) -> KafkaError | None:
+        return self._error
+
+    def topic(self) -> str | None:
+        return self._topic
+
+    def partition(self) -> int | None:
+        return self._partition
+
+    def offset(self) -> int | None:
+        return self._offset
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def headers(self) -> list[tuple[str, str | bytes | None]] | None:
+        return None
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, 1_700_000_000_000)
+
+
+@dataclass
+class FakeConsumer:
+    """Thread-safe for the test thread that scripts it and the poll thread that uses it."""
+
+    on_commit: Callable[[KafkaError | None, list[TopicPartition]], None] | None = None
+    fail_commits: int = 0  # the next N asynchronous commits are answered with an error
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    queued: dict[int, deque[FakeMessage]] = field(default_factory=dict)
+    ends: dict[int, int] = field(default_factory=dict)  # high watermark per partition
+    assigned: list[int] = field(default_factory=list)
+    paused: set[int] = field(default_factory=set)
+    commits: list[tuple[dict[int, int], bool]] = field(default_factory=list)
+    confirmed: dict[int, int] = field(default_factory=dict)
+    events: deque[Callable[[], None]] = field(default_factory=deque)
+    answers: deque[tuple[KafkaError | None, list[TopicPartition]]] = field(default_factory=deque)
+    callbacks: dict[str, RebalanceCallback | None] = field(default_factory=dict)
+    closed: bool = False
+    rebalances: int = 0  # rebalances whose callbacks have run
+    fail_on: dict[str, Exception] = field(default_factory=dict)  # method name -> what it raises
+
+    # ---- scripting (test thread) ---------------------------------------------------------
+    def add(self, partition: int, count: int, value: Callable[[int], bytes] = lambda _o: b"{}") -> None:
+        with self.lock:
+            queue = self.queued.setdefault(partition, deque())
+            start = self.ends.get(partition, 0)
+            for offset in range(start, start + count):
+                queue.append(FakeMessage(partition, offset, value(offset)))
+            self.ends[partition] = start + count
+
+    def rebalance(self, assign: list[int] | None = None, revoke: list[int] | None = None) -> None:
+        """Run on_revoke and/or on_assign inside the next consume(), like librdkafka."""
+
+        def run() -> None:
+            if revoke:
+                callback = self.callbacks["on_revoke"]
+                assert callback is not None
+                callback(self, [TopicPartition(TOPIC, p) for p in revoke])
+                with self.lock:
+                    self.assigned = [p for p in self.assigned if p not in revoke]
+                    for p in revoke:  # a new owner would start from the committed position
+                        start = self.confirmed.get(p, 0)
+                        self.queued[p] = deque(FakeMessage(p, o) for o in range(start, self.ends.get(p, 0)))
+            if assign:
+                callback = self.callbacks["on_assign"]
+                assert callback is not None
+                callback(self, [TopicPartition(TOPIC, p) for p in assign])
+            self.rebalances += 1
+
+        with self.lock:
+            self.events.append(run)
+
+    def committed_positions(self) -> dict[int, int]:
+        with self.lock:
+            return dict(self.confirmed)
+
+    # ---- the KafkaConsumer protocol (poll thread) ----------------------------------------
+    def _maybe_fail(self, name: str) -> None:
+        error = self.fail_on.get(name)
+        if error is not None:
+            raise error
+
+    def subscribe(
+        self,
+        topics: list[str],
+        on_assign: RebalanceCallback | None = None,
+        on_revoke: RebalanceCallback | None = None,
+        on_lost: RebalanceCallback | None = None,
+    ) -> None:
+        self.callbacks = {"on_assign": on_assign, "on_revoke": on_revoke, "on_lost": on_lost}
+
+    def consume(self, num_messages: int = 1, timeout: float = -1) -> Sequence[KafkaMessage]:
+        self._maybe_fail("consume")
+        while True:
+            with self.lock:
+                event = self.events.popleft() if self.events else None
+            if event is None:
+                break
+            event()
+        while True:
+            with self.lock:
+                answer = self.answers.popleft() if self.answers else None
+            if answer is None:
+                break
+            if self.on_commit is not None:
+                self.on_commit(*answer)
+        out: list[KafkaMessage] = []
+        with self.lock:
+            for p in self.assigned:
+                queue = self.queued.get(p, deque())
+                while queue and p not in self.paused and len(out) < num_messages:
+                    out.append(queue.popleft())
+        if not out:
+            time.sleep(max(0.0, timeout))  # like a real poll that finds nothing
+        return out
+
+    def commit(self, *, offsets: list[TopicPartition], asynchronous: bool = True) -> Any:
+        self._maybe_fail("commit")
+        positions = {tp.partition: tp.offset for tp in offsets}
+        with self.lock:
+            self.commits.append((positions, asynchronous))
+            failed = asynchronous and self.fail_commits > 0
+            if failed:
+                self.fail_commits -= 1
+            else:
+                self.confirmed.update(positions)
+            if asynchronous:
+                error = KafkaError(KafkaError.REBALANCE_IN_PROGRESS) if failed else None
+                self.answers.append((error, [TopicPartition(TOPIC, p, o) for p, o in positions.items()]))
+        return None if asynchronous else offsets
+
+    def assign(self, partitions: list[TopicPartition]) -> None:
+        with self.lock:
+            self.assigned = sorted({*self.assigned, *(tp.partition for tp in partitions)})
+
+    def assignment(self) -> list[TopicPartition]:
+        with self.lock:
+            return [TopicPartition(TOPIC, p) for p in self.assigned]
+
+    def pause(self, partitions: list[TopicPartition]) -> None:
+        self._maybe_fail("pause")
+        with self.lock:
+            self.paused |= {tp.partition for tp in partitions}
+
+    def resume(self, partitions: list[TopicPartition]) -> None:
+        self._maybe_fail("resume")
+        with self.lock:
+            self.paused -= {tp.partition for tp in partitions}
+
+    def get_watermark_offsets(
+        self, partition: TopicPartition, timeout: float = -1, cached: bool = False
+    ) -> tuple[int, int]:
+        with self.lock:
+            return (0, self.ends.get(partition.partition, 0))
+
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        with self.lock:
+            return [
+                TopicPartition(TOPIC, tp.partition, self.confirmed.get(tp.partition, -1001))
+                for tp in partitions
+            ]
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@dataclass
+class FakeProducer:
+    """Deliveries are reported on poll/flush; ``refuse`` decides a value's fate: None (delivered), a
+    KafkaError code raised by produce() (refused before queuing), or a code in the delivery report."""
+
+    refuse_local: Callable[[bytes | None], int | None] = lambda _v: None
+    refuse_delivery: Callable[[bytes | None], int | None] = lambda _v: None
+    produced: list[tuple[bytes | None, list[tuple[str, Any]]]] = field(default_factory=list)
+    delivered: list[tuple[bytes | None, list[tuple[str, Any]]]] = field(default_factory=list)
+    pending: list[tuple[bytes | None, list[tuple[str, Any]], Any]] = field(default_factory=list)
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        *,
+        on_delivery: Any = None,
+        headers: Any = None,
+    ) -> None:
+        code = self.refuse_local(value)
+        if code is not None:
+            raise KafkaException(KafkaError(code))
+        self.produced.append((value, list(headers or [])))
+        self.pending.append((value, list(headers or []), on_delivery))
+
+    def poll(self, timeout: float) -> int:
+        done, self.pending = self.pending, []
+        for value, headers, callback in done:
+            code = self.refuse_delivery(value)
+            if code is None:
+                self.delivered.append((value, headers))
+            callback(None if code is None else KafkaError(code), None)
+        return len(done)
+
+    def flush(self, timeout: float) -> int:
+        self.poll(0)
+        return 0
+
+    def purge(self) -> None:
+        self.pending = []

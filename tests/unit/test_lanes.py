@@ -1,0 +1,76 @@
+"""Lanes: batches bounded by count and by bytes, a partition always in one lane, in-flight bytes."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+
+from internal.consumer.lanes import BatchLimits, Lanes
+from internal.consumer.messages import BatchReport, Inbound
+
+
+def message(partition: int, offset: int, size: int = 10) -> Inbound:
+    return Inbound("orders", partition, offset, None, b"x" * size, (), None, 1)
+
+
+def test_a_batch_is_due_when_full_by_count_and_holds_no_more() -> None:
+    lanes = Lanes(1, BatchLimits(max_messages=3, max_bytes=10_000, max_wait_s=60))
+    for offset in range(5):
+        lanes.add(message(0, offset), now=0)
+    ((lane, batch),) = lanes.due(now=0)
+    assert [m.offset for m in batch] == [0, 1, 2]
+    Lanes.start(lane, Future())
+    assert list(lanes.due(now=100)) == []  # a lane runs one batch at a time
+
+
+def test_a_batch_is_due_when_full_by_bytes_and_stays_within_them() -> None:
+    lanes = Lanes(1, BatchLimits(max_messages=100, max_bytes=250, max_wait_s=60))
+    for offset in range(4):
+        lanes.add(message(0, offset, size=100), now=0)
+    ((_lane, batch),) = lanes.due(now=0)
+    assert [m.offset for m in batch] == [0, 1]  # 200 bytes; a third would make 300
+    assert lanes.bytes_in_flight() == 400  # two waiting, two in the batch
+
+
+def test_a_message_larger_than_the_byte_bound_goes_alone() -> None:
+    lanes = Lanes(1, BatchLimits(max_messages=100, max_bytes=250, max_wait_s=60))
+    lanes.add(message(0, 0, size=1000), now=0)
+    lanes.add(message(0, 1, size=10), now=0)
+    ((_lane, batch),) = lanes.due(now=0)
+    assert [m.offset for m in batch] == [0]
+
+
+def test_a_batch_is_due_when_its_oldest_message_waited_long_enough() -> None:
+    lanes = Lanes(1, BatchLimits(max_messages=100, max_bytes=10_000, max_wait_s=0.05))
+    lanes.add(message(0, 0), now=1.0)
+    assert list(lanes.due(now=1.01)) == []
+    ((_lane, batch),) = lanes.due(now=1.06)
+    assert len(batch) == 1
+
+
+def test_a_partition_always_goes_to_the_same_lane() -> None:
+    lanes = Lanes(2, BatchLimits(max_messages=1, max_bytes=10_000, max_wait_s=60))
+    for partition in (0, 1, 2):
+        lanes.add(message(partition, 0), now=0)
+    batches = [batch for _lane, batch in lanes.due(now=0)]
+    assert sorted(m.partition for b in batches for m in b) == [0, 1]  # 0 and 2 share lane 0
+
+
+def test_finished_batches_free_their_lane_and_their_bytes() -> None:
+    lanes = Lanes(1, BatchLimits(max_messages=10, max_bytes=10_000, max_wait_s=0))
+    lanes.add(message(0, 0, size=50), now=0)
+    ((lane, batch),) = lanes.due(now=0)
+    future: Future[BatchReport] = Future()
+    Lanes.start(lane, future)
+    assert list(lanes.finished()) == []
+    future.set_result(BatchReport(tuple(batch), ()))
+    assert [b for b, _f in lanes.finished()] == [batch]
+    assert lanes.bytes_in_flight() == 0
+    assert list(lanes.finished()) == []  # each once
+
+
+def test_forgetting_partitions_drops_their_waiting_messages_and_bytes() -> None:
+    lanes = Lanes(1, BatchLimits(max_messages=10, max_bytes=10_000, max_wait_s=60))
+    lanes.add(message(0, 0, size=30), now=0)
+    lanes.add(message(2, 0, size=70), now=0)
+    lanes.forget({("orders", 2)})
+    assert lanes.bytes_in_flight() == 30
