@@ -60,7 +60,7 @@ browser: ## headless Chromium for the browser UI tests, promtool for the alert-r
 test: venv infra-up lint browser ## install, start the stack, lint, run the whole suite (chaos aside)
 	$(VENV)/bin/pytest -q -m "not chaos" $(PYTEST_ARGS)
 
-chaos: venv infra-up ## fault scenarios: 10 SIGKILLs in 100k orders, 60 s database outage, broker restart, locked table
+chaos: venv infra-up ## fault scenarios: 10 SIGKILLs in 100k orders, 60 s database outage, broker restart, locked table, poison messages
 	$(VENV)/bin/pytest -q -s -m chaos tests/chaos $(PYTEST_ARGS)
 
 gen: ## generate mock.json ($(ORDERS) orders, 10% invalid)

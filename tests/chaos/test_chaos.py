@@ -1,12 +1,15 @@
-"""make chaos: the service under repeated crashes, a long database outage, a broker restart and a
-locked table, with enough orders that the faults land mid-stream. Each scenario prints its counts and
+"""make chaos: the service under repeated crashes, a long database outage, a broker restart, a
+locked table and 500 poison messages (near and over the size limit) between 50k orders with two
+crashes, with enough orders that the faults land mid-stream. Each scenario prints its counts and
 fails on any loss or duplicate. Not part of make test (minutes long); .ci/run runs it after."""
 
 from __future__ import annotations
 
 import json
 import random
+import threading
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,9 +17,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from confluent_kafka import Message, Producer
 
+from internal.app import topic_specs
+from internal.config.settings import Settings
 from internal.domain.errors import PermanentError
+from internal.domain.order import order_to_json_bytes
 from internal.domain.validation import ValidationPolicy, decode_order
+from internal.pkg.kafka_topics import TopicSpec, delete_topics, ensure_topics
 from tests.conftest import Topics
 from tests.e2e.helpers import (
     BackgroundProducer,
@@ -226,3 +234,150 @@ def test_locked_orders_table(
     assert service.get(f"/api/orders/{uid}").status == 200
     assert service.stop() == 0
     tally("locked table", data, schema_dsn, kafka_brokers, topics, sent=7500)
+
+
+NEAR_LIMIT = 1_040_000  # under consumer.max_message_bytes: its full letter fits the dead-letter topic
+OVERSIZED = 1_500_000  # over it: dead-lettered undecodable, and its letter over the DLQ producer's limit
+ORDERS_TOPIC_LIMIT = 4 * 1024 * 1024  # the orders topic takes both
+
+
+@dataclass
+class Watch:
+    """Polls /readyz of whichever instance runs; remembers every stuck partition it was told about."""
+
+    stuck: list[str]
+    stop: threading.Event
+    current: list[ServiceProcess]
+
+    def run(self) -> None:
+        while not self.stop.wait(0.5):
+            try:
+                body = self.current[-1].get("/readyz", timeout_s=2).json()
+            except (OSError, ValueError, IndexError):
+                continue  # between a kill and the next start
+            detail = body["components"]["partitions"]["detail"]
+            if detail != "none stuck":
+                self.stuck.append(detail)
+
+
+def test_50k_orders_with_500_poison_messages_and_two_sigkills(
+    tmp_path: Path,
+    kafka_brokers: str,
+    schema_dsn: str,
+    service_env: dict[str, str],
+    start_service: StartService,
+) -> None:
+    suffix = uuid.uuid4().hex[:10]
+    topics = Topics(f"chaos-poison-{suffix}", f"chaos-poison-{suffix}.dlq", f"chaos-poison-{suffix}")
+    limit = (("max.message.bytes", str(ORDERS_TOPIC_LIMIT)),)
+    dlq_limit = topic_specs(Settings())[1].config
+    ensure_topics(
+        kafka_brokers, [TopicSpec(topics.orders, 6, config=limit), TopicSpec(topics.dlq, 1, config=dlq_limit)]
+    )
+    try:
+        _poison_scenario(tmp_path, kafka_brokers, topics, schema_dsn, service_env, start_service)
+    finally:
+        delete_topics(kafka_brokers, [topics.orders, topics.dlq])
+
+
+def _poison_scenario(
+    tmp_path: Path,
+    brokers: str,
+    topics: Topics,
+    dsn: str,
+    service_env: dict[str, str],
+    start_service: StartService,
+) -> None:
+    data = make_input(tmp_path, 50_000, invalid_rate=0.0, seed=75)
+    env = {
+        **service_env,
+        "KAFKA_TOPIC": topics.orders,
+        "KAFKA_DLQ_TOPIC": topics.dlq,
+        "KAFKA_GROUP_ID": topics.group,
+        "CONSUMER_STUCK_AFTER_S": "10",
+        "CACHE_WARMUP_ORDERS": "1000",
+    }
+    sent_done = threading.Event()
+    sender = threading.Thread(
+        target=_produce_with_poison, args=(brokers, topics.orders, data, sent_done), daemon=True
+    )
+    current: list[ServiceProcess] = []
+    watch = Watch([], threading.Event(), current)
+    watcher = threading.Thread(target=watch.run, daemon=True)
+    current.append(start_service(env, name="poison-first"))
+    watcher.start()
+    sender.start()
+    for kill, at_least in enumerate((10_000, 25_000)):
+        wait_stored(dsn, at_least, current[-1:], timeout_s=300)
+        current[-1].kill()
+        current.append(start_service(env, name=f"poison-after-kill-{kill}"))
+    sender.join(300)
+    assert sent_done.is_set(), "the harness producer did not finish"
+    last = current[-1]
+    wait_committed_to_end(brokers, topics.orders, topics.group, 50_500, timeout_s=600, services=[last])
+    watch.stop.set()
+    watcher.join(5)
+    assert last.stop() == 0
+
+    _tally_poison(data, dsn, brokers, topics, len(watch.stuck))
+    assert not watch.stuck, watch.stuck[:5]
+
+
+def _produce_with_poison(brokers: str, topic: str, data: InputFile, done: threading.Event) -> None:
+    """The valid orders with 500 poison messages at random places, half near the consumer's size
+    limit and half over it: undecodable bytes, never valid UTF-8."""
+    poison_at = set(random.Random(75).sample(range(50_500), 500))
+    orders = iter(data.valid.values())
+    producer = Producer(
+        {"bootstrap.servers": brokers, "message.max.bytes": 2 * OVERSIZED, "linger.ms": 5, "acks": "all"}
+    )
+    for i in range(50_500):
+        if i in poison_at:
+            size = NEAR_LIMIT if i % 2 else OVERSIZED
+            producer.produce(topic, value=bytes([0xFF]) * size, key=f"poison-{i}".encode())
+        else:
+            order = next(orders)
+            producer.produce(topic, value=order_to_json_bytes(order), key=order.order_uid.encode())
+        producer.poll(0)
+    assert producer.flush(120) == 0
+    done.set()
+
+
+def _origin(m: Message) -> tuple[int, int]:
+    return int(headers(m)["dlq.original.partition"]), int(headers(m)["dlq.original.offset"])
+
+
+def _tally_poison(data: InputFile, dsn: str, brokers: str, topics: Topics, stuck_reports: int) -> None:
+    stored = stored_orders(dsn)
+    lost = set(data.valid) - set(stored)
+    poison = {
+        (m.partition() or 0, m.offset() or 0): m
+        for m in read_topic(brokers, topics.orders)
+        if (m.key() or b"").startswith(b"poison-")
+    }
+    letters = read_topic(brokers, topics.dlq)
+    by_origin = Counter(_origin(m) for m in letters)
+    stubs = [m for m in letters if headers(m).get("dlq.truncated") == "true"]
+    waits = sorted(
+        datetime.fromisoformat(headers(m)["dlq.failed.at"].replace("Z", "+00:00")).timestamp()
+        - int(headers(m)["dlq.original.timestamp"]) / 1000
+        for m in letters
+    )
+    print(
+        f"\nchaos[poison]: sent=50500 stored={len(stored)} lost={len(lost)} poison={len(poison)} "
+        f"letters={len(letters)} distinct={len(by_origin)} repeated={sum(n - 1 for n in by_origin.values())} "
+        f"stubs={len(stubs)} produce-to-letter p50={waits[len(waits) // 2]:.1f}s max={waits[-1]:.1f}s "
+        f"stuck-reports={stuck_reports}"
+    )
+    assert not lost
+    assert stored == data.valid
+    assert set(by_origin) == set(poison), "every poison message dead-lettered, nothing else"
+    assert {headers(m)["dlq.reason"] for m in letters} == {"undecodable"}
+    for m in letters:  # a full letter for the near-limit ones, a stub for the oversized ones
+        original = poison[_origin(m)].value() or b""
+        if len(original) == OVERSIZED:
+            assert headers(m)["dlq.truncated"] == "true"
+            assert headers(m)["dlq.original.size"] == str(OVERSIZED)
+        else:
+            assert "dlq.truncated" not in headers(m)
+            assert m.value() == original
