@@ -101,7 +101,7 @@ def _prepare(settings: Settings) -> None:
     if settings.kafka.create_topics:
         brokers = settings.kafka.brokers
         _retry_at_start("topics", lambda: ensure_topics(brokers, topic_specs(settings), timeout_s=10))
-        _retry_at_start("dlq topic check", lambda: _check_dlq_topic(settings))
+        _check_dlq_topic(settings)
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
@@ -118,7 +118,11 @@ def _check_dlq_topic(settings: Settings) -> None:
     """Say so at start when an existing dead-letter topic is too small for full letters: the service
     still runs (a refused letter goes as a stub), but replays of the largest letters will not work."""
     needed = topic_max_message_bytes(settings.consumer.max_message_bytes, settings.dlq.max_error_bytes)
-    value = topic_setting(settings.kafka.brokers, settings.dlq_topic, "max.message.bytes")
+    try:
+        value = topic_setting(settings.kafka.brokers, settings.dlq_topic, "max.message.bytes")
+    except KafkaException as exc:  # e.g. no permission to describe configs: a check, not a condition
+        log.warning("dlq_topic_check_failed", topic=settings.dlq_topic, error=str(exc.args[0]))
+        return
     if value is not None and value.isdigit() and int(value) < needed:
         log.warning(
             "dlq_topic_too_small",

@@ -147,22 +147,35 @@ class BatchProcessor:
         truncated = sum(1 for letter in delivered if letter.truncated is not None)
         return BatchReport(tuple(batch), final, time.perf_counter() - started, truncated)
 
-    def _store_all(self, records: list[OrderRecord], control: Control) -> list[WriteResult | _Refused]:
+    def _store_all(
+        self, records: list[OrderRecord], control: Control, isolating: int = 0
+    ) -> list[WriteResult | _Refused]:
+        """Store the records, splitting where the verdict says so. ``isolating`` > 0: the records are
+        a part of a batch that failed unexpectedly ``isolating`` times in all; such a part gets one
+        attempt (the bug repeats, a glitch had its retries), so that isolating a bad record costs
+        about 2 log2(n) attempts and n bad records about 2n, never max_attempts at every level."""
         if not records:
             return []
-        verdict = self._store_once(records, control)
-        if isinstance(verdict, str):  # why the batch of several must be split
-            log.info("batch_split", cause=verdict, batch_size=len(records))
+        verdict = self._store_once(records, control, isolating)
+        if isinstance(verdict, tuple):  # why and after how many unexpected failures to split
+            cause, failures = verdict
+            log.info("batch_split", cause=cause, batch_size=len(records))
             middle = len(records) // 2
             # Halving finds one bad record in log2(n) rounds while the good ones still go in batches;
             # a half that was stored is final, only the other one goes on.
-            return self._store_all(records[:middle], control) + self._store_all(records[middle:], control)
+            return self._store_all(records[:middle], control, failures) + self._store_all(
+                records[middle:], control, failures
+            )
         return verdict
 
-    def _store_once(self, records: list[OrderRecord], control: Control) -> list[WriteResult | _Refused] | str:
-        """The records' results, or the cause to split them for (only when there are several)."""
+    def _store_once(
+        self, records: list[OrderRecord], control: Control, isolating: int
+    ) -> list[WriteResult | _Refused] | tuple[str, int]:
+        """The records' results, or (cause, unexpected failures so far) to split them for (only when
+        there are several)."""
         attempts = 0
         several = len(records) > 1
+        allowed = 1 if isolating else self._policy.max_attempts
 
         def give_up(exc: TransientError, attempt: int) -> bool:
             # A timeout may be the batch's size: split it after the bounded attempts. One message
@@ -174,22 +187,22 @@ class BatchProcessor:
                 results = self._until_done(lambda: self._store.write_batch(records), control, give_up)
             except RecordRejected as exc:
                 if several:
-                    return "record_rejected"
+                    return ("record_rejected", isolating)
                 log.warning("record_rejected", order_uid=records[0].uid, error=str(exc)[:300])
-                return [_Refused(Outcome.DB_REJECTED, str(exc), attempts + 1)]
+                return [_Refused(Outcome.DB_REJECTED, str(exc), isolating + attempts + 1)]
             except TimedOut:  # only a batch of several gets here (give_up)
-                return "timed_out"
+                return ("timed_out", isolating)
             except (FatalError, Abandoned):
                 raise
             except Exception as exc:
                 attempts += 1
                 log.exception("store_failed_unexpectedly", attempt=attempts, batch_size=len(records))
-                if attempts < self._policy.max_attempts:
+                if attempts < allowed:
                     self._pause_before_retry(attempts, control)
                     continue
                 if several:
-                    return "unexpected_error"
-                return [_Refused(Outcome.PROCESSING_ERROR, _text(exc), attempts)]
+                    return ("unexpected_error", isolating + attempts)
+                return [_Refused(Outcome.PROCESSING_ERROR, _text(exc), isolating + attempts)]
             if len(results) != len(records):
                 raise FatalError(f"store answered {len(results)} results for {len(records)} records")
             return list(results)

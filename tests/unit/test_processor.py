@@ -215,7 +215,7 @@ def test_unexpected_error_is_retried_then_dead_lettered_as_processing_error(h: H
     assert outcomes == [Outcome.STORED, Outcome.STORED, Outcome.PROCESSING_ERROR, Outcome.STORED]
     (letter,) = h.dlq.sent
     assert letter.reason is DeadLetterReason.PROCESSING_ERROR
-    assert letter.attempts == 3  # max_attempts, then given up
+    assert letter.attempts == 5  # max_attempts for the batch of 4, then one for its half, one alone
 
 
 def test_a_passing_unexpected_error_is_retried_and_stored(h: Harness) -> None:
@@ -366,8 +366,16 @@ def test_stored_halves_are_not_written_again_when_the_other_half_fails(h: Harnes
     h.run(*values)
     written = list(h.store.rows)
     assert written == [uid_of(v) for v in values[:3]]
-    # 3 attempts of 4, then [2 ok], then 3 attempts of the failing [2], then [1 ok], 3 attempts of [1]
-    assert h.store.batch_sizes == [4, 4, 4, 2, 2, 2, 2, 1, 1, 1, 1]
+    # 3 attempts of 4, then [2 ok], one of the failing [2], then [1 ok], one of the failing [1]
+    assert h.store.batch_sizes == [4, 4, 4, 2, 2, 1, 1]
+
+
+def test_a_batch_that_always_fails_is_isolated_in_about_2n_attempts(h: Harness) -> None:
+    values = [order_bytes(i) for i in range(100, 116)]
+    h.store.explode_uids = {uid_of(v) for v in values}  # a bug that hits every record
+    assert h.run(*values) == [Outcome.PROCESSING_ERROR] * 16
+    assert len(h.store.batch_sizes) == 3 + 2 * 16 - 2  # max_attempts for the whole, then one per part
+    assert len(h.sleeps) == 2  # backoff only between the whole batch's attempts
 
 
 def test_a_cache_feed_that_raises_does_not_undo_the_batch(h: Harness) -> None:
