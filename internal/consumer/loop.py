@@ -318,7 +318,17 @@ class ConsumerLoop:
 
 
 def _headers(message: KafkaMessage) -> tuple[tuple[str, str | bytes | None], ...]:
-    raw: Any = message.headers()
+    try:
+        raw: Any = message.headers()
+    except Exception as exc:  # a header name that is not UTF-8 (any client may send one) cannot be read
+        log.warning(
+            "headers_unreadable",
+            topic=message.topic(),
+            partition=message.partition(),
+            offset=message.offset(),
+            error=f"{type(exc).__name__}: {exc}",
+        )
+        return ()  # the message itself is still processed; a letter for it carries no original headers
     if raw is None:
         return ()
     return tuple(raw.items()) if isinstance(raw, dict) else tuple(raw)

@@ -9,7 +9,10 @@ past unfinished work). The faults that need a bug come from tests/e2e/faulty_ser
 
 from __future__ import annotations
 
+import json
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -17,6 +20,7 @@ import pytest
 from confluent_kafka import Message, Producer
 
 from internal.pkg.kafka_offsets import committed_offsets, partition_ends
+from internal.pkg.kafka_topics import TopicSpec, delete_topics, ensure_topics
 from tests.conftest import Topics
 from tests.e2e.helpers import headers, read_topic, stored_orders, table_counts
 from tests.orders import order_bytes, order_doc
@@ -209,3 +213,78 @@ def test_an_exception_on_the_poll_thread_ends_the_process_without_committing_unf
         below = {uid for (p, o), uid in uid_at.items() if p == partition and o < max(position, 0)}
         assert below <= stored, f"partition {partition}: committed {position} past unstored work"
     assert sum(max(p, 0) for p in committed.values()) < 3000  # it stopped early, as injected
+
+
+@pytest.fixture
+def big_topics(kafka_brokers: str) -> Iterator[Topics]:
+    """An orders topic that takes messages of up to 4 MiB (an operator's setting), and its
+    dead-letter topic sized by the service."""
+    suffix = uuid.uuid4().hex[:10]
+    names = Topics(f"test-big-{suffix}", f"test-big-{suffix}.dlq", f"test-big-{suffix}")
+    ensure_topics(kafka_brokers, [TopicSpec(names.orders, 6, config=(("max.message.bytes", str(4 << 20)),))])
+    yield names
+    delete_topics(kafka_brokers, [names.orders, names.dlq])
+
+
+def test_messages_at_and_past_every_limit_end_stored_or_dead_lettered_once(
+    kafka_brokers: str,
+    big_topics: Topics,
+    schema_dsn: str,
+    service_env: dict[str, str],
+    start_service: StartService,
+) -> None:
+    topics = big_topics
+    env = {
+        **service_env,
+        "KAFKA_TOPIC": topics.orders,
+        "KAFKA_DLQ_TOPIC": topics.dlq,
+        "KAFKA_GROUP_ID": topics.group,
+    }
+    service = start_service(env)
+    limit = 1_048_576  # consumer.max_message_bytes
+    big_order = order_doc(1, seed=96, items=1000)
+    many_headers: list[tuple[str, str | bytes | None]] = [(f"h{i}", b"0123456789") for i in range(20_000)]
+    cases: list[tuple[str, bytes | None, bytes | None, list[tuple[str, str | bytes | None]], str]] = [
+        # name, key, value, headers, expected: stored | full | stub
+        ("at the limit", None, b"\xff" * limit, [], "full"),
+        ("one byte past it", None, b"\xff" * (limit + 1), [], "full"),
+        ("three times it", None, b"\xff" * 3_000_000, [], "stub"),
+        ("a 600 KB key", b"k" * 600_000, b"\xff", [], "full"),
+        ("a 1.2 MB key", b"k" * 1_200_000, b"\xff", [], "stub"),
+        ("20,000 headers", None, b"\xff", many_headers, "full"),
+        (
+            "a 1.5 MB header, valid order",
+            None,
+            order_bytes(2, seed=96),
+            [("big", b"h" * 1_500_000)],
+            "stored",
+        ),
+        ("a 1.5 MB header, bad value", None, b"\xff", [("big", b"h" * 1_500_000)], "stub"),
+        ("no value at all", b"tombstone", None, [], "full"),
+        ("a 1,000-item order", None, json.dumps(big_order).encode(), [], "stored"),
+    ]
+    producer = Producer({"bootstrap.servers": kafka_brokers, "message.max.bytes": 8 << 20, "linger.ms": 5})
+    for _name, key, value, hs, _expected in cases:
+        producer.produce(topics.orders, value=value, key=key, headers=hs, partition=0)
+    assert producer.flush(60) == 0
+    wait_until(
+        lambda: committed_to_end(kafka_brokers, topics, 0, service), timeout_s=60, what="offsets at the end"
+    )
+    letters = letters_by_origin(kafka_brokers, topics.dlq)
+    for offset, (name, key, value, _hs, expected) in enumerate(cases):
+        got = letters.get((0, offset), [])
+        if expected == "stored":
+            assert got == [], name
+            continue
+        assert len(got) == 1, f"{name}: {len(got)} letters"
+        (letter,) = got
+        truncated = headers(letter).get("dlq.truncated") == "true"
+        assert truncated == (expected == "stub"), name
+        if expected == "full":
+            assert (letter.key(), letter.value()) == (key, value), name
+        else:
+            assert len(letter.key() or b"") <= 1024, name
+            assert len(letter.value() or b"") <= 1024, name
+    assert set(stored_orders(schema_dsn)) == {big_order["order_uid"], order_doc(2, seed=96)["order_uid"]}
+    assert service.get("/readyz").status == 200
+    assert service.stop() == 0

@@ -28,7 +28,7 @@ from internal.pkg.backoff import Backoff
 from internal.pkg.health import Health
 from tests.orders import order_bytes
 from tests.support import wait_until
-from tests.unit.fake_kafka import FakeConsumer, FakeProducer
+from tests.unit.fake_kafka import FakeConsumer, FakeMessage, FakeProducer
 from tests.unit.test_processor import FakeSink, FakeStore
 
 TIMEOUT_S = 10.0
@@ -332,3 +332,19 @@ def test_a_fatal_error_stops_consuming_but_is_not_a_crash(start: Callable[..., R
     assert run.state.crashed is None
     assert Health(run.state, lambda: None).liveness()[0].ok  # stays up; readiness says why
     assert run.committed(0) == 10  # the batch that crossed the limit was finished and committed
+
+
+def test_a_message_whose_headers_cannot_be_read_is_still_processed(start: Callable[..., Running]) -> None:
+    class Unreadable(FakeMessage):
+        def headers(self) -> list[tuple[str, str | bytes | None]] | None:
+            raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+
+    consumer = FakeConsumer()
+    consumer.add(0, 2)
+    consumer.queued[0][1] = Unreadable(0, 1)
+    consumer.rebalance(assign=[0])
+    handler = Handler()
+    run = start(handler, consumer)
+    wait_until(lambda: run.committed(0) == 2, timeout_s=TIMEOUT_S, what="both committed")
+    assert handler.finished == [(0, 0), (0, 1)]
+    assert run.state.crashed is None
