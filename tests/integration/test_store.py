@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from contextlib import closing
 
 import psycopg
@@ -14,13 +15,14 @@ from psycopg_pool import ConnectionPool
 from internal.consumer.control import Control
 from internal.consumer.messages import Inbound, Outcome
 from internal.consumer.processor import BatchProcessor, ProcessingPolicy
-from internal.domain.errors import FatalError, RecordRejected, TransientError
+from internal.domain.errors import FatalError, RecordRejected, TimedOut, TransientError
 from internal.domain.order import Order
 from internal.domain.records import OrderRecord, WriteResult
 from internal.domain.validation import ValidationPolicy
 from internal.pkg.backoff import Backoff
 from internal.store import migrations
 from internal.store import reader as reader_module
+from internal.store.errors import translate
 from internal.store.reader import PostgresOrderReader, StoredOrder
 from internal.store.sessions import configure_session
 from internal.store.writer import PostgresOrderWriter, insert_new
@@ -316,3 +318,88 @@ def test_closing_latest_early_stops_the_older_half_too(
         assert older_rows == [record(419).uid]  # one row of its twenty, then it stopped
         with two.connection() as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_a_program_limit_is_a_record_rejection_that_splits_the_batch(pool: ConnectionPool, db: str) -> None:
+    # A real class-54 error of PostgreSQL (psycopg gives each 54xxx its own OperationalError subclass).
+    with psycopg.connect(db) as conn, pytest.raises(psycopg.OperationalError) as caught:
+        conn.execute("SELECT repeat('x', 1073741824)")  # "requested length too large", 54000
+    assert isinstance(translate(caught.value), RecordRejected)
+    bad = record(61)
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION too_complex() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+            f" IF NEW.order_uid = '{bad.uid}' THEN"
+            " RAISE EXCEPTION 'statement too complex' USING ERRCODE = '54001'; END IF; RETURN NEW; END $$"
+        )
+        conn.execute(
+            "CREATE TRIGGER limit_it BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION too_complex()"
+        )
+    with pytest.raises(RecordRejected):  # not TransientError: it would be retried whole forever
+        PostgresOrderWriter(pool).write_batch([record(60), bad])
+    dlq = FakeDlq()
+    processor = BatchProcessor(
+        store=PostgresOrderWriter(pool),
+        dead_letters=dlq,
+        stored_sink=FakeSink(),
+        outage=FakeOutage(),
+        policy=ProcessingPolicy(ValidationPolicy(), Backoff(0.01, 0.1), max_attempts=2),
+    )
+    batch = [Inbound("t", 0, i, None, order_bytes(n), (), None, 1) for i, n in enumerate((60, 61, 62))]
+    report = processor.process(batch, Control(lambda: True, lambda _s: None))
+    assert report.outcomes == (Outcome.STORED, Outcome.DB_REJECTED, Outcome.STORED)
+    assert "StatementTooComplex" in dlq.sent[0].error
+
+
+class Recording(PostgresOrderWriter):
+    """The real writer, remembering the size of every batch it was asked to write."""
+
+    sizes: list[int]
+
+    def write_batch(self, records: Sequence[OrderRecord]) -> list[WriteResult]:
+        self.sizes.append(len(records))
+        return super().write_batch(records)
+
+
+def test_statement_timeouts_split_the_batch_and_a_lock_still_ends_with_everything_stored(db: str) -> None:
+    timeout_ms = 200
+    with ConnectionPool(
+        db,
+        min_size=1,
+        max_size=2,
+        kwargs={"autocommit": True},
+        configure=lambda c: configure_session(c, timeout_ms),
+        timeout=5,
+    ) as slow_pool:
+        writer = Recording(slow_pool)
+        writer.sizes = []
+        with psycopg.connect(db) as locker:
+            locker.execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
+            with pytest.raises(TimedOut):
+                writer.write_batch([record(70)])
+        locker_ready = threading.Event()
+
+        def hold_lock_for_a_while() -> None:
+            with psycopg.connect(db) as conn:
+                conn.execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
+                locker_ready.set()
+                wait_until(lambda: len(writer.sizes) >= 5, timeout_s=30, what="the batch to be split")
+
+        holder = threading.Thread(target=hold_lock_for_a_while)
+        holder.start()
+        locker_ready.wait(10)
+        writer.sizes = []
+        processor = BatchProcessor(
+            store=writer,
+            dead_letters=FakeDlq(),
+            stored_sink=FakeSink(),
+            outage=FakeOutage(),
+            policy=ProcessingPolicy(ValidationPolicy(), Backoff(0.01, 0.05), max_attempts=2),
+        )
+        batch = [Inbound("t", 0, i, None, order_bytes(80 + i), (), None, 1) for i in range(4)]
+        report = processor.process(batch, Control(lambda: True, time.sleep))
+        holder.join(30)
+    assert report.outcomes == (Outcome.STORED,) * 4  # nothing dead-lettered, nothing lost
+    assert writer.sizes[:2] == [4, 4]  # max_attempts of the whole batch, then its halves
+    assert writer.sizes[2] == 2
+    assert counts(db)["orders"] == 4
