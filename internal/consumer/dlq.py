@@ -119,7 +119,7 @@ class KafkaDeadLetterSink:
             if s.error is not None and _permanent(s.error):  # a stub, refused for good as well
                 raise FatalError(
                     f"dead-letter topic {self._topic} refuses even a stub letter ({describe(s.error)}): "
-                    "check that it exists, may be written and allows messages of 100 KB; "
+                    "check that it exists, may be written and allows messages of 32 KB at least; "
                     "see docs/runbook.md#dlq-refuses"
                 )
         pending = [s.letter for s in sent if not s.done]
