@@ -180,6 +180,7 @@ class Service:
             self.health,
             self.metrics,
             lookup_pool=_lookup_pool(s),
+            search_pool=_search_pool(s),
             request_timeout_s=s.http.request_timeout_ms / 1000,
             templates=templates_dir(),
             access_log=s.log.access_log,
@@ -240,6 +241,27 @@ def _lookup_pool(settings: Settings) -> AsyncConnectionPool:
         await configure_lookup_session(conn, settings.http.request_timeout_ms)
 
     name, size = "lookup", settings.postgres.lookup_pool_size
+    return AsyncConnectionPool(
+        settings.postgres.dsn,
+        min_size=min(settings.postgres.pool_min_size, size),
+        max_size=size,
+        name=name,
+        timeout=settings.postgres.connect_timeout_s,
+        kwargs=_connection_kwargs(settings, name),
+        configure=configure,
+        open=False,  # opened by the HTTP app's lifespan, on the event loop that uses it
+    )
+
+
+def _search_pool(settings: Settings) -> AsyncConnectionPool:
+    """The UI's searches: a budget of their own (postgres.search_pool_size), so that a burst of
+    searches queues here and never ahead of look-ups (lookup pool) or readiness (reader pool)."""
+
+    async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
+        # Every search statement has one plan for all parameters (internal/store/search.py).
+        await configure_lookup_session(conn, settings.http.request_timeout_ms)
+
+    name, size = "search", settings.postgres.search_pool_size
     return AsyncConnectionPool(
         settings.postgres.dsn,
         min_size=min(settings.postgres.pool_min_size, size),

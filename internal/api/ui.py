@@ -1,81 +1,72 @@
-"""The HTML UI (Jinja2, autoescaping on: order data is untrusted input). Pages:
-``/`` look-up form and recent orders, ``/orders/{uid}`` one order, ``/search?q=`` by uid prefix,
-track number or customer id."""
+"""The HTML UI's routed handlers. Pages: ``/`` look-up form and recent orders (``home.py``),
+``/orders/{uid}`` one order (answered by ``order_endpoint.page_answer``, here for HEAD and odd
+paths), ``/search?q=`` by uid prefix, track number or customer id (``internal/store/search.py``)."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
-from urllib.parse import quote
+import re
+from urllib.parse import quote, urlencode
 
-import anyio
-import jinja2
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 
-from internal.api.lookup import OrderLookup, Unavailable, valid_uid
+from internal.api.home import RecentOrdersPage
+from internal.api.lookup import OrderLookup, valid_uid
 from internal.api.middleware import request_id
+from internal.api.order_endpoint import Answer, html_answer, page_answer
+from internal.api.pages import Pages
 from internal.domain.errors import ServiceError
-from internal.store.reader import OrderSummary, PostgresOrderReader
+from internal.store.search import BIGINT_MAX, COUNT_BOUND, Cursor, OrderSearch
 
-RECENT_COUNT = 20
 PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
 MAX_QUERY = 128
-MAX_PAGE = 10_000  # deeper pages are refined searches, not paging
-UNAVAILABLE = "The order store did not answer in time; try again shortly."
+SEARCH_UNAVAILABLE = "The order store did not answer in time; try again shortly."
+_ID = re.compile(r"[1-9][0-9]{0,18}")
+_SIZE = re.compile(r"[1-9][0-9]{0,2}")
 
 
-@dataclass(frozen=True, slots=True)
-class PaymentCheck:
-    goods_total_ok: bool
-    amount_ok: bool
-    items_total: int
-    expected_amount: int
+def parse_cursor(text: str) -> Cursor | None:
+    """The ``after=`` of a search page (``u<uid>``, ``i`` or ``i<id>``); None when it is not one."""
+    if not text:
+        return Cursor()
+    kind, rest = text[0], text[1:]
+    if kind == "u" and valid_uid(rest):
+        return Cursor(after_uid=rest)
+    if kind == "i" and not rest:
+        return Cursor(by_id=True)
+    if kind == "i" and _ID.fullmatch(rest) and int(rest) <= BIGINT_MAX:
+        return Cursor(by_id=True, before_id=int(rest))
+    return None
 
 
-def payment_check(order: dict[str, Any]) -> PaymentCheck:
-    payment = order["payment"]
-    items_total = sum(item["total_price"] for item in order["items"])
-    expected = payment["goods_total"] + payment["delivery_cost"] + payment["custom_fee"]
-    return PaymentCheck(
-        payment["goods_total"] == items_total, payment["amount"] == expected, items_total, expected
-    )
+def format_cursor(cursor: Cursor) -> str:
+    if not cursor.by_id:
+        return "u" + cursor.after_uid
+    return "i" if cursor.before_id is None else f"i{cursor.before_id}"
 
 
-def unix_time(seconds: int) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def iso_time(text: str) -> str:
-    return datetime.fromisoformat(text).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+def respond(found: Answer) -> Response:
+    response = Response(found.body, status_code=found.status)
+    response.raw_headers = found.headers
+    return response
 
 
 class Ui:
-    def __init__(self, lookup: OrderLookup, reader: PostgresOrderReader, templates: Path) -> None:
+    def __init__(
+        self, lookup: OrderLookup, search: OrderSearch, pages: Pages, home: RecentOrdersPage
+    ) -> None:
         self._lookup = lookup
-        self._reader = reader
-        self._env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(templates),
-            autoescape=True,  # every template, whatever its name: order fields may hold HTML
-            undefined=jinja2.StrictUndefined,
-        )
-        self._env.filters["unix_time"] = unix_time
-        self._env.filters["iso_time"] = iso_time
-        self._css = (templates / "static" / "style.css").read_bytes()
+        self._search = search
+        self._pages = pages
+        self._home = home
 
-    def _page(self, request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
-        html = self._env.get_template(template).render(request_id=request_id(request), **context)
-        return HTMLResponse(html, status_code=status)
+    async def home_answer(self) -> Answer:
+        """The home page, shared by the plain-ASGI GET and the routed HEAD."""
+        return html_answer(200, await self._home.body())
 
-    async def home(self, request: Request) -> Response:
-        recent, recent_error = await self._summaries(
-            lambda: self._reader.recent(RECENT_COUNT, self._lookup.timeout_s)
-        )
-        return self._page(request, "home.html", recent=recent, recent_error=recent_error)
+    async def home(self, _request: Request) -> Response:
+        return respond(await self.home_answer())
 
     async def lookup_form(self, request: Request) -> Response:
         uid = request.query_params.get("order_uid", "").strip()
@@ -85,47 +76,47 @@ class Ui:
 
     async def order(self, request: Request) -> Response:
         uid: str = request.path_params["order_uid"]
-        if not valid_uid(uid):
-            return self._page(request, "message.html", 400, uid=uid, title="Not an order uid",
-                              message="An order_uid is 1 to 64 ASCII letters and digits.")  # fmt: skip
-        try:
-            found = await self._lookup.find(uid)
-        except Unavailable:
-            return self._page(
-                request, "message.html", 503, uid=uid, title="Orders are unavailable", message=UNAVAILABLE
-            )
-        if found is None:
-            return self._page(request, "order.html", 404, uid=uid, order=None)
-        order = json.loads(found.entry.json)
-        return self._page(request, "order.html", uid=uid, order=order, from_cache=found.from_cache,
-                          check=payment_check(order), raw_url=f"/api/orders/{uid}")  # fmt: skip
+        inm = request.headers.get("if-none-match")
+        return respond(await page_answer(self._lookup, self._pages, uid, inm, request_id(request)))
 
     async def search(self, request: Request) -> Response:
-        query = request.query_params.get("q", "").strip()[:MAX_QUERY]
+        rid = request_id(request)
+        params = request.query_params
+        query = params.get("q", "").strip()[:MAX_QUERY]
         if any(ord(c) < 32 or ord(c) == 127 for c in query):  # PostgreSQL refuses NUL in text, too
-            return self._page(request, "message.html", 400, uid="", title="Not a search",
-                              message="Search text must not contain control characters.")  # fmt: skip
-        try:
-            page = min(MAX_PAGE, max(1, int(request.query_params.get("page", "1"))))
-        except ValueError:
-            page = 1
-        results: list[OrderSummary] = []
-        problem = None
+            return self._refused("Search text must not contain control characters.", rid)
+        cursor = parse_cursor(params.get("after", ""))
+        if cursor is None:
+            return self._refused("That is not a page of search results; start the search again.", rid)
+        size_text = params.get("n", "")
+        if size_text and not (_SIZE.fullmatch(size_text) and int(size_text) <= MAX_PAGE_SIZE):
+            return self._refused(f"A page holds 1 to {MAX_PAGE_SIZE} orders.", rid)
+        size = int(size_text) if size_text else PAGE_SIZE
+        context: dict[str, object] = {"query": query, "results": [], "problem": None, "total": "",
+                                      "next_url": None, "first_url": None}  # fmt: skip
+        status = 200
         if query:
-            offset = (page - 1) * PAGE_SIZE
-            results, problem = await self._summaries(
-                lambda: self._reader.search(query, PAGE_SIZE + 1, offset, self._lookup.timeout_s)
-            )
-        status = 503 if problem else 200
-        return self._page(request, "search.html", status, query=query, page=page, results=results[:PAGE_SIZE],
-                          has_next=len(results) > PAGE_SIZE, problem=problem)  # fmt: skip
+            try:
+                page = await self._search.search(
+                    query, valid_uid(query), cursor, size, self._lookup.timeout_s
+                )
+            except ServiceError:
+                status, context["problem"] = 503, SEARCH_UNAVAILABLE
+            else:
+                more = page.total > COUNT_BOUND
+                context.update(results=page.orders, total=f"{COUNT_BOUND}+" if more else str(page.total))
+                extra = {} if size == PAGE_SIZE else {"n": str(size)}
+                if page.next is not None:
+                    next_params = {"q": query, "after": format_cursor(page.next), **extra}
+                    context["next_url"] = "/search?" + urlencode(next_params)
+                if cursor != Cursor():
+                    context["first_url"] = "/search?" + urlencode({"q": query, **extra})
+        return respond(html_answer(status, self._pages.search(rid, **context)))
+
+    def _refused(self, message: str, rid: str) -> Response:
+        return respond(html_answer(400, self._pages.message("Not a search", message, rid)))
 
     async def stylesheet(self, _request: Request) -> Response:
-        return Response(self._css, media_type="text/css", headers={"Cache-Control": "public, max-age=3600"})
-
-    async def _summaries(self, read: Any) -> tuple[list[OrderSummary], str | None]:
-        try:
-            with anyio.fail_after(self._lookup.timeout_s):
-                return await run_in_threadpool(read), None
-        except (TimeoutError, ServiceError):
-            return [], UNAVAILABLE
+        return Response(
+            self._pages.stylesheet, media_type="text/css", headers={"Cache-Control": "public, max-age=3600"}
+        )

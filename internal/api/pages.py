@@ -1,0 +1,68 @@
+"""The HTML pages, rendered from templates/ (Jinja2, autoescaping on: order data is untrusted input).
+
+The templates are compiled once, at start, and never reloaded: a render is the compiled template's
+string building and nothing else. The order page, the one rendered per cache miss, is built in
+``order_page.py`` inside a frame rendered from ``order.html`` once.
+
+``version`` is a digest of the templates and of ``order_page.py``; order pages add it to their ETag,
+so a browser holding a page of an older layout does not get 304 for it after a deploy.
+
+The order page is a function of the order's JSON alone - no request id, no "from the cache" text -
+so it can be cached with the JSON entry and share its ETag (``internal/cache/lru.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from internal.api import order_page
+from internal.api.formatting import iso_time, or_none, short_time, unix_time
+from internal.api.order_page import OrderPage, frame_marks
+from internal.store.reader import OrderSummary
+
+TEMPLATES = ("base.html", "order.html", "not_found.html", "message.html", "home.html", "search.html")
+
+
+class Pages:
+    def __init__(self, templates: Path) -> None:
+        env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(templates),
+            autoescape=True,  # every template, whatever its name: order fields may hold HTML
+            undefined=jinja2.StrictUndefined,
+            auto_reload=False,  # no stat() of the files per render
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        env.filters.update(unix_time=unix_time, iso_time=iso_time, short_time=short_time, or_none=or_none)
+        self._order = OrderPage(env.get_template("order.html").render(request_id="", **frame_marks()))
+        self._not_found = env.get_template("not_found.html")
+        self._message = env.get_template("message.html")
+        self._home = env.get_template("home.html")
+        self._search = env.get_template("search.html")
+        digest = hashlib.sha256()
+        for name in TEMPLATES:
+            digest.update((templates / name).read_bytes())
+        digest.update(Path(order_page.__file__).read_bytes())
+        self.version = digest.hexdigest()[:8]
+        self.stylesheet = (templates / "static" / "style.css").read_bytes()
+
+    def order(self, order_json: bytes) -> bytes:
+        """The page of one order, from its JSON (the cached bytes)."""
+        return self._order.render(order_json)
+
+    def not_found(self, uid: str, request_id: str) -> bytes:
+        return self._not_found.render(uid=uid, request_id=request_id).encode()
+
+    def message(self, title: str, message: str, request_id: str, uid: str = "") -> bytes:
+        return self._message.render(title=title, message=message, uid=uid, request_id=request_id).encode()
+
+    def home(self, recent: Sequence[OrderSummary], recent_error: str | None) -> bytes:
+        return self._home.render(recent=recent, recent_error=recent_error, request_id="").encode()
+
+    def search(self, request_id: str, **context: Any) -> bytes:
+        return self._search.render(request_id=request_id, **context).encode()
