@@ -150,18 +150,17 @@ class Probes:
 
 def explain(dsn: str, uid_prefix: str) -> None:
     cases = [
-        ("count, track number", search.COUNT, SHARED_TRACK, None),
-        ("page 1, track number", search.BY_ID_FIRST, SHARED_TRACK, None),
-        ("a later page, track number", search.BY_ID_AFTER, SHARED_TRACK, 500_000),
-        ("page 1, customer id", search.BY_ID_FIRST, SHARED_CUSTOMER, None),
-        ("page 1, uid prefix", search.BY_PREFIX, uid_prefix, None),
+        ("page 1, track number", search.SEARCH_FIRST, SHARED_TRACK, None),
+        ("a later page, track number", search.SEARCH_AFTER, SHARED_TRACK, 500_000),
+        ("page 1, customer id", search.SEARCH_FIRST, SHARED_CUSTOMER, None),
+        ("page 1, uid prefix", search.SEARCH_FIRST, uid_prefix, None),
     ]
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SET plan_cache_mode = force_generic_plan")
         for name, statement, query, before in cases:
             lo, hi = search.prefix_range(query, query.isalnum())
             params = {"q": query, "lo": lo, "hi": hi, "bound": search.COUNT_BOUND + 1, "limit": 21,
-                      "after_uid": "", "before": before}  # fmt: skip
+                      "after_uid": "", "before": before, "list_prefix": bool(lo)}  # fmt: skip
             plan = conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + statement, params).fetchall()
             say(f"-- {name} (q={query!r}, before={before})")
             say("\n".join(str(r[0]) for r in plan))

@@ -182,6 +182,7 @@ class Service:
             lookup_pool=_lookup_pool(s),
             search_pool=_search_pool(s),
             request_timeout_s=s.http.request_timeout_ms / 1000,
+            search_pages_bytes=s.cache.search_pages_bytes,
             templates=templates_dir(),
             access_log=s.log.access_log,
         )

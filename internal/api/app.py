@@ -1,4 +1,4 @@
-"""The HTTP application: routes only; the work is in order_endpoint.py, json_api.py, ui.py and home.py."""
+"""The HTTP application: routes only; the work is in order_endpoint.py, json_api.py, ui.py, snapshots.py."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from internal.api.home import RecentOrdersPage
 from internal.api.json_api import JsonApi
 from internal.api.lookup import OrderLookup
 from internal.api.middleware import ObservabilityMiddleware
@@ -40,6 +39,7 @@ def create_api(
     lookup_pool: AsyncConnectionPool,
     search_pool: AsyncConnectionPool,
     request_timeout_s: float,
+    search_pages_bytes: int,
     templates: Path,
     access_log: bool,
 ) -> Starlette:
@@ -67,7 +67,7 @@ def create_api(
 
     pages = Pages(templates)
     api = JsonApi(lookup, health, metrics)
-    ui = Ui(lookup, OrderSearch(search_pool, observer), pages, RecentOrdersPage(recent, pages.home))
+    ui = Ui(lookup, OrderSearch(search_pool, observer), pages, recent, search_pages_bytes)
     app = Starlette(
         lifespan=lifespan,
         routes=[

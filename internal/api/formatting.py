@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S UTC"
-SHORT_TIME_FORMAT = "%Y-%m-%d %H:%M UTC"
 NONE_SHOWN = "—"
 
 
@@ -26,14 +25,6 @@ def iso_time(text: object) -> str:
         return datetime.fromisoformat(text).astimezone(UTC).strftime(TIME_FORMAT)  # type: ignore[arg-type]
     except (TypeError, ValueError, OverflowError, OSError):
         return str(text)
-
-
-def short_time(moment: object) -> str:
-    """A datetime to the minute, in UTC (the lists); anything else as it is."""
-    try:
-        return moment.astimezone(UTC).strftime(SHORT_TIME_FORMAT)  # type: ignore[attr-defined, no-any-return]
-    except (AttributeError, TypeError, ValueError, OverflowError, OSError):
-        return str(moment)
 
 
 def or_none(text: object) -> str:

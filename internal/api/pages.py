@@ -14,14 +14,15 @@ so it can be cached with the JSON entry and share its ETag (``internal/cache/lru
 from __future__ import annotations
 
 import hashlib
+import html
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 
 from internal.api import order_page
-from internal.api.formatting import iso_time, or_none, short_time, unix_time
 from internal.api.order_page import OrderPage, frame_marks
 from internal.store.reader import OrderSummary
 
@@ -38,7 +39,6 @@ class Pages:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        env.filters.update(unix_time=unix_time, iso_time=iso_time, short_time=short_time, or_none=or_none)
         self._order = OrderPage(env.get_template("order.html").render(request_id="", **frame_marks()))
         self._not_found = env.get_template("not_found.html")
         self._message = env.get_template("message.html")
@@ -62,7 +62,29 @@ class Pages:
         return self._message.render(title=title, message=message, uid=uid, request_id=request_id).encode()
 
     def home(self, recent: Sequence[OrderSummary], recent_error: str | None) -> bytes:
-        return self._home.render(recent=recent, recent_error=recent_error, request_id="").encode()
+        rows = summary_rows(recent)
+        return self._home.render(rows=rows, recent_error=recent_error, request_id="").encode()
 
-    def search(self, request_id: str, **context: Any) -> bytes:
-        return self._search.render(request_id=request_id, **context).encode()
+    def search(self, request_id: str, results: Sequence[OrderSummary], **context: Any) -> bytes:
+        rows = summary_rows(results)
+        return self._search.render(request_id=request_id, rows=rows, **context).encode()
+
+
+def summary_rows(orders: Sequence[OrderSummary]) -> Markup:
+    """The rows of a list of orders (templates/summary_table.html), built here rather than in the
+    template: Jinja spent ~15 us per row, a search page's largest cost after its queries."""
+    return Markup(  # noqa: S704 - every value is escaped
+        "".join(
+            f'<tr><td class="nowrap" data-label="Order uid"><a href="/orders/{e(o.order_uid)}">'
+            f'{e(o.order_uid)}</a></td><td class="nowrap" data-label="Track number">{e(o.track_number)}</td>'
+            f'<td data-label="Customer">{e(o.customer_id)}</td>'
+            f'<td class="nowrap" data-label="Created">{e(o.date_created)}</td>'
+            f'<td class="num" data-label="Amount">{o.amount} {e(o.currency)}</td>'
+            f'<td class="num" data-label="Items">{o.item_count}</td></tr>\n'
+            for o in orders
+        )
+    )
+
+
+def e(text: str) -> str:
+    return html.escape(text)

@@ -5,23 +5,30 @@ paths), ``/search?q=`` by uid prefix, track number or customer id (``internal/st
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import quote, urlencode
 
+import structlog
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from internal.api.home import RecentOrdersPage
 from internal.api.lookup import OrderLookup, valid_uid
 from internal.api.middleware import request_id
 from internal.api.order_endpoint import Answer, html_answer, page_answer
 from internal.api.pages import Pages
+from internal.api.snapshots import Snapshots
 from internal.domain.errors import ServiceError
+from internal.store.reader import OrderSummary
 from internal.store.search import BIGINT_MAX, COUNT_BOUND, Cursor, OrderSearch
 
 PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 MAX_QUERY = 128
 SEARCH_UNAVAILABLE = "The order store did not answer in time; try again shortly."
+RECENT_UNAVAILABLE = "the order store did not answer in time"
+SNAPSHOT_MAX_AGE_S = 1.0  # the home page and search pages are at most this old (snapshots.py)
+HOME_BYTES = 1 << 20
+log = structlog.get_logger(component="api")
 _ID = re.compile(r"[1-9][0-9]{0,18}")
 _SIZE = re.compile(r"[1-9][0-9]{0,2}")
 
@@ -54,16 +61,32 @@ def respond(found: Answer) -> Response:
 
 class Ui:
     def __init__(
-        self, lookup: OrderLookup, search: OrderSearch, pages: Pages, home: RecentOrdersPage
+        self,
+        lookup: OrderLookup,
+        search: OrderSearch,
+        pages: Pages,
+        recent: Callable[[], Awaitable[Sequence[OrderSummary]]],
+        search_pages_bytes: int,
     ) -> None:
         self._lookup = lookup
         self._search = search
         self._pages = pages
-        self._home = home
+        self._recent = recent
+        self._home = Snapshots(SNAPSHOT_MAX_AGE_S, HOME_BYTES)
+        self._searches = Snapshots(SNAPSHOT_MAX_AGE_S, search_pages_bytes)
 
     async def home_answer(self) -> Answer:
         """The home page, shared by the plain-ASGI GET and the routed HEAD."""
-        return html_answer(200, await self._home.body())
+        page = await self._home.get("", self._read_home)
+        return html_answer(page.status, page.body)
+
+    async def _read_home(self) -> tuple[int, bytes]:
+        try:
+            recent, problem = await self._recent(), None
+        except (ServiceError, TimeoutError) as exc:
+            log.warning("recent_orders_unavailable", error=str(exc) or type(exc).__name__)
+            recent, problem = [], RECENT_UNAVAILABLE
+        return 200, self._pages.home(recent, problem)
 
     async def home(self, _request: Request) -> Response:
         return respond(await self.home_answer())
@@ -92,26 +115,35 @@ class Ui:
         if size_text and not (_SIZE.fullmatch(size_text) and int(size_text) <= MAX_PAGE_SIZE):
             return self._refused(f"A page holds 1 to {MAX_PAGE_SIZE} orders.", rid)
         size = int(size_text) if size_text else PAGE_SIZE
-        context: dict[str, object] = {"query": query, "results": [], "problem": None, "total": "",
-                                      "next_url": None, "first_url": None}  # fmt: skip
+        key = f"{query}\x00{format_cursor(cursor)}\x00{size}"
+        page = await self._searches.get(key, lambda: self._read_search(query, cursor, size))
+        return respond(html_answer(page.status, page.body))
+
+    async def _read_search(self, query: str, cursor: Cursor, size: int) -> tuple[int, bytes]:
+        """One search page, rendered; shared by every request for it within a second, so it carries
+        no request id (the header does)."""
+        results: list[OrderSummary] = []
+        context: dict[str, object] = {"query": query, "problem": None, "total": "", "next_url": None,
+                                      "first_url": None}  # fmt: skip
         status = 200
         if query:
             try:
-                page = await self._search.search(
+                found = await self._search.search(
                     query, valid_uid(query), cursor, size, self._lookup.timeout_s
                 )
             except ServiceError:
                 status, context["problem"] = 503, SEARCH_UNAVAILABLE
             else:
-                more = page.total > COUNT_BOUND
-                context.update(results=page.orders, total=f"{COUNT_BOUND}+" if more else str(page.total))
+                results = found.orders
+                more = found.total > COUNT_BOUND
+                context["total"] = f"{COUNT_BOUND}+" if more else str(found.total)
                 extra = {} if size == PAGE_SIZE else {"n": str(size)}
-                if page.next is not None:
-                    next_params = {"q": query, "after": format_cursor(page.next), **extra}
+                if found.next is not None:
+                    next_params = {"q": query, "after": format_cursor(found.next), **extra}
                     context["next_url"] = "/search?" + urlencode(next_params)
                 if cursor != Cursor():
                     context["first_url"] = "/search?" + urlencode({"q": query, **extra})
-        return respond(html_answer(status, self._pages.search(rid, **context)))
+        return status, self._pages.search("", results, **context)
 
     def _refused(self, message: str, rid: str) -> Response:
         return respond(html_answer(400, self._pages.message("Not a search", message, rid)))

@@ -176,6 +176,12 @@ class CacheSettings:
         262144, "a larger order is served from the database, never cached", at_least(1)
     )
     warmup_orders: int = setting(10000, "latest orders loaded into the cache at start", at_least(0))
+    search_pages_bytes: int = setting(
+        16777216,
+        "bytes of rendered search result pages kept, each at most 1 s, so that a search asked many "
+        "times at once is read once (16 MiB; 0 = none)",
+        at_least(0),
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,6 @@ from collections.abc import Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, cast
 
 import psycopg
@@ -69,10 +68,12 @@ CHUNKED_ROWS_LIBPQ = 170000  # libpq 17 brought the chunked-rows mode
 # retried.
 WARMUP_STATEMENT_TIMEOUT_MS = 600_000
 
-# One line per order for lists (recent orders, search results): no items, no JSON assembly. The id is
-# the search's keyset cursor (internal/store/search.py).
+# One line per order for lists (recent orders, search results): no items, no JSON assembly, the time
+# formatted here (the page shows it as text). The id is the search's keyset cursor (store/search.py).
 SUMMARIES = """
-SELECT o.order_uid, o.track_number, o.customer_id, o.date_created, p.amount, p.currency,
+SELECT o.order_uid, o.track_number, o.customer_id,
+       to_char(o.date_created AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI "UTC"') AS date_created,
+       p.amount, p.currency,
        (SELECT count(*) FROM items i WHERE i.order_id = o.id) AS item_count, o.id
   FROM orders o JOIN payments p ON p.order_id = o.id
 """
@@ -92,7 +93,7 @@ class OrderSummary:
     order_uid: str
     track_number: str
     customer_id: str
-    date_created: datetime
+    date_created: str  # "2021-11-26 06:22 UTC"
     amount: int
     currency: str
     item_count: int

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from internal.api.formatting import iso_time, short_time, unix_time
+from internal.api.formatting import iso_time, unix_time
 from internal.api.lookup import OrderLookup
 from internal.api.order_endpoint import etag_matches, page_answer
 from internal.api.order_page import escaped_order
@@ -231,13 +231,11 @@ def test_time_helpers_show_what_they_cannot_format(value: object) -> None:
         {unix_time(value)} if isinstance(value, int) and value < 10**11 else set()
     )
     assert iso_time(value) == str(value)
-    assert short_time(value) == str(value)
 
 
 def test_time_helpers_format_what_they_can() -> None:
     assert unix_time(1637907727) == "2021-11-26 06:22:07 UTC"
     assert iso_time("2021-11-26T09:22:19+03:00") == "2021-11-26 06:22:19 UTC"
-    assert short_time(datetime(2021, 11, 26, 6, 22, tzinfo=UTC)) == "2021-11-26 06:22 UTC"
 
 
 @pytest.mark.parametrize(
