@@ -107,7 +107,8 @@ def _content(o: dict[str, Any]) -> str:
         f'<td class="num" data-label="Status">{i["status"]}</td>'
         f'<td class="nowrap" data-label="chrt_id">{i["chrt_id"]}</td>'
         f'<td class="nowrap" data-label="nm_id">{i["nm_id"]}</td>'
-        f'<td data-label="rid">{i["rid"]}</td><td data-label="Track number">{i["track_number"]}</td></tr>\n'
+        f'<td class="nowrap" data-label="rid">{i["rid"]}</td>'
+        f'<td class="nowrap" data-label="Track number">{i["track_number"]}</td></tr>\n'
         for n, i in enumerate(o["items"], 1)
     )
     return f"""<section class="card">
@@ -115,7 +116,7 @@ def _content(o: dict[str, Any]) -> str:
 <h1>Order <code class="uid">{uid}</code></h1>
 <dl class="facts">
 <dt>Track number</dt><dd>{o["track_number"]}</dd>
-<dt>Created</dt><dd>{iso_time(o["date_created"])} <span class="raw">{o["date_created"]}</span></dd>
+<dt>Created</dt><dd>{_with_raw(iso_time(o["date_created"]), o["date_created"])}</dd>
 <dt>Customer</dt><dd>{o["customer_id"]}</dd>
 <dt>Locale</dt><dd>{o["locale"]}</dd>
 <dt>Delivery service</dt><dd>{o["delivery_service"]}</dd>
@@ -147,7 +148,7 @@ def _content(o: dict[str, Any]) -> str:
 <dt>Provider</dt><dd>{p["provider"]}</dd>
 <dt>Bank</dt><dd>{p["bank"]}</dd>
 <dt>Currency</dt><dd>{cur}</dd>
-<dt>Paid at</dt><dd>{unix_time(p["payment_dt"])} <span class="raw">{p["payment_dt"]}</span></dd>
+<dt>Paid at</dt><dd>{_with_raw(unix_time(p["payment_dt"]), p["payment_dt"])}</dd>
 <dt>Goods</dt><dd class="num">{p["goods_total"]} {cur}</dd>
 <dt>Delivery</dt><dd class="num">{p["delivery_cost"]} {cur}</dd>
 <dt>Customs fee</dt><dd class="num">{p["custom_fee"]} {cur}</dd>
@@ -166,6 +167,13 @@ def _content(o: dict[str, Any]) -> str:
 </table>
 </div>
 </section>"""
+
+
+def _with_raw(formatted: str, raw: object) -> str:
+    """A formatted time and, in small print, the value as sent; the value alone when it could not be
+    formatted (a payment_dt in milliseconds)."""
+    text = str(raw)
+    return text if formatted == text else f'{formatted} <span class="raw">{text}</span>'
 
 
 def frame_marks() -> dict[str, str]:
