@@ -180,7 +180,7 @@ class Service:
             self.health,
             self.metrics,
             lookup_pool=_lookup_pool(s),
-            search_pool=_search_pool(s),
+            search_pool=_lookup_pool(s, "search", s.postgres.search_pool_size),
             request_timeout_s=s.http.request_timeout_ms / 1000,
             search_pages_bytes=s.cache.search_pages_bytes,
             templates=templates_dir(),
@@ -237,32 +237,15 @@ def _pool(settings: Settings, name: str, size: int, statement_timeout_ms: int) -
     return pool
 
 
-def _lookup_pool(settings: Settings) -> AsyncConnectionPool:
+def _lookup_pool(settings: Settings, name: str = "lookup", size: int | None = None) -> AsyncConnectionPool:
+    """An async pool of the HTTP app whose sessions plan each statement once: the API's cache misses
+    ("lookup"), or the UI's searches ("search", ``postgres.search_pool_size``: a budget of their own,
+    so a burst of searches queues there and never ahead of look-ups or readiness)."""
+
     async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
         await configure_lookup_session(conn, settings.http.request_timeout_ms)
 
-    name, size = "lookup", settings.postgres.lookup_pool_size
-    return AsyncConnectionPool(
-        settings.postgres.dsn,
-        min_size=min(settings.postgres.pool_min_size, size),
-        max_size=size,
-        name=name,
-        timeout=settings.postgres.connect_timeout_s,
-        kwargs=_connection_kwargs(settings, name),
-        configure=configure,
-        open=False,  # opened by the HTTP app's lifespan, on the event loop that uses it
-    )
-
-
-def _search_pool(settings: Settings) -> AsyncConnectionPool:
-    """The UI's searches: a budget of their own (postgres.search_pool_size), so that a burst of
-    searches queues here and never ahead of look-ups (lookup pool) or readiness (reader pool)."""
-
-    async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
-        # Every search statement has one plan for all parameters (internal/store/search.py).
-        await configure_lookup_session(conn, settings.http.request_timeout_ms)
-
-    name, size = "search", settings.postgres.search_pool_size
+    size = settings.postgres.lookup_pool_size if size is None else size
     return AsyncConnectionPool(
         settings.postgres.dsn,
         min_size=min(settings.postgres.pool_min_size, size),

@@ -298,13 +298,37 @@ def test_put_many_never_raises_and_caches_the_good_records() -> None:
     ]
 
 
+def run_interleaved(targets: Sequence[tuple[Callable[[int], None], int]]) -> None:
+    """Run each target(seed) in a thread of its own, switching threads every 10 us so that they
+    interleave inside the cache's methods; fails with every thread's failure."""
+    errors: list[BaseException] = []
+
+    def guarded(target: Callable[[int], None], seed: int) -> None:
+        try:
+            target(seed)
+        except BaseException as exc:  # every failure of every thread is reported, not lost
+            errors.append(exc)
+
+    workers = [threading.Thread(target=guarded, args=pair) for pair in targets]
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join(timeout=60)
+    finally:
+        sys.setswitchinterval(switch)
+    assert not any(t.is_alive() for t in workers)
+    assert errors == []
+
+
 def test_writers_and_readers_in_many_threads_keep_every_invariant() -> None:
     pool = [record(i, items=1 + i % 5) for i in range(64)]
     expected = {r.uid: r.json for r in pool}
     max_entries, max_bytes = 16, 12 * cost(pool[2])  # both bounds bind, depending on the mix of sizes
     cache = OrderCache(max_entries, max_bytes, BIG)
     iterations, threads = 3000, 8
-    errors: list[BaseException] = []
     start = threading.Barrier(2 * threads)
 
     def writer(seed: int) -> None:
@@ -328,25 +352,7 @@ def test_writers_and_readers_in_many_threads_keep_every_invariant() -> None:
                 assert stats.bytes <= max_bytes
                 assert stats.entries <= max_entries
 
-    def guarded(target: Callable[[int], None], seed: int) -> None:
-        try:
-            target(seed)
-        except BaseException as exc:  # every failure of every thread is reported, not lost
-            errors.append(exc)
-
-    workers = [threading.Thread(target=guarded, args=(writer, n)) for n in range(threads)]
-    workers += [threading.Thread(target=guarded, args=(reader, 100 + n)) for n in range(threads)]
-    switch = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)  # switch threads often, to interleave inside the cache's methods
-    try:
-        for t in workers:
-            t.start()
-        for t in workers:
-            t.join(timeout=60)
-    finally:
-        sys.setswitchinterval(switch)
-    assert not any(t.is_alive() for t in workers)
-    assert errors == []
+    run_interleaved([(writer, n) for n in range(threads)] + [(reader, 100 + n) for n in range(threads)])
     stats = cache.stats()
     assert stats.bytes <= max_bytes
     assert stats.entries == len(cache) <= max_entries
@@ -475,7 +481,6 @@ def test_page_views_and_write_through_in_threads_never_pair_a_page_with_other_js
     pool = [record(i, items=1 + i % 3) for i in range(16)]
     versions = [record(100 + i) for i in range(16)]  # another JSON for each uid
     cache = OrderCache(BIG, 40 * cost(pool[0]), BIG)
-    errors: list[BaseException] = []
     start = threading.Barrier(4)
 
     def page_of(json: bytes) -> bytes:
@@ -500,24 +505,6 @@ def test_page_views_and_write_through_in_threads_never_pair_a_page_with_other_js
             r = pool[i] if rng.random() < 0.5 else versions[i]
             cache.put_many([OrderRecord(pool[i].order, r.content_hash, r.json)])
 
-    def guarded(target: Callable[[int], None], seed: int) -> None:
-        try:
-            target(seed)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [
-        threading.Thread(target=guarded, args=(f, n)) for n, f in enumerate([viewer, viewer, writer, writer])
-    ]
-    switch = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=60)
-    finally:
-        sys.setswitchinterval(switch)
-    assert errors == []
+    run_interleaved([(viewer, 1), (viewer, 2), (writer, 3), (writer, 4)])
     live = [cache.get(r.uid) for r in pool]
     assert cache.stats().bytes == sum(entry_cost(e) for e in live if e is not None), "byte accounting drifted"
