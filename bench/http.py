@@ -2,7 +2,8 @@
 same run, and the cache warm-up time for 100,000 orders next to the raw read of the same query.
 
 1. Reference: a bare Starlette endpoint returning fixed bytes (bench/bare_app.py), served by uvicorn
-   in its own process with the service's settings.
+   in its own process with the service's settings; once with a JSON-sized body (the reference of
+   every figure) and once with a page-sized one (the pages send 3-7 times the bytes).
 2. On the service over N ingested orders, all in the cache (the consumer writes each stored order
    through to it): JSON hit ``GET /api/orders/<uid>``; page hit ``GET /orders/<uid>`` after a run
    that rendered and attached every page; the home page ``GET /`` (a snapshot at most 1 s old).
@@ -92,6 +93,7 @@ def http_runs(args: argparse.Namespace) -> None:
                 share = cached_share(args.port, uids)
                 say(f"  ingested; {share:.0%} of a sample answered from the cache (X-Cache: HIT)")
                 ref = measure("bare Starlette (reference)", args.bare_port, json_paths, args)
+                ref_page = measure("bare, a page-sized body", args.bare_port, page_paths, args)
                 hit = measure("JSON hit", args.port, json_paths, args)
                 wrk(args.port, page_paths, PAGE_PRIME_SECONDS, args.threads, args.connections)
                 page_hit = measure("page hit", args.port, page_paths, args)
@@ -113,6 +115,10 @@ def http_runs(args: argparse.Namespace) -> None:
     def vs(result: float, reference: float) -> str:
         return f"{result / reference:.2f} x"
 
+    say(
+        f"page hit / bare with a page-sized body: {vs(page_hit.rps, ref_page.rps)}   "
+        f"home / bare with a page-sized body: {vs(home.rps, ref_page.rps)}"
+    )
     say(f"JSON hit / bare: {vs(hit.rps, ref.rps)}   page hit / bare: {vs(page_hit.rps, ref.rps)}   "
         f"home / bare: {vs(home.rps, ref.rps)}   "
         f"page miss / JSON miss: {vs(page_miss.rps, miss.rps)}")  # fmt: skip
