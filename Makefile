@@ -11,7 +11,7 @@ HTTP_PORT ?= 8080
 ORDERS    ?= 3600
 PYTEST_ARGS ?=
 
-.PHONY: bench bench-http bench-ingest browser chaos config-example help venv infra-up infra-down infra-status migrate topics lint fmt test test-unit run stop logs gen clean
+.PHONY: bench bench-http bench-ingest bench-search browser chaos config-example help venv infra-up infra-down infra-status migrate topics lint fmt test test-unit run stop logs gen clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -91,6 +91,10 @@ bench: venv infra-up ## every benchmark; writes the figures into docs/performanc
 	@scripts/install-wrk.sh
 	$(PY) -m bench.report
 
-bench-http: venv infra-up ## HTTP look-ups (cache hit/miss) vs a bare endpoint; warm-up of 100k orders
+bench-http: venv infra-up ## every HTTP page (JSON and page hit/miss, home) vs a bare endpoint; warm-up of 100k orders
 	@scripts/install-wrk.sh
 	$(PY) -m bench.http
+
+bench-search: venv infra-up ## search with 1,000,000 orders stored vs a bare endpoint (the schema is kept between runs)
+	@scripts/install-wrk.sh
+	$(PY) -m bench.search

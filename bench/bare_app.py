@@ -19,8 +19,18 @@ BODY_BYTES = 1300
 BODY = b'{"padding":"' + b"x" * (BODY_BYTES - len(b'{"padding":""}')) + b'"}'
 
 
+# The order page of such an order is ~4.4 KB of HTML: the second reference, for the pages, so that the
+# bytes on the wire are alike too (a page hit sends 3.4 times the bytes of a JSON hit).
+PAGE_BYTES = 4400
+PAGE = b"<!doctype html><p>" + b"x" * (PAGE_BYTES - len(b"<!doctype html><p>"))
+
+
 async def fixed(_request: Request) -> Response:
     return Response(BODY, media_type="application/json")
 
 
-app = Starlette(routes=[Route("/api/orders/{order_uid}", fixed)])
+async def fixed_page(_request: Request) -> Response:
+    return Response(PAGE, media_type="text/html; charset=utf-8")
+
+
+app = Starlette(routes=[Route("/api/orders/{order_uid}", fixed), Route("/orders/{order_uid}", fixed_page)])

@@ -240,7 +240,9 @@ class Service:
             self.health,
             self.metrics,
             lookup_pool=_lookup_pool(s),
+            search_pool=_lookup_pool(s, "search", s.postgres.search_pool_size),
             request_timeout_s=s.http.request_timeout_ms / 1000,
+            search_pages_bytes=s.cache.search_pages_bytes,
             templates=templates_dir(),
             access_log=s.log.access_log,
         )
@@ -295,11 +297,15 @@ def _pool(settings: Settings, name: str, size: int, statement_timeout_ms: int) -
     return pool
 
 
-def _lookup_pool(settings: Settings) -> AsyncConnectionPool:
+def _lookup_pool(settings: Settings, name: str = "lookup", size: int | None = None) -> AsyncConnectionPool:
+    """An async pool of the HTTP app whose sessions plan each statement once: the API's cache misses
+    ("lookup"), or the UI's searches ("search", ``postgres.search_pool_size``: a budget of their own,
+    so a burst of searches queues there and never ahead of look-ups or readiness)."""
+
     async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
         await configure_lookup_session(conn, settings.http.request_timeout_ms)
 
-    name, size = "lookup", settings.postgres.lookup_pool_size
+    size = settings.postgres.lookup_pool_size if size is None else size
     return AsyncConnectionPool(
         settings.postgres.dsn,
         min_size=min(settings.postgres.pool_min_size, size),

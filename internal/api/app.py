@@ -1,13 +1,15 @@
-"""The HTTP application: routes only; the work is in lookup.py, json_api.py and ui.py."""
+"""The HTTP application: routes only; the work is in order_endpoint.py, json_api.py, ui.py, snapshots.py."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
@@ -15,13 +17,17 @@ from internal.api.json_api import JsonApi
 from internal.api.lookup import OrderLookup
 from internal.api.middleware import ObservabilityMiddleware
 from internal.api.order_endpoint import OrderEndpoint
+from internal.api.pages import Pages
 from internal.api.ui import Ui
 from internal.cache.lru import OrderCache
 from internal.pkg.health import Health
 from internal.pkg.metrics import Metrics
 from internal.store.async_reader import AsyncOrderReader
 from internal.store.observe import DbObserver
-from internal.store.reader import PostgresOrderReader
+from internal.store.reader import OrderSummary, PostgresOrderReader
+from internal.store.search import OrderSearch
+
+RECENT_COUNT = 20
 
 
 def create_api(
@@ -31,24 +37,37 @@ def create_api(
     metrics: Metrics,
     *,
     lookup_pool: AsyncConnectionPool,
+    search_pool: AsyncConnectionPool,
     request_timeout_s: float,
+    search_pages_bytes: int,
     templates: Path,
     access_log: bool,
 ) -> Starlette:
-    """The app. ``lookup_pool`` (not yet open) serves cache misses on the event loop; it is opened
-    and closed with the app's lifespan, because an async pool belongs to the loop that runs it."""
-    lookup = OrderLookup(cache, AsyncOrderReader(lookup_pool, DbObserver(metrics)), request_timeout_s)
+    """The app. ``lookup_pool`` serves cache misses on the event loop, ``search_pool`` the UI's
+    searches (a budget of their own: they never queue ahead of look-ups or readiness); neither is
+    open yet: they are opened and closed with the app's lifespan, because an async pool belongs to
+    the loop that runs it. The recent-orders list and readiness use the sync ``reader``'s pool."""
+    observer = DbObserver(metrics)
+    lookup = OrderLookup(cache, AsyncOrderReader(lookup_pool, observer), request_timeout_s)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        await lookup_pool.open(wait=False)  # the service answers (503) even while the database is down
+        # The service answers (503) even while the database is down.
+        await lookup_pool.open(wait=False)
+        await search_pool.open(wait=False)
         try:
             yield
         finally:
+            await search_pool.close()
             await lookup_pool.close()
 
+    async def recent() -> list[OrderSummary]:
+        async with asyncio.timeout(request_timeout_s):
+            return await run_in_threadpool(reader.recent, RECENT_COUNT, request_timeout_s)
+
+    pages = Pages(templates)
     api = JsonApi(lookup, health, metrics)
-    ui = Ui(lookup, reader, templates)
+    ui = Ui(lookup, OrderSearch(search_pool, observer), pages, recent, search_pages_bytes)
     app = Starlette(
         lifespan=lifespan,
         routes=[
@@ -66,7 +85,7 @@ def create_api(
         ],
         middleware=[
             Middleware(ObservabilityMiddleware, metrics=metrics, access_log=access_log),
-            Middleware(OrderEndpoint, lookup=lookup),
+            Middleware(OrderEndpoint, lookup=lookup, pages=pages, home=ui.home_answer),
         ],
     )
     # No redirect from "/x/" to "/x": "/api/orders/0%2F" decodes to "/api/orders/0/", and the redirect

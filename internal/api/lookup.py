@@ -4,7 +4,6 @@ time budget, back-filling the cache. A database failure is ``Unavailable`` - nev
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Protocol
 
 from internal.cache.lru import CachedOrder, OrderCache, make_entry
@@ -17,12 +16,6 @@ UID = re.compile(r"[A-Za-z0-9]{1,64}")
 
 class Unavailable(Exception):
     """The order store did not answer within the request's time budget."""
-
-
-@dataclass(frozen=True, slots=True)
-class Found:
-    entry: CachedOrder
-    from_cache: bool
 
 
 def valid_uid(uid: str) -> bool:
@@ -58,11 +51,6 @@ class OrderLookup:
         self._cache.put_entry(stored.uid, entry)  # back-fill: the next look-up is a hit
         return entry
 
-    async def find(self, uid: str) -> Found | None:
-        """The order (from the cache when it is there), or None when no order has this uid.
-        Raises ``Unavailable`` like ``load``."""
-        entry = self.cached(uid)
-        if entry is not None:
-            return Found(entry, from_cache=True)
-        entry = await self.load(uid)
-        return None if entry is None else Found(entry, from_cache=False)
+    def remember_page(self, uid: str, entry: CachedOrder, page: bytes) -> None:
+        """Keep the page rendered from ``entry`` with it in the cache (dropped if the entry changed)."""
+        self._cache.attach_page(uid, entry, page)

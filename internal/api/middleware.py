@@ -6,6 +6,8 @@ nothing (docs/performance.md measures it against a bare endpoint).
   prefix and a counter: unique, and ~1.5 us cheaper than a uuid4); echoed in the response header, in
   error bodies, and put on every log line written while the request runs (``REQUEST_ID``, a context
   variable read by the log pipeline: setting one costs far less than structlog's bound_contextvars).
+* Security headers (``security.py``): appended to every response here, the plain-ASGI answers and
+  error pages included, so no route can forget them.
 * Metrics: ``http_requests_total{method,route,status}`` and ``http_request_duration_seconds`` by
   route *template* (``/api/orders/{order_uid}``), so hostile paths cannot explode the label set.
 """
@@ -22,6 +24,7 @@ import structlog
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from internal.api.security import security_headers
 from internal.pkg.logging import REQUEST_ID
 from internal.pkg.metrics import Metrics
 
@@ -61,7 +64,8 @@ class ObservabilityMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id)]
+                headers = message.get("headers", [])
+                message["headers"] = [*headers, (b"x-request-id", request_id), *security_headers(headers)]
             await send(message)
 
         token = REQUEST_ID.set(rid)

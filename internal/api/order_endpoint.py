@@ -1,30 +1,37 @@
-"""``GET /api/orders/{order_uid}`` (and ``/order/{order_uid}``) in plain ASGI, ahead of Starlette.
+"""Order look-ups and the home page in plain ASGI, ahead of Starlette: ``GET /api/orders/{uid}`` and
+``/order/{uid}`` (JSON), ``/orders/{uid}`` (the order's HTML page) and ``/``.
 
 The order look-up is the service's hottest request. A hit needs no routing, no Request/Response
-objects and no thread: the bytes and the ETag are ready in the cache. A miss is one shared query
-(store/async_reader.py); Starlette's layers around it (exception middleware, the router, Request and
-Response objects) cost about a quarter of a miss's CPU (210 against 145-158 us in alternated runs,
-docs/performance.md), so GET look-ups skip them too.
+objects and no thread: the bytes and the ETag are ready in the cache (the page too, once it was
+rendered: ``OrderCache.attach_page``). A miss is one shared query (store/async_reader.py);
+Starlette's layers around it (exception middleware, the router, Request and Response objects) cost
+about a quarter of a miss's CPU (210 against 145-158 us in alternated runs, docs/performance.md), so
+GET look-ups skip them too. The home page is a ready snapshot (``home.py``).
 
 Everything else falls through to the Starlette app unchanged: other paths, other methods (HEAD
-reaches the routed handler, which answers with the same ``answer`` function, so the paths cannot
-disagree) and anything Starlette's ``{order_uid}`` would not match (a ``/`` in it, an empty uid, a
-mounted app's root path).
+reaches the routed handler, which answers with the same functions, so the paths cannot disagree)
+and anything Starlette's ``{order_uid}`` would not match (a ``/`` in it, an empty uid, a mounted
+app's root path).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from internal.api.lookup import OrderLookup, Unavailable, valid_uid
 from internal.api.middleware import scope_request_id
+from internal.api.pages import Pages
 from internal.cache.lru import CachedOrder
 
 JSON = (b"content-type", b"application/json")
+HTML = (b"content-type", b"text/html; charset=utf-8")
 Headers = list[tuple[bytes, bytes]]
+BAD_UID = "order_uid must be 1 to 64 ASCII letters and digits"
+UNAVAILABLE = "the order store is unavailable; try again shortly"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,36 +48,95 @@ class RouteTemplate:
     path: str
 
 
-ORDER_ROUTES = (
-    ("/api/orders/", RouteTemplate("/api/orders/{order_uid}")),
-    ("/order/", RouteTemplate("/order/{order_uid}")),
-)
+@dataclass(frozen=True, slots=True)
+class Found:
+    """The outcome of finding one order: 200 with its entry, or 400/404/503 without one."""
+
+    status: int
+    entry: CachedOrder | None = None
+    from_cache: bool = False
 
 
-async def answer(lookup: OrderLookup, uid: str, if_none_match: str | None, request_id: str) -> Answer:
-    """The answer to a look-up: 400 for a malformed uid (no database), the order from the cache or
-    from PostgreSQL, 404 when no order has this uid, 503 when the database cannot answer within the
-    request's budget - never a 404 for an infrastructure failure."""
+async def find(lookup: OrderLookup, uid: str) -> Found:
+    """400 for a malformed uid (no database), the order from the cache or from PostgreSQL, 404 when
+    no order has this uid, 503 when the database cannot answer within the request's budget - never a
+    404 for an infrastructure failure."""
     if not valid_uid(uid):
-        return error_answer(400, "order_uid must be 1 to 64 ASCII letters and digits", request_id)
+        return Found(400)
     entry = lookup.cached(uid)
     if entry is not None:
-        return order_answer(entry, True, if_none_match)
+        return Found(200, entry, True)
     try:
         entry = await lookup.load(uid)
     except Unavailable:
-        return error_answer(503, "the order store is unavailable; try again shortly", request_id)
-    if entry is None:
-        return error_answer(404, f"no order with order_uid {uid}", request_id)
-    return order_answer(entry, False, if_none_match)
+        return Found(503)
+    return Found(404) if entry is None else Found(200, entry, False)
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """RFC 9110's weak comparison of If-None-Match (one ETag, a list, ``W/`` forms or ``*``)."""
+    if if_none_match is None:
+        return False
+    if if_none_match == etag:
+        return True
+    for listed in if_none_match.split(","):
+        candidate = listed.strip()
+        if candidate == "*" or candidate.removeprefix("W/") == etag:
+            return True
+    return False
+
+
+async def answer(lookup: OrderLookup, uid: str, if_none_match: str | None, request_id: str) -> Answer:
+    """The JSON answer to a look-up; errors are JSON with the request id."""
+    found = await find(lookup, uid)
+    if found.entry is None:
+        message = {400: BAD_UID, 404: f"no order with order_uid {uid}", 503: UNAVAILABLE}[found.status]
+        return error_answer(found.status, message, request_id)
+    return order_answer(found.entry, found.from_cache, if_none_match)
 
 
 def order_answer(entry: CachedOrder, from_cache: bool, if_none_match: str | None) -> Answer:
     """A found order: 304 when the client's ETag still matches."""
     headers = [(b"etag", entry.etag.encode()), (b"x-cache", b"HIT" if from_cache else b"MISS")]
-    if if_none_match == entry.etag:
+    if etag_matches(if_none_match, entry.etag):
         return Answer(304, headers, b"")
     return Answer(200, [JSON, (b"content-length", str(len(entry.json)).encode()), *headers], entry.json)
+
+
+async def page_answer(
+    lookup: OrderLookup, pages: Pages, uid: str, if_none_match: str | None, request_id: str
+) -> Answer:
+    """The order's HTML page: from the cache entry when a page is attached to it, else rendered from
+    the entry's JSON and attached (``OrderCache.attach_page`` keeps it only on that very entry). The
+    ETag is the JSON's with the templates' version, so a deploy of a new layout is not a 304."""
+    found = await find(lookup, uid)
+    entry = found.entry
+    if entry is None:
+        return html_error(pages, found.status, uid, request_id)
+    etag = f'{entry.etag[:-1]}-{pages.version}"'
+    headers = [(b"etag", etag.encode()), (b"x-cache", b"HIT" if found.from_cache else b"MISS")]
+    if etag_matches(if_none_match, etag):
+        return Answer(304, headers, b"")
+    page = entry.page
+    if page is None:
+        page = pages.order(entry.json)
+        lookup.remember_page(uid, entry, page)
+    return Answer(200, [HTML, (b"content-length", str(len(page)).encode()), *headers], page)
+
+
+def html_error(pages: Pages, status: int, uid: str, request_id: str) -> Answer:
+    if status == 404:
+        body = pages.not_found(uid, request_id)
+    elif status == 400:
+        body = pages.message("Not an order uid", "An order_uid is 1 to 64 ASCII letters and digits.",
+                             request_id, uid)  # fmt: skip
+    else:
+        body = pages.message("Orders are unavailable", UNAVAILABLE.capitalize() + ".", request_id, uid)
+    return html_answer(status, body)
+
+
+def html_answer(status: int, body: bytes) -> Answer:
+    return Answer(status, [HTML, (b"content-length", str(len(body)).encode())], body)
 
 
 def error_body(status: int, message: str, request_id: str) -> bytes:
@@ -85,28 +151,53 @@ def error_answer(status: int, message: str, request_id: str) -> Answer:
 
 
 class OrderEndpoint:
-    """ASGI middleware answering GET look-ups of one order; see the module's docstring."""
+    """ASGI middleware answering GET look-ups of one order and the home page; see the module's
+    docstring."""
 
-    def __init__(self, app: ASGIApp, lookup: OrderLookup) -> None:
+    def __init__(
+        self, app: ASGIApp, lookup: OrderLookup, pages: Pages, home: Callable[[], Awaitable[Answer]]
+    ) -> None:
         self.app = app
         self._lookup = lookup
+        self._pages = pages
+        self._home = home
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET" and not scope.get("root_path"):
             path: str = scope["path"]
-            for prefix, route in ORDER_ROUTES:
+            if path == "/":
+                scope["route"] = HOME_ROUTE
+                await _send(send, await self._home())
+                return
+            for prefix, route, is_page in ORDER_ROUTES:
                 if path.startswith(prefix):
                     uid = path[len(prefix) :]
                     if uid and "/" not in uid:
                         scope["route"] = route
-                        await self._answer(scope, uid, send)
+                        await self._answer(scope, uid, is_page, send)
                         return
                     break
         await self.app(scope, receive, send)
 
-    async def _answer(self, scope: Scope, uid: str, send: Send) -> None:
+    async def _answer(self, scope: Scope, uid: str, is_page: bool, send: Send) -> None:
         headers = scope["headers"]
         if_none_match = next((v.decode("latin-1") for k, v in headers if k == b"if-none-match"), None)
-        found = await answer(self._lookup, uid, if_none_match, scope_request_id(scope))
-        await send({"type": "http.response.start", "status": found.status, "headers": found.headers})
-        await send({"type": "http.response.body", "body": found.body})
+        rid = scope_request_id(scope)
+        if is_page:
+            found = await page_answer(self._lookup, self._pages, uid, if_none_match, rid)
+        else:
+            found = await answer(self._lookup, uid, if_none_match, rid)
+        await _send(send, found)
+
+
+async def _send(send: Send, found: Answer) -> None:
+    await send({"type": "http.response.start", "status": found.status, "headers": found.headers})
+    await send({"type": "http.response.body", "body": found.body})
+
+
+HOME_ROUTE = RouteTemplate("/")
+ORDER_ROUTES = (
+    ("/api/orders/", RouteTemplate("/api/orders/{order_uid}"), False),
+    ("/order/", RouteTemplate("/order/{order_uid}"), False),
+    ("/orders/", RouteTemplate("/orders/{order_uid}"), True),
+)

@@ -1,81 +1,95 @@
-"""The HTML UI (Jinja2, autoescaping on: order data is untrusted input). Pages:
-``/`` look-up form and recent orders, ``/orders/{uid}`` one order, ``/search?q=`` by uid prefix,
-track number or customer id."""
+"""The HTML UI's routed handlers. Pages: ``/`` look-up form and recent orders (``home.py``),
+``/orders/{uid}`` one order (answered by ``order_endpoint.page_answer``, here for HEAD and odd
+paths), ``/search?q=`` by uid prefix, track number or customer id (``internal/store/search.py``)."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
-from urllib.parse import quote
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from urllib.parse import quote, urlencode
 
-import anyio
-import jinja2
-from starlette.concurrency import run_in_threadpool
+import structlog
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 
-from internal.api.lookup import OrderLookup, Unavailable, valid_uid
+from internal.api.lookup import OrderLookup, valid_uid
 from internal.api.middleware import request_id
+from internal.api.order_endpoint import Answer, html_answer, page_answer
+from internal.api.pages import Pages
+from internal.api.snapshots import Snapshots
 from internal.domain.errors import ServiceError
-from internal.store.reader import OrderSummary, PostgresOrderReader
+from internal.store.reader import OrderSummary
+from internal.store.search import BIGINT_MAX, COUNT_BOUND, Cursor, OrderSearch
 
-RECENT_COUNT = 20
 PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
 MAX_QUERY = 128
-MAX_PAGE = 10_000  # deeper pages are refined searches, not paging
-UNAVAILABLE = "The order store did not answer in time; try again shortly."
+SEARCH_UNAVAILABLE = "The order store did not answer in time; try again shortly."
+RECENT_UNAVAILABLE = "the order store did not answer in time"
+SNAPSHOT_MAX_AGE_S = 1.0  # the home page and search pages are at most this old (snapshots.py)
+HOME_BYTES = 1 << 20
+log = structlog.get_logger(component="api")
+_ID = re.compile(r"[1-9][0-9]{0,18}")
+_SIZE = re.compile(r"[1-9][0-9]{0,2}")
 
 
-@dataclass(frozen=True, slots=True)
-class PaymentCheck:
-    goods_total_ok: bool
-    amount_ok: bool
-    items_total: int
-    expected_amount: int
+def parse_cursor(text: str) -> Cursor | None:
+    """The ``after=`` of a search page (``u<uid>``, ``i`` or ``i<id>``); None when it is not one."""
+    if not text:
+        return Cursor()
+    kind, rest = text[0], text[1:]
+    if kind == "u" and valid_uid(rest):
+        return Cursor(after_uid=rest)
+    if kind == "i" and not rest:
+        return Cursor(by_id=True)
+    if kind == "i" and _ID.fullmatch(rest) and int(rest) <= BIGINT_MAX:
+        return Cursor(by_id=True, before_id=int(rest))
+    return None
 
 
-def payment_check(order: dict[str, Any]) -> PaymentCheck:
-    payment = order["payment"]
-    items_total = sum(item["total_price"] for item in order["items"])
-    expected = payment["goods_total"] + payment["delivery_cost"] + payment["custom_fee"]
-    return PaymentCheck(
-        payment["goods_total"] == items_total, payment["amount"] == expected, items_total, expected
-    )
+def format_cursor(cursor: Cursor) -> str:
+    if not cursor.by_id:
+        return "u" + cursor.after_uid
+    return "i" if cursor.before_id is None else f"i{cursor.before_id}"
 
 
-def unix_time(seconds: int) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def iso_time(text: str) -> str:
-    return datetime.fromisoformat(text).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+def respond(found: Answer) -> Response:
+    response = Response(found.body, status_code=found.status)
+    response.raw_headers = found.headers
+    return response
 
 
 class Ui:
-    def __init__(self, lookup: OrderLookup, reader: PostgresOrderReader, templates: Path) -> None:
+    def __init__(
+        self,
+        lookup: OrderLookup,
+        search: OrderSearch,
+        pages: Pages,
+        recent: Callable[[], Awaitable[Sequence[OrderSummary]]],
+        search_pages_bytes: int,
+    ) -> None:
         self._lookup = lookup
-        self._reader = reader
-        self._env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(templates),
-            autoescape=True,  # every template, whatever its name: order fields may hold HTML
-            undefined=jinja2.StrictUndefined,
-        )
-        self._env.filters["unix_time"] = unix_time
-        self._env.filters["iso_time"] = iso_time
-        self._css = (templates / "static" / "style.css").read_bytes()
+        self._search = search
+        self._pages = pages
+        self._recent = recent
+        self._home = Snapshots(SNAPSHOT_MAX_AGE_S, HOME_BYTES)
+        self._searches = Snapshots(SNAPSHOT_MAX_AGE_S, search_pages_bytes)
 
-    def _page(self, request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
-        html = self._env.get_template(template).render(request_id=request_id(request), **context)
-        return HTMLResponse(html, status_code=status)
+    async def home_answer(self) -> Answer:
+        """The home page, shared by the plain-ASGI GET and the routed HEAD."""
+        page = await self._home.get("", self._read_home)
+        return html_answer(page.status, page.body)
 
-    async def home(self, request: Request) -> Response:
-        recent, recent_error = await self._summaries(
-            lambda: self._reader.recent(RECENT_COUNT, self._lookup.timeout_s)
-        )
-        return self._page(request, "home.html", recent=recent, recent_error=recent_error)
+    async def _read_home(self) -> tuple[int, bytes]:
+        try:
+            recent, problem = await self._recent(), None
+        except (ServiceError, TimeoutError) as exc:
+            log.warning("recent_orders_unavailable", error=str(exc) or type(exc).__name__)
+            recent, problem = [], RECENT_UNAVAILABLE
+        return 200, self._pages.home(recent, problem)
+
+    async def home(self, _request: Request) -> Response:
+        return respond(await self.home_answer())
 
     async def lookup_form(self, request: Request) -> Response:
         uid = request.query_params.get("order_uid", "").strip()
@@ -85,47 +99,56 @@ class Ui:
 
     async def order(self, request: Request) -> Response:
         uid: str = request.path_params["order_uid"]
-        if not valid_uid(uid):
-            return self._page(request, "message.html", 400, uid=uid, title="Not an order uid",
-                              message="An order_uid is 1 to 64 ASCII letters and digits.")  # fmt: skip
-        try:
-            found = await self._lookup.find(uid)
-        except Unavailable:
-            return self._page(
-                request, "message.html", 503, uid=uid, title="Orders are unavailable", message=UNAVAILABLE
-            )
-        if found is None:
-            return self._page(request, "order.html", 404, uid=uid, order=None)
-        order = json.loads(found.entry.json)
-        return self._page(request, "order.html", uid=uid, order=order, from_cache=found.from_cache,
-                          check=payment_check(order), raw_url=f"/api/orders/{uid}")  # fmt: skip
+        inm = request.headers.get("if-none-match")
+        return respond(await page_answer(self._lookup, self._pages, uid, inm, request_id(request)))
 
     async def search(self, request: Request) -> Response:
-        query = request.query_params.get("q", "").strip()[:MAX_QUERY]
+        rid = request_id(request)
+        params = request.query_params
+        query = params.get("q", "").strip()[:MAX_QUERY]
         if any(ord(c) < 32 or ord(c) == 127 for c in query):  # PostgreSQL refuses NUL in text, too
-            return self._page(request, "message.html", 400, uid="", title="Not a search",
-                              message="Search text must not contain control characters.")  # fmt: skip
-        try:
-            page = min(MAX_PAGE, max(1, int(request.query_params.get("page", "1"))))
-        except ValueError:
-            page = 1
+            return self._refused("Search text must not contain control characters.", rid)
+        cursor = parse_cursor(params.get("after", ""))
+        if cursor is None:
+            return self._refused("That is not a page of search results; start the search again.", rid)
+        size_text = params.get("n", "")
+        if size_text and not (_SIZE.fullmatch(size_text) and int(size_text) <= MAX_PAGE_SIZE):
+            return self._refused(f"A page holds 1 to {MAX_PAGE_SIZE} orders.", rid)
+        size = int(size_text) if size_text else PAGE_SIZE
+        key = f"{query}\x00{format_cursor(cursor)}\x00{size}"
+        page = await self._searches.get(key, lambda: self._read_search(query, cursor, size))
+        return respond(html_answer(page.status, page.body))
+
+    async def _read_search(self, query: str, cursor: Cursor, size: int) -> tuple[int, bytes]:
+        """One search page, rendered; shared by every request for it within a second, so it carries
+        no request id (the header does)."""
         results: list[OrderSummary] = []
-        problem = None
+        context: dict[str, object] = {"query": query, "problem": None, "total": "", "next_url": None,
+                                      "first_url": None}  # fmt: skip
+        status = 200
         if query:
-            offset = (page - 1) * PAGE_SIZE
-            results, problem = await self._summaries(
-                lambda: self._reader.search(query, PAGE_SIZE + 1, offset, self._lookup.timeout_s)
-            )
-        status = 503 if problem else 200
-        return self._page(request, "search.html", status, query=query, page=page, results=results[:PAGE_SIZE],
-                          has_next=len(results) > PAGE_SIZE, problem=problem)  # fmt: skip
+            try:
+                found = await self._search.search(
+                    query, valid_uid(query), cursor, size, self._lookup.timeout_s
+                )
+            except ServiceError:
+                status, context["problem"] = 503, SEARCH_UNAVAILABLE
+            else:
+                results = found.orders
+                more = found.total > COUNT_BOUND
+                context["total"] = f"{COUNT_BOUND}+" if more else str(found.total)
+                extra = {} if size == PAGE_SIZE else {"n": str(size)}
+                if found.next is not None:
+                    next_params = {"q": query, "after": format_cursor(found.next), **extra}
+                    context["next_url"] = "/search?" + urlencode(next_params)
+                if cursor != Cursor():
+                    context["first_url"] = "/search?" + urlencode({"q": query, **extra})
+        return status, self._pages.search("", results, **context)
+
+    def _refused(self, message: str, rid: str) -> Response:
+        return respond(html_answer(400, self._pages.message("Not a search", message, rid)))
 
     async def stylesheet(self, _request: Request) -> Response:
-        return Response(self._css, media_type="text/css", headers={"Cache-Control": "public, max-age=3600"})
-
-    async def _summaries(self, read: Any) -> tuple[list[OrderSummary], str | None]:
-        try:
-            with anyio.fail_after(self._lookup.timeout_s):
-                return await run_in_threadpool(read), None
-        except (TimeoutError, ServiceError):
-            return [], UNAVAILABLE
+        return Response(
+            self._pages.stylesheet, media_type="text/css", headers={"Cache-Control": "public, max-age=3600"}
+        )

@@ -1,8 +1,10 @@
 """The in-process order cache: ready-to-send JSON per ``order_uid``, bounded by entries AND bytes.
 
 A look-up answers with the exact bytes and ETag the API sends, so a hit costs no encoding and no hashing.
-Bytes are charged at their real cost, not ``len(json)``: ``sys.getsizeof`` of the JSON bytes plus
-``ENTRY_OVERHEAD``, 448 bytes measured with tracemalloc (docs/cache.md): the ``CachedOrder`` (48), its
+The entry also carries the order's HTML page once it has been rendered (``attach_page``): one entry, two
+representations of the same bytes, evicted and replaced together. Bytes are charged at their real
+cost, not ``len(json)``: ``sys.getsizeof`` of the JSON bytes (and of the page, when attached) plus
+``ENTRY_OVERHEAD``, 456 bytes measured with tracemalloc (docs/cache.md): the ``CachedOrder`` (56), its
 ETag string (67), a key of up to 64 ASCII characters (113, the longest valid ``order_uid``) and the
 entry's share of cachetools' three tables (data dict, size dict and its int, LRU OrderedDict), taken at
 its worst, right after the tables grew; it is 300-450 bytes depending on fill and uid length, so
@@ -34,7 +36,7 @@ from cachetools import LRUCache
 log = structlog.get_logger(component="cache")
 
 WARM_CHUNK: Final = 1000  # entries per lock hold during the warm-up: few acquisitions, short holds
-ENTRY_OVERHEAD: Final = 448  # bytes per entry besides the JSON bytes object: see the module docstring
+ENTRY_OVERHEAD: Final = 456  # bytes per entry besides the JSON and page bytes: see the module docstring
 
 
 class Cacheable(Protocol):
@@ -57,10 +59,13 @@ class HashedCacheable(Cacheable, Protocol):
 
 @dataclass(frozen=True, slots=True)
 class CachedOrder:
-    """What a hit serves: the response body and its strong ETag (a hash of exactly these bytes)."""
+    """What a hit serves: the response body and its strong ETag (a hash of exactly these bytes), and
+    the order's rendered HTML page once a page view attached it (``OrderCache.attach_page``). The
+    page is a function of the JSON alone, so it shares the entry's ETag and lifetime."""
 
     json: bytes
     etag: str
+    page: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,11 +76,14 @@ class CacheStats:
     misses: int
     evictions: int
     oversize_skipped: int
+    pages_oversize: int = 0  # pages served but not kept: JSON and page over the per-entry cap
 
 
 def entry_cost(entry: CachedOrder) -> int:
-    """Bytes one cached order occupies: the JSON object as allocated plus the fixed per-entry overhead."""
-    return sys.getsizeof(entry.json) + ENTRY_OVERHEAD
+    """Bytes one cached order occupies: the JSON object as allocated, the page's when it has one, and
+    the fixed per-entry overhead."""
+    page = 0 if entry.page is None else sys.getsizeof(entry.page)
+    return sys.getsizeof(entry.json) + page + ENTRY_OVERHEAD
 
 
 def make_entry(json: bytes, sha256: bytes | None = None) -> CachedOrder:
@@ -112,6 +120,7 @@ class OrderCache:
         self._hits = 0
         self._misses = 0
         self._oversize = 0
+        self._pages_oversize = 0
 
     def get(self, uid: str) -> CachedOrder | None:
         """The cached order, now the most recently used, or None (the caller reads the database)."""
@@ -139,6 +148,28 @@ class OrderCache:
         if not self._enabled:
             return False
         return self._insert_all([(uid, entry)]) == 1
+
+    def attach_page(self, uid: str, entry: CachedOrder, page: bytes) -> bool:
+        """Memoize ``page``, rendered from ``entry``, on that entry; True when it is now cached.
+
+        Only the very entry the page was rendered from takes it: if a write-through or an eviction
+        replaced or removed it meanwhile, the page is dropped (the caller still serves it), so a cached
+        page is always the page of the cached JSON. The entry's cost grows by the page; an order
+        whose JSON and page together exceed the per-entry cap keeps its JSON entry without a page."""
+        if type(page) is not bytes:
+            raise TypeError(f"an order page must be bytes, not {type(page).__name__}")
+        with self._lock:
+            current = self._lru.get(uid) if self._enabled else None
+            if current is not entry or current.page is not None:
+                return False
+            paged = CachedOrder(current.json, current.etag, page)
+            if entry_cost(paged) > self._entry_limit:
+                self._pages_oversize += 1
+                return False
+            # Delete, then insert: the count stays, and cachetools evicts others for the page's bytes only.
+            del self._lru[uid]
+            self._lru[uid] = paged
+        return True
 
     def put_many(self, records: Sequence[HashedCacheable]) -> None:
         """The consumer's write-through after a commit. Never raises: a failed put is logged and skipped,
@@ -198,14 +229,19 @@ class OrderCache:
     def _insert_all(self, entries: list[tuple[str, CachedOrder]], *, replace: bool = True) -> int:
         """Insert under one lock hold, each as the most recently used, evicting by bytes, then by count;
         entries over the per-entry cap are counted, not cached. ``replace=False`` leaves a cached uid as it
-        is. Returns how many went in."""
+        is. An entry of the same bytes as the cached one (a concurrent back-fill of the same order) keeps
+        the cached one, and with it the page rendered for it. Returns how many went in."""
         fitting = [(uid, entry) for uid, entry in entries if entry_cost(entry) <= self._entry_limit]
         inserted = 0
         with self._lock:
             self._oversize += len(entries) - len(fitting)
             for uid, entry in fitting:
-                if not replace and uid in self._lru:
-                    continue
+                if uid in self._lru:
+                    if not replace:
+                        continue
+                    if self._lru[uid].etag == entry.etag:  # the look-up makes it the most recently used
+                        inserted += 1
+                        continue
                 self._lru[uid] = entry
                 while len(self._lru) > self._max_entries:
                     self._lru.popitem()
@@ -221,6 +257,7 @@ class OrderCache:
                 misses=self._misses,
                 evictions=self._lru.evictions,
                 oversize_skipped=self._oversize,
+                pages_oversize=self._pages_oversize,
             )
 
     def __len__(self) -> int:

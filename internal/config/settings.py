@@ -83,7 +83,7 @@ class PostgresSettings:
     )
     pool_min_size: int = setting(2, "connections kept open", at_least(1))
     pool_max_size: int = setting(
-        10, "connections at most of the reader pool (UI lists and search, readiness, warm-up)", at_least(1)
+        10, "connections at most of the reader pool (recent orders, readiness, warm-up)", at_least(1)
     )
     lookup_pool_size: int = setting(
         2,
@@ -91,6 +91,12 @@ class PostgresSettings:
         "few connections serve thousands per second and more split them into smaller, costlier "
         "batches; raise it for a remote database, where each query waits out a network round trip "
         "(docs/performance.md)",
+        at_least(1),
+    )
+    search_pool_size: int = setting(
+        2,
+        "connections at most for the UI's searches, their own budget: more searches at once queue "
+        "for these (within http.request_timeout_ms, else 503) and never hold up look-ups or readiness",
         at_least(1),
     )
     connect_timeout_s: float = setting(5.0, "time to wait for a new connection", at_least(0.1))
@@ -193,6 +199,12 @@ class CacheSettings:
         262144, "a larger order is served from the database, never cached", at_least(1)
     )
     warmup_orders: int = setting(10000, "latest orders loaded into the cache at start", at_least(0))
+    search_pages_bytes: int = setting(
+        16777216,
+        "bytes of rendered search result pages kept, each at most 1 s, so that a search asked many "
+        "times at once is read once (16 MiB; 0 = none)",
+        at_least(0),
+    )
 
 
 @dataclass(frozen=True, slots=True)

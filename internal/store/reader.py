@@ -16,7 +16,6 @@ from collections.abc import Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, cast
 
 import psycopg
@@ -69,20 +68,16 @@ CHUNKED_ROWS_LIBPQ = 170000  # libpq 17 brought the chunked-rows mode
 # retried.
 WARMUP_STATEMENT_TIMEOUT_MS = 600_000
 
-# One line per order for lists (recent orders, search results): no items, no JSON assembly.
+# One line per order for lists (recent orders, search results): no items, no JSON assembly, the time
+# formatted here (the page shows it as text). The id is the search's keyset cursor (store/search.py).
 SUMMARIES = """
-SELECT o.order_uid, o.track_number, o.customer_id, o.date_created, p.amount, p.currency,
-       (SELECT count(*) FROM items i WHERE i.order_id = o.id) AS item_count
+SELECT o.order_uid, o.track_number, o.customer_id,
+       to_char(o.date_created AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI "UTC"') AS date_created,
+       p.amount, p.currency,
+       (SELECT count(*) FROM items i WHERE i.order_id = o.id) AS item_count, o.id
   FROM orders o JOIN payments p ON p.order_id = o.id
 """
 RECENT = SUMMARIES + " ORDER BY o.id DESC LIMIT %(limit)s"
-# Three indexed conditions (uid prefix on the unique "C"-collated index, track number, customer id),
-# combined by PostgreSQL with a bitmap OR. %(prefix)s has LIKE's wildcards escaped.
-SEARCH = (
-    SUMMARIES
-    + " WHERE o.order_uid LIKE %(prefix)s OR o.track_number = %(q)s OR o.customer_id = %(q)s"
-    + " ORDER BY o.id DESC LIMIT %(limit)s OFFSET %(offset)s"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,10 +93,11 @@ class OrderSummary:
     order_uid: str
     track_number: str
     customer_id: str
-    date_created: datetime
+    date_created: str  # "2021-11-26 06:22 UTC"
     amount: int
     currency: str
     item_count: int
+    id: int
 
 
 class PostgresOrderReader:
@@ -175,14 +171,6 @@ class PostgresOrderReader:
     def recent(self, limit: int, timeout_s: float | None = None) -> list[OrderSummary]:
         """One line per order for the newest ``limit`` orders, newest first."""
         return self._summaries("recent_orders", RECENT, {"limit": limit}, timeout_s)
-
-    def search(
-        self, query: str, limit: int, offset: int = 0, timeout_s: float | None = None
-    ) -> list[OrderSummary]:
-        """Orders whose uid starts with ``query``, or whose track number or customer id equals it."""
-        prefix = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        params = {"q": query, "prefix": prefix, "limit": limit, "offset": offset}
-        return self._summaries("search_orders", SEARCH, params, timeout_s)
 
     def _summaries(
         self, op: str, statement: str, params: dict[str, Any], timeout_s: float | None

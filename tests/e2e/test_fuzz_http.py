@@ -78,7 +78,32 @@ def test_random_uids_are_400_or_404(service: ServiceProcess, uid: str) -> None:
 
 
 @FUZZ
-@given(st.text(max_size=200), st.text(max_size=20))
-def test_random_search_queries_and_pages(service: ServiceProcess, query: str, page: str) -> None:
-    target = f"/search?q={quote(query, safe='')}&page={quote(page, safe='')}"
+@given(st.text(max_size=200), st.text(max_size=30), st.text(max_size=8))
+@example("a", "i-1", "20")
+@example("a", "i9223372036854775808", "100")
+@example("a", "u" + "a" * 65, "101")
+@example("a", "i" + "9" * 400, "-1")
+@example("a", "i\u0661\u0662", "\u0661")  # Arabic-Indic digits: not a cursor
+def test_random_search_queries_cursors_and_sizes(
+    service: ServiceProcess, query: str, after: str, n: str
+) -> None:
+    target = f"/search?q={quote(query, safe='')}&after={quote(after, safe='')}&n={quote(n, safe='')}"
     check(*raw_get(service, target), target)
+
+
+@FUZZ
+@given(st.text(st.characters(min_codepoint=32, max_codepoint=255), max_size=300))
+@example("*")
+@example('W/"x", ,,"')
+@example("\xff\x00")
+def test_odd_if_none_match_never_fails(service: ServiceProcess, header: str) -> None:
+    for target in ("/orders/nosuchorder1", "/api/orders/nosuchorder1", "/"):
+        conn = http.client.HTTPConnection("127.0.0.1", service.port, timeout=10)
+        try:
+            conn.putrequest("GET", target, skip_accept_encoding=True)
+            conn.putheader("If-None-Match", header.encode("latin-1"))
+            conn.endheaders()
+            response = conn.getresponse()
+            check(response.status, response.read(), f"{target} If-None-Match {header[:50]!r}")
+        finally:
+            conn.close()

@@ -92,18 +92,27 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 
 @pytest.fixture
 def open_page(browser: Browser) -> Iterator[Callable[..., Page]]:
-    """New pages, each in a fresh context (no shared cookies or cache) of the given viewport size."""
+    """New pages, each in a fresh context (no shared cookies or cache) of the given viewport size.
+    Every test ends by checking that Chromium reported no Content-Security-Policy violation (and no
+    other console error) on any page it opened: the pages must live within their own policy."""
     contexts: list[BrowserContext] = []
+    console_errors: list[str] = []
 
     def open_(viewport: ViewportSize = DESKTOP, scale: float = 1) -> Page:
         context = browser.new_context(viewport=viewport, device_scale_factor=scale)
         context.set_default_timeout(ACTION_TIMEOUT_MS)
         contexts.append(context)
-        return context.new_page()
+        page = context.new_page()
+        page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: console_errors.append(str(e)))
+        return page
 
     yield open_
     for context in contexts:
         context.close()
+    # A 404/400 page is an error answer Chromium logs as "Failed to load resource": expected there.
+    problems = [e for e in console_errors if not e.startswith("Failed to load resource")]
+    assert problems == [], f"console errors (CSP violations among them?): {problems}"
 
 
 @pytest.fixture
@@ -178,7 +187,9 @@ def test_lookup_form_shows_the_stored_order(
     payment = wanted["payment"]
     assert fact(card(page, "Payment"), "Amount") == f"{payment['amount']} {payment['currency']}"
     items = card(page, f"Items ({len(wanted['items'])})")
-    assert items.locator("tbody tr td:first-child").all_inner_texts() == [i["name"] for i in wanted["items"]]
+    assert items.locator("tbody td[data-label='Name']").all_inner_texts() == [
+        i["name"] for i in wanted["items"]
+    ]
     expect(page.locator("p.ok")).to_contain_text("Amounts add up")
     screenshot(page, "order")
 
@@ -287,3 +298,58 @@ def test_phone_width_pages_do_not_scroll_sideways(
         assert name == "phone-not-found" or narrowest >= 200, f"{path}: a table cell is {narrowest} px wide"
         if name in {"phone-order", "phone-long-words"}:
             screenshot(page, name)
+
+
+def test_the_whole_order_is_on_its_page_and_a_1000_item_order_reads_well(
+    serve: Callable[[list[dict[str, Any]]], str], open_page: Callable[..., Page]
+) -> None:
+    """Every field of the message, the items' identifiers included; a payment_dt in milliseconds
+    (valid, and once a 500) shown raw; 1,000 items with row numbers under a header that stays."""
+    whole = copy.deepcopy(order_doc(0, seed=26, items=3))
+    whole["internal_signature"] = "sig-7f3a"
+    whole["payment"]["request_id"] = "req-991"
+    whole["payment"]["payment_dt"] *= 1000  # milliseconds: accepted by the validator
+    many = order_doc(1, seed=26, items=1000)
+    base = serve([whole, many])
+    page = open_page()
+
+    response = page.goto(f"{base}/orders/{whole['order_uid']}")
+    assert response is not None
+    assert response.status == 200
+    assert response.headers["content-security-policy"].startswith("default-src 'none'")
+    summary = card(page, f"Order {whole['order_uid']}")
+    for label, key in [("Shard key", "shardkey"), ("SM id", "sm_id"), ("OOF shard", "oof_shard"),
+                       ("Internal signature", "internal_signature"), ("Entry", "entry"),
+                       ("Locale", "locale"), ("Delivery service", "delivery_service")]:  # fmt: skip
+        assert fact(summary, label) == str(whole[key]), label
+    payment = card(page, "Payment")
+    assert fact(payment, "Request id") == "req-991"
+    assert fact(payment, "Paid at") == str(whole["payment"]["payment_dt"])  # shown as sent
+    delivery = card(page, "Delivery")
+    for label, key in [("City", "city"), ("Region", "region"), ("Zip", "zip"), ("Address", "address")]:
+        assert fact(delivery, label) == whole["delivery"][key], label
+    rows = card(page, "Items (3)").locator("tbody tr")
+    for n, item in enumerate(whole["items"]):
+        row = rows.nth(n)
+        assert row.locator("th").inner_text() == str(n + 1)  # row numbers
+        for label in ("chrt_id", "nm_id", "rid", "Track number"):
+            key = "track_number" if label == "Track number" else label
+            assert row.locator(f"td[data-label='{label}']").inner_text() == str(item[key]), label
+    screenshot(page, "order-whole")
+
+    page.goto(f"{base}/orders/{many['order_uid']}")
+    items = card(page, "Items (1000)")
+    expect(items.locator("tbody tr")).to_have_count(1000)
+    assert items.locator("tbody tr").nth(999).locator("th").inner_text() == "1000"
+    box = items.locator(".table-wrap")
+    header = items.locator("thead th").first
+    top = header.bounding_box()
+    box.evaluate("element => { element.scrollTop = element.scrollHeight / 2; }")
+    assert box.evaluate("element => element.scrollTop") > 0, "the items scroll inside their box"
+    assert header.bounding_box() == top, "the items' header row does not stay in view"
+    screenshot(page, "order-1000-items")
+
+    phone = open_page(PHONE, scale=2)
+    phone.goto(f"{base}/orders/{whole['order_uid']}")
+    assert no_horizontal_scroll(phone)
+    screenshot(phone, "phone-order-whole")

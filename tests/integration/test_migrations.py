@@ -9,7 +9,7 @@ from internal.store import migrations
 
 pytestmark = pytest.mark.integration
 TABLES = {"orders", "deliveries", "payments", "items"}
-ALL = ["0001_orders_schema", "0002_search_indexes"]
+ALL = ["0001_orders_schema", "0002_search_indexes", "0003_search_keyset_indexes"]
 
 
 def tables(dsn: str) -> set[str]:
@@ -41,8 +41,10 @@ def test_apply_on_empty_schema_creates_every_table_and_index(schema_dsn: str) ->
     index = indexes(schema_dsn)
     assert "UNIQUE" in index["orders_order_uid_key"]
     assert '(order_id, "position")' in index["items_pkey"]  # serves look-ups by order id
-    assert "(track_number)" in index["orders_track_number_idx"]
-    assert "(customer_id)" in index["orders_customer_id_idx"]
+    # The search's keyset indexes replaced the single-column ones (sql/0003): two to maintain, not four.
+    assert "(track_number, id)" in index["orders_track_number_id_idx"]
+    assert "(customer_id, id)" in index["orders_customer_id_id_idx"]
+    assert not {"orders_track_number_idx", "orders_customer_id_idx"} & set(index)
     assert column_types["payments.payment_dt"] == "bigint"
     assert column_types["items.chrt_id"] == "bigint"
     assert column_types["orders.sm_id"] == "bigint"
@@ -56,6 +58,8 @@ def test_reapply_is_a_no_op(schema_dsn: str) -> None:
 
 def test_rollback_removes_the_tables(schema_dsn: str) -> None:
     migrations.apply_pending(schema_dsn)
+    assert migrations.rollback(schema_dsn, count=1) == ["0003_search_keyset_indexes"]
+    assert "(track_number)" in indexes(schema_dsn)["orders_track_number_idx"]
     assert migrations.rollback(schema_dsn, count=1) == ["0002_search_indexes"]
     assert "orders_track_number_idx" not in indexes(schema_dsn)
     assert migrations.rollback(schema_dsn) == ["0001_orders_schema"]

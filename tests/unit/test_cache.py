@@ -298,13 +298,37 @@ def test_put_many_never_raises_and_caches_the_good_records() -> None:
     ]
 
 
+def run_interleaved(targets: Sequence[tuple[Callable[[int], None], int]]) -> None:
+    """Run each target(seed) in a thread of its own, switching threads every 10 us so that they
+    interleave inside the cache's methods; fails with every thread's failure."""
+    errors: list[BaseException] = []
+
+    def guarded(target: Callable[[int], None], seed: int) -> None:
+        try:
+            target(seed)
+        except BaseException as exc:  # every failure of every thread is reported, not lost
+            errors.append(exc)
+
+    workers = [threading.Thread(target=guarded, args=pair) for pair in targets]
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join(timeout=60)
+    finally:
+        sys.setswitchinterval(switch)
+    assert not any(t.is_alive() for t in workers)
+    assert errors == []
+
+
 def test_writers_and_readers_in_many_threads_keep_every_invariant() -> None:
     pool = [record(i, items=1 + i % 5) for i in range(64)]
     expected = {r.uid: r.json for r in pool}
     max_entries, max_bytes = 16, 12 * cost(pool[2])  # both bounds bind, depending on the mix of sizes
     cache = OrderCache(max_entries, max_bytes, BIG)
     iterations, threads = 3000, 8
-    errors: list[BaseException] = []
     start = threading.Barrier(2 * threads)
 
     def writer(seed: int) -> None:
@@ -328,25 +352,7 @@ def test_writers_and_readers_in_many_threads_keep_every_invariant() -> None:
                 assert stats.bytes <= max_bytes
                 assert stats.entries <= max_entries
 
-    def guarded(target: Callable[[int], None], seed: int) -> None:
-        try:
-            target(seed)
-        except BaseException as exc:  # every failure of every thread is reported, not lost
-            errors.append(exc)
-
-    workers = [threading.Thread(target=guarded, args=(writer, n)) for n in range(threads)]
-    workers += [threading.Thread(target=guarded, args=(reader, 100 + n)) for n in range(threads)]
-    switch = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)  # switch threads often, to interleave inside the cache's methods
-    try:
-        for t in workers:
-            t.start()
-        for t in workers:
-            t.join(timeout=60)
-    finally:
-        sys.setswitchinterval(switch)
-    assert not any(t.is_alive() for t in workers)
-    assert errors == []
+    run_interleaved([(writer, n) for n in range(threads)] + [(reader, 100 + n) for n in range(threads)])
     stats = cache.stats()
     assert stats.bytes <= max_bytes
     assert stats.entries == len(cache) <= max_entries
@@ -354,3 +360,151 @@ def test_writers_and_readers_in_many_threads_keep_every_invariant() -> None:
     assert stats.hits + stats.misses == threads * iterations
     assert stats.hits > 0
     assert stats.evictions > 0
+
+
+# --- The order page on the entry (attach_page) ---
+
+PAGE = b"<html>" + b"p" * 3000 + b"</html>"
+
+
+def test_a_page_attached_to_the_entry_is_served_with_it_and_charged() -> None:
+    cache = OrderCache(BIG, BIG, BIG)
+    r = record(0)
+    cache.put(r)
+    entry = cache.get(r.uid)
+    assert entry is not None
+    assert entry.page is None
+    assert cache.attach_page(r.uid, entry, PAGE) is True
+    paged = cache.get(r.uid)
+    assert paged is not None
+    assert (paged.json, paged.etag, paged.page) == (entry.json, entry.etag, PAGE)
+    assert cache.stats().bytes == cost(r) + sys.getsizeof(PAGE) == entry_cost(paged)
+    assert cache.attach_page(r.uid, paged, b"<html>other</html>") is False  # one page per entry
+    assert cache.stats().entries == 1
+
+
+def test_write_through_replaces_the_entry_and_so_drops_its_page() -> None:
+    cache = OrderCache(BIG, BIG, BIG)
+    old, new = record(0), record(1)
+    changed = OrderRecord(old.order.model_copy(update={"order_uid": old.uid}), new.content_hash, new.json)
+    cache.put(old)
+    entry = cache.get(old.uid)
+    assert entry is not None
+    cache.attach_page(old.uid, entry, PAGE)
+    cache.put_many([changed])  # another JSON for the uid (the cache does not judge; the store does)
+    replaced = cache.get(old.uid)
+    assert replaced is not None
+    assert (replaced.json, replaced.page) == (new.json, None)
+    assert cache.stats().bytes == entry_cost(replaced)
+
+
+def test_a_page_rendered_from_a_replaced_entry_is_not_attached() -> None:
+    """A page view read the entry, a write-through replaced it while the page was rendered: the page
+    of the old JSON must not land on the new entry."""
+    cache = OrderCache(BIG, BIG, BIG)
+    r = record(0)
+    cache.put(r)
+    stale = cache.get(r.uid)
+    assert stale is not None
+    cache.put_many([OrderRecord(r.order, record(1).content_hash, record(1).json)])
+    assert cache.attach_page(r.uid, stale, PAGE) is False
+    current = cache.get(r.uid)
+    assert current is not None
+    assert current.page is None
+    assert current.json == record(1).json
+
+
+def test_the_same_bytes_again_keep_the_entry_and_its_page() -> None:
+    """A second back-fill of the same order (two concurrent misses), or a replay, is not a change:
+    the cached entry stays, page included. (A conflict never reaches the cache: first write wins,
+    the consumer writes through only what it stored.)"""
+    cache = OrderCache(BIG, BIG, BIG)
+    r = record(0)
+    cache.put(r)
+    entry = cache.get(r.uid)
+    assert entry is not None
+    cache.attach_page(r.uid, entry, PAGE)
+    assert cache.put_entry(r.uid, make_entry(bytes(memoryview(r.json)))) is True
+    cache.put(r)
+    kept = cache.get(r.uid)
+    assert kept is not None
+    assert kept.page == PAGE
+
+
+def test_eviction_takes_the_page_with_its_json() -> None:
+    a, b = record(0), record(1)
+    cache = OrderCache(BIG, cost(a) + sys.getsizeof(PAGE) + cost(b), BIG)
+    cache.put(a)
+    entry = cache.get(a.uid)
+    assert entry is not None
+    cache.attach_page(a.uid, entry, PAGE)
+    cache.put(b)
+    assert cached_uids(cache, [a, b]) == [a.uid, b.uid]
+    cache.put(record(2))  # a and its page are the least recently used: both go
+    assert a.uid not in cache
+    assert cache.stats().bytes == cost(b) + cost(record(2))
+
+
+def test_attaching_a_page_evicts_others_by_bytes_not_the_entry_itself() -> None:
+    a, b = record(0), record(1)
+    cache = OrderCache(BIG, cost(a) + sys.getsizeof(PAGE) + 100, BIG)  # a and b fit, a with its page alone
+    cache.put(b)
+    cache.put(a)
+    entry = cache.get(a.uid)
+    assert entry is not None
+    assert cache.attach_page(a.uid, entry, PAGE) is True
+    assert cached_uids(cache, [a, b]) == [a.uid]
+    assert cache.stats().evictions == 1
+
+
+def test_a_page_over_the_per_entry_cap_is_not_kept_and_the_json_stays() -> None:
+    r = record(0)
+    cache = OrderCache(BIG, BIG, cost(r) + 100)
+    cache.put(r)
+    entry = cache.get(r.uid)
+    assert entry is not None
+    assert cache.attach_page(r.uid, entry, PAGE) is False
+    kept = cache.get(r.uid)
+    assert kept is entry
+    assert kept.page is None
+    assert cache.stats().pages_oversize == 1
+
+
+def test_pages_and_caching_off() -> None:
+    cache = OrderCache(0, BIG, BIG)
+    assert cache.attach_page("x", make_entry(b"{}"), PAGE) is False
+    with pytest.raises(TypeError):
+        OrderCache(BIG, BIG, BIG).attach_page("x", make_entry(b"{}"), cast(bytes, "text"))
+
+
+def test_page_views_and_write_through_in_threads_never_pair_a_page_with_other_json() -> None:
+    pool = [record(i, items=1 + i % 3) for i in range(16)]
+    versions = [record(100 + i) for i in range(16)]  # another JSON for each uid
+    cache = OrderCache(BIG, 40 * cost(pool[0]), BIG)
+    start = threading.Barrier(4)
+
+    def page_of(json: bytes) -> bytes:
+        return b"<page of " + hashlib.sha256(json).digest() + b">"
+
+    def viewer(seed: int) -> None:
+        rng = random.Random(seed)
+        start.wait()
+        for _ in range(3000):
+            uid = rng.choice(pool).uid
+            entry = cache.get(uid)
+            if entry is None:
+                continue
+            assert entry.page is None or entry.page == page_of(entry.json), "a page of other JSON"
+            cache.attach_page(uid, entry, page_of(entry.json))
+
+    def writer(seed: int) -> None:
+        rng = random.Random(seed)
+        start.wait()
+        for _ in range(3000):
+            i = rng.randrange(len(pool))
+            r = pool[i] if rng.random() < 0.5 else versions[i]
+            cache.put_many([OrderRecord(pool[i].order, r.content_hash, r.json)])
+
+    run_interleaved([(viewer, 1), (viewer, 2), (writer, 3), (writer, 4)])
+    live = [cache.get(r.uid) for r in pool]
+    assert cache.stats().bytes == sum(entry_cost(e) for e in live if e is not None), "byte accounting drifted"

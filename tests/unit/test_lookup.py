@@ -8,6 +8,7 @@ import asyncio
 import pytest
 
 from internal.api.lookup import OrderLookup, Unavailable
+from internal.api.order_endpoint import find
 from internal.cache.lru import OrderCache, make_entry
 from internal.domain.errors import TransientError
 from internal.store.reader import StoredOrder
@@ -38,9 +39,8 @@ def test_a_miss_answers_with_the_entry_it_back_fills() -> None:
     assert loaded is not None
     assert loaded == make_entry(body)
     assert cache.get("uid3") is loaded  # one entry built (one SHA-256) for the answer and the cache
-    again = asyncio.run(lookup.find("uid3"))
-    assert again is not None
-    assert (again.entry, again.from_cache, source.reads) == (loaded, True, 1)
+    again = asyncio.run(find(lookup, "uid3"))
+    assert (again.status, again.entry, again.from_cache, source.reads) == (200, loaded, True, 1)
 
 
 def test_a_miss_with_caching_off_still_answers() -> None:
