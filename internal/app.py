@@ -182,7 +182,7 @@ class Service:
             k.brokers, k.group_id, k.client_id, k.session_timeout_ms, k.auto_offset_reset
         )
         tracker = OffsetTracker()
-        config["stats_cb"] = LagFromStatistics(self.metrics, k.topic)
+        config["stats_cb"] = LagFromStatistics(self.metrics, k.topic, self.state.reported_commits)
         config["on_commit"] = CommitConfirmations(tracker, self.metrics.commit_failures.inc)
         return ConsumerLoop(
             Consumer(config),
@@ -200,6 +200,7 @@ class Service:
             self.state,
             tracker=tracker,
             on_report=ReportMetrics(self.metrics),
+            on_commit_failure=self.metrics.commit_failures.inc,
         )
 
     def _consume(self) -> None:
@@ -208,7 +209,7 @@ class Service:
         try:
             self._warm_then_consume()
         except Exception as exc:  # the loop records its own crashes; this is the warm-up's
-            self.state.crashed = f"{type(exc).__name__}: {exc}"
+            self.state.crash(f"{type(exc).__name__}: {exc}")
             log.critical("consumer_thread_crashed", error=self.state.crashed, exc_info=True)
         if self.state.crashed and not self.stopping.is_set():
             self.health.stop_requested = self.state.crashed
@@ -269,7 +270,10 @@ class Service:
         """Stop polling, finish in-flight batches, commit, leave the group; then flush the DLQ
         producer and close the pools - all within shutdown.timeout_s."""
         self.health.shutting_down = True
-        deadline = time.monotonic() + self.settings.shutdown.timeout_s
+        # A crash began the ordered stop already (the loop drained and left the group): the whole
+        # stop stays within shutdown.timeout_s of that moment.
+        began = self.state.crashed_at if self.state.crashed_at is not None else time.monotonic()
+        deadline = began + self.settings.shutdown.timeout_s
         self.stopping.set()
         self.loop.stop()
         consumer_thread.join(timeout=max(0.0, deadline - time.monotonic()))

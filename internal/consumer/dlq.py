@@ -11,13 +11,21 @@ retried.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from internal.consumer.letters import letter_headers, letter_max_bytes, stub_headers, stub_key, stub_value
+from internal.consumer.letters import (
+    LETTER_FRAMING,
+    letter_headers,
+    letter_max_bytes,
+    stub_headers,
+    stub_key,
+    stub_value,
+)
 from internal.consumer.messages import DeadLetter
 from internal.consumer.ports import LettersPending
 from internal.domain.errors import FatalError
@@ -31,8 +39,7 @@ from internal.pkg.kafka_produce import (
 )
 from internal.pkg.logging import KAFKA_LOG
 
-# After the acknowledgement wait, how long callbacks that another worker's flush is running may take.
-CALLBACK_GRACE_S = 1.0
+POLL_S = 0.05  # one wait for delivery reports
 BATCH_BYTES = 64 * 1024
 
 
@@ -43,13 +50,14 @@ class _Sent:
     letter: DeadLetter
     done: bool = False
     error: KafkaError | None = None
+    local: bool = False  # refused by produce() itself, before queuing
 
 
 class SinkProducer(ProducerLike, Protocol):
     """The part of confluent_kafka.Producer the sink uses, so that unit tests can stand in for it."""
 
     def flush(self, timeout: float) -> int: ...
-    def purge(self) -> None: ...
+    def purge(self, in_queue: bool = ..., in_flight: bool = ...) -> None: ...
 
 
 class KafkaDeadLetterSink:
@@ -100,21 +108,24 @@ class KafkaDeadLetterSink:
 
     def send(self, letters: Sequence[DeadLetter]) -> list[DeadLetter]:
         """Publish the letters; return them as delivered (stubs marked ``truncated``) once the broker
-        acknowledged every one. Raises ``LettersPending`` naming the unacknowledged ones, and
-        ``FatalError`` when the topic refuses even a stub (it is missing, forbidden or misconfigured)."""
+        acknowledged every one. Raises ``LettersPending`` naming the unacknowledged ones (and those
+        acknowledged so far), and ``FatalError`` when the topic refuses even a stub (it is missing,
+        forbidden or misconfigured)."""
         producer = self._producer
         sent = self._publish(producer, [_Sent(letter) for letter in letters])
-        for i, s in enumerate(sent):
-            if s.error is None or not _permanent(s.error) or s.letter.truncated is not None:
+        for i, first in enumerate(sent):
+            if first.error is None or not _permanent(first.error) or first.letter.truncated is not None:
                 continue
-            # Refused for good. The broker judges a whole record batch, which may have held other
-            # letters (other workers share this producer), so the letter is tried once alone first.
-            (alone,) = self._publish(producer, [_Sent(s.letter)])
-            if alone.error is not None and _permanent(alone.error):
-                (alone,) = self._publish(
-                    producer, [_Sent(replace(s.letter, truncated=describe(alone.error)))]
-                )
-            sent[i] = alone
+            last = first
+            if not first.local and _letter_bytes(first.letter) <= BATCH_BYTES:
+                # The broker judges a whole record batch, and a small letter may have shared one with
+                # others (other workers share this producer): it is tried once alone first. A larger
+                # letter travelled alone already; one refused before queuing would be refused again.
+                (last,) = self._publish(producer, [_Sent(first.letter)])
+            if last.error is not None and _permanent(last.error):
+                stub = replace(first.letter, truncated=describe(last.error))
+                (last,) = self._publish(producer, [_Sent(stub)])
+            sent[i] = last
         for s in sent:
             if s.error is not None and _permanent(s.error):  # a stub, refused for good as well
                 raise FatalError(
@@ -125,33 +136,28 @@ class KafkaDeadLetterSink:
         pending = [s.letter for s in sent if not s.done]
         if pending:
             self._replace(producer)
-            first = next((describe(s.error) for s in sent if s.error is not None), "no acknowledgement")
+            why = next((describe(s.error) for s in sent if s.error is not None), "no acknowledgement")
             raise LettersPending(
                 f"dead-letter topic {self._topic}: {len(sent) - len(pending)}/{len(sent)} acknowledged "
-                f"({first})",
+                f"({why})",
                 pending,
+                delivered=[s.letter for s in sent if s.done],
             )
         return [s.letter for s in sent]
 
     def _publish(self, producer: SinkProducer, sent: list[_Sent]) -> list[_Sent]:
-        """Queue every letter in its form, wait for the acknowledgements; fills ``done``/``error``."""
+        """Queue every letter in its form and wait for their own delivery reports (not for the
+        other workers' letters in the shared queue), at most ``ack_timeout_s``."""
         lock = threading.Lock()
         outstanding = [0]
-        queued_all = [False]
-        all_reported = threading.Event()
-
-        def reported() -> None:
-            with lock:
-                outstanding[0] -= 1
-                if outstanding[0] == 0 and queued_all[0]:
-                    all_reported.set()
 
         for s in sent:
 
             def on_delivery(err: KafkaError | None, _msg: Message, s: _Sent = s) -> None:
-                # May run on another worker's thread (whichever polls or flushes the shared producer).
+                # May run on another worker's thread (whichever polls the shared producer).
                 s.done, s.error = err is None, err
-                reported()
+                with lock:
+                    outstanding[0] -= 1
 
             letter = s.letter
             if letter.truncated is None:
@@ -160,8 +166,6 @@ class KafkaDeadLetterSink:
             else:
                 value, key = stub_value(letter), stub_key(letter)
                 headers = stub_headers(letter, self._group, self._version, self._max_error_bytes)
-            with lock:
-                outstanding[0] += 1
             try:
                 produce(
                     producer,
@@ -173,15 +177,18 @@ class KafkaDeadLetterSink:
                     max_wait_s=self._ack_timeout_s,
                 )
             except ProduceError as exc:  # refused before queuing: no delivery report will come
-                s.done, s.error = False, exc.error
-                reported()
-        with lock:
-            queued_all[0] = True
-            if outstanding[0] == 0:
-                all_reported.set()
-        # flush() waits for every queued letter, including other workers' - fine for a low-volume topic.
-        producer.flush(self._ack_timeout_s)
-        all_reported.wait(CALLBACK_GRACE_S)
+                s.done, s.error, s.local = False, exc.error, True
+                continue
+            with lock:
+                outstanding[0] += 1
+        deadline = time.monotonic() + self._ack_timeout_s
+        while True:
+            with lock:
+                if outstanding[0] <= 0:
+                    break
+            if time.monotonic() >= deadline:
+                break
+            producer.poll(POLL_S)  # serves whichever reports are due, ours or another worker's
         return sent
 
     def _replace(self, failed: SinkProducer) -> None:
@@ -189,13 +196,20 @@ class KafkaDeadLetterSink:
             if self._producer is not failed:
                 return  # another worker replaced it already
             self._producer = self._new_producer(self._config)
-        failed.purge()  # what it still holds will be sent again by the retries, on the new producer
-        failed.flush(0)
+        # Letters still queued were never sent: purge them (their senders retry them on the new
+        # producer). Letters in flight may be written already: they are left to finish, so that no
+        # other worker's letter is sent twice.
+        failed.purge(in_queue=True, in_flight=False)
+        failed.poll(0)
 
     def close(self, timeout_s: float) -> int:
         """Flush what is queued; returns the number of letters still undelivered."""
         remaining: int = self._producer.flush(timeout_s)
         return remaining
+
+
+def _letter_bytes(letter: DeadLetter) -> int:
+    return letter.message.size + len(letter.error) + LETTER_FRAMING
 
 
 def _permanent(error: KafkaError) -> bool:

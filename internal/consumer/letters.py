@@ -61,6 +61,9 @@ BATCH_OVERHEAD = 1024
 STUB_VALUE_BYTES = 1024
 STUB_KEY_BYTES = 1024
 STUB_HEADER_BYTES = 16 * 1024
+STUB_HEADER_COUNT = 64  # a header costs its framing even when empty: the count is bounded too
+HEADER_FRAMING = 16  # bytes a header costs on the wire besides its name and value, at most
+LETTER_FRAMING = 1024  # a record's own framing and the dlq.* headers but the error, generously
 
 
 def letter_max_bytes(max_message_bytes: int, max_error_bytes: int) -> int:
@@ -104,8 +107,8 @@ def stub_headers(letter: DeadLetter, group: str, version: str, max_error_bytes: 
     kept: Headers = []
     room = STUB_HEADER_BYTES
     for name, value in letter.message.headers:
-        cost = len(name.encode("utf-8", "replace")) + len(value or b"")
-        if cost > room:
+        cost = len(name.encode("utf-8", "replace")) + len(value or b"") + HEADER_FRAMING
+        if cost > room or len(kept) >= STUB_HEADER_COUNT:
             break
         kept.append((name, value))
         room -= cost

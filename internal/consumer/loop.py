@@ -25,7 +25,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +70,7 @@ class ConsumerLoop:
         *,
         tracker: OffsetTracker | None = None,
         on_report: Callable[[BatchReport], None] = lambda _r: None,
+        on_commit_failure: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._consumer = consumer
@@ -77,6 +78,7 @@ class ConsumerLoop:
         self._policy = policy
         self._state = state
         self._on_report = on_report
+        self._on_commit_failure = on_commit_failure
         self._clock = clock
         # Shared with the consumer's on_commit callback (commits.py), which confirms positions.
         self._tracker = tracker or OffsetTracker()
@@ -88,6 +90,7 @@ class ConsumerLoop:
         self._stopping = False
         self._progress = threading.Event()  # set by a worker when its batch is done
         self._paused = False
+        self._room = True
 
     # ---- life cycle -------------------------------------------------------------------------
     def stop(self) -> None:
@@ -108,7 +111,7 @@ class ConsumerLoop:
             self._state.fatal = str(exc)
             log.critical("consumer_stopped", reason=str(exc))
         except Exception as exc:  # a bug: recorded, so that the service ends the process
-            self._state.crashed = f"{type(exc).__name__}: {exc}"
+            self._state.crash(f"{type(exc).__name__}: {exc}")
             log.critical("consumer_crashed", error=self._state.crashed, exc_info=True)
         finally:
             self._stopping = True
@@ -123,9 +126,14 @@ class ConsumerLoop:
             self._collect_finished()
             self._commit()
             self._watch_stuck()
-            if self._flow_control():
-                for message in self._consumer.consume(self._policy.batch.max_messages, poll_timeout):
-                    self._accept(message)
+            room = self._flow_control()
+            if room or self._paused:
+                # Paused, consume() hands out nothing of the paused partitions but keeps the group
+                # membership, the commit answers and the statistics going, budget full or not.
+                messages = self._consumer.consume(self._policy.batch.max_messages, poll_timeout)
+                now = self._clock()
+                for message in messages:
+                    self._accept(message, now)
             else:
                 # Full: wait for a batch to finish instead of pausing. Pausing would make librdkafka
                 # drop its prefetched messages and fetch them again on resume (measured: -15 % rate).
@@ -144,20 +152,28 @@ class ConsumerLoop:
         for name, step in steps:
             try:
                 step()
+            except FatalError as exc:  # e.g. the storm guard on a batch collected in the revoke of close()
+                self._state.fatal = self._state.fatal or str(exc)
             except Exception as exc:
                 log.exception("consumer_shutdown_step_failed", step=name)
-                self._state.crashed = self._state.crashed or f"{type(exc).__name__}: {exc}"
+                self._state.crash(self._state.crashed or f"{type(exc).__name__}: {exc}")
 
     def _drain(self) -> None:
+        """Give running batches revoke_timeout_s, take every result that came (one bad result must
+        not hold back the others' commits), commit synchronously."""
         wait(self._lanes.running(), timeout=self._policy.revoke_timeout_s)
-        try:
-            self._collect_finished()
-        except FatalError as exc:
-            self._state.fatal = self._state.fatal or str(exc)
+        for _batch, future in self._lanes.finished():
+            try:
+                self._take(future)
+            except FatalError as exc:
+                self._state.fatal = self._state.fatal or str(exc)
+            except Exception as exc:
+                log.exception("batch_failed_unexpectedly")
+                self._state.crash(self._state.crashed or f"{type(exc).__name__}: {exc}")
         self._commit(synchronous=True)
 
     # ---- polling ----------------------------------------------------------------------------
-    def _accept(self, message: KafkaMessage) -> None:
+    def _accept(self, message: KafkaMessage, now: float) -> None:
         error = message.error()
         if error is not None:
             if error.code() != KafkaError._PARTITION_EOF:
@@ -184,7 +200,7 @@ class ConsumerLoop:
                 timestamp_ms=timestamp if timestamp > 0 else None,
                 generation=generation,
             ),
-            self._clock(),
+            now,
         )
 
     def _dispatch(self) -> None:
@@ -210,11 +226,14 @@ class ConsumerLoop:
     # ---- results and commits ----------------------------------------------------------------
     def _collect_finished(self) -> None:
         for _batch, future in self._lanes.finished():
-            try:
-                report = future.result()
-            except Abandoned:
-                continue  # its offsets stay unfinished: delivered again after the restart/rebalance
-            self._finish(report)  # any other exception is a bug of the handler: it ends the loop
+            self._take(future)  # an exception other than Abandoned is a bug of the handler: it ends the loop
+
+    def _take(self, future: Future[BatchReport]) -> None:
+        try:
+            report = future.result()
+        except Abandoned:
+            return  # its offsets stay unfinished: delivered again after the restart/rebalance
+        self._finish(report)
 
     def _finish(self, report: BatchReport) -> None:
         for message in report.messages:
@@ -233,16 +252,22 @@ class ConsumerLoop:
         offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
         try:
             if synchronous:
-                self._consumer.commit(offsets=offsets, asynchronous=False)
+                answers = self._consumer.commit(offsets=offsets, asynchronous=False)
             else:
-                self._consumer.commit(offsets=offsets, asynchronous=True)
+                self._consumer.commit(offsets=offsets, asynchronous=True)  # answered by on_commit
         except Exception as exc:  # KafkaException: nothing lost, the same positions are tried again
+            self._on_commit_failure()
             log.warning("commit_failed", error=str(exc), synchronous=synchronous)
             return
         self._tracker.committed(positions)
-        if synchronous:  # it returned, so the broker took it (a failure raises)
-            for (topic, partition), offset in positions.items():
-                self._tracker.confirmed(topic, partition, offset)
+        if synchronous:  # the answer is here: per partition, confirmed or refused
+            for tp in answers:
+                if tp.error is None:
+                    self._tracker.confirmed(tp.topic, tp.partition, tp.offset)
+                else:
+                    self._tracker.commit_failed(tp.topic, tp.partition, tp.offset)
+                    self._on_commit_failure()
+                    log.warning("commit_failed", topic=tp.topic, partition=tp.partition, error=str(tp.error))
 
     def _flow_control(self) -> bool:
         """Pause for an outage; answer whether there is room to take more messages now."""
@@ -255,27 +280,34 @@ class ConsumerLoop:
             self._paused = False
             log.info("partitions_resumed")
         self._state.paused = self._paused
-        return (
+        self._room = (
             self._tracker.in_flight() < self._policy.max_in_flight
             and self._lanes.bytes_in_flight() < self._policy.max_in_flight_bytes
         )
+        return self._room
 
     def _watch_stuck(self) -> None:
         now = self._clock()
         if now < self._next_stuck_check:
             return
         self._next_stuck_check = now + min(STUCK_CHECK_S, self._policy.stuck_after_s / 4)
+        # While there is room to poll and nothing is paused, librdkafka hands out whatever waits; a
+        # partition with nothing of ours in flight then only *looks* behind (a transaction marker or
+        # a compacted gap past its last message). When polling is held back, lag alone counts.
+        held_back = self._paused or not self._room
         positions = {}
         for topic, partition in self._state.assigned:
             tp = TopicPartition(topic, partition)
             # Local calls, no broker round trip: the high watermark librdkafka last saw in a fetch
-            # answer, and (before this assignment polled anything) the position it fetches from.
+            # answer; the committed position from our own commits, else from the statistics.
             _low, high = self._consumer.get_watermark_offsets(tp, cached=True)
             committed = self._tracker.progress(topic, partition)
             if committed is None:
-                committed = self._consumer.position([tp])[0].offset
+                committed = self._state.reported_commits.get((topic, partition))
             positions[(topic, partition)] = Position(
-                committed if committed >= 0 else None, high if high >= 0 else None
+                committed if committed is not None and committed >= 0 else None,
+                high if high >= 0 else None,
+                waiting=held_back or self._tracker.in_flight(topic, partition) > 0,
             )
         stuck = self._stuck.observe(positions, now)
         if stuck or self._state.stuck:
@@ -298,7 +330,8 @@ class ConsumerLoop:
     def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         revoked = {(tp.topic, tp.partition) for tp in partitions}
         self._lanes.forget(revoked)
-        wait(self._lanes.running(revoked), timeout=self._policy.revoke_timeout_s)
+        if not self._stopping:  # at a stop (close() revokes) the drain has waited already
+            wait(self._lanes.running(revoked), timeout=self._policy.revoke_timeout_s)
         self._collect_finished()
         self._commit(synchronous=True, only=revoked)
         self._drop(revoked)

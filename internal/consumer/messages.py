@@ -27,8 +27,12 @@ class Inbound:
 
     @property
     def size(self) -> int:
-        """Bytes of the key and value: what the byte budgets of batches and in-flight work count."""
-        return len(self.value or b"") + len(self.key or b"")
+        """Bytes of the key, value and headers: what the byte budgets of batches and in-flight work
+        count."""
+        size = len(self.value or b"") + len(self.key or b"")
+        for name, value in self.headers:  # usually one (created-at-ms); a producer may send many
+            size += len(name) + len(value or b"")
+        return size
 
 
 class Outcome(Enum):

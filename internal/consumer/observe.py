@@ -45,10 +45,15 @@ class LagFromStatistics:
     partition, consumer_lag = high watermark - committed offset (the whole partition when nothing is
     committed yet). Partitions no longer assigned are removed from the gauge."""
 
-    def __init__(self, metrics: Metrics, topic: str) -> None:
+    def __init__(
+        self, metrics: Metrics, topic: str, commits: dict[tuple[str, int], int] | None = None
+    ) -> None:
         self._m = metrics
         self._topic = topic
         self._shown: set[str] = set()
+        # Each partition's committed position as last reported, for the stuck detector (partitions
+        # not polled yet); written and read on the poll thread only.
+        self._commits = commits if commits is not None else {}
 
     def __call__(self, stats_json: str) -> None:
         try:
@@ -56,6 +61,7 @@ class LagFromStatistics:
         except (KeyError, ValueError):
             return  # no data for our topic in this round (e.g. before the first assignment)
         current: set[str] = set()
+        reported: dict[tuple[str, int], int] = {}
         for number, p in partitions.items():
             if (
                 number == "-1"
@@ -70,7 +76,12 @@ class LagFromStatistics:
                 else p["hi_offset"] - max(p.get("lo_offset", 0), 0)
             )
             self._m.lag.labels(self._topic, number).set(max(0, lag))
+            reported[(self._topic, int(number))] = (
+                committed if committed >= 0 else max(p.get("lo_offset", 0), 0)
+            )
             current.add(number)
         for gone in self._shown - current:
             self._m.lag.remove(self._topic, gone)
         self._shown = current
+        self._commits.clear()
+        self._commits.update(reported)

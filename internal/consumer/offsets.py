@@ -64,7 +64,11 @@ class OffsetTracker:
             state.committable = done + 1
         return True
 
-    def in_flight(self) -> int:
+    def in_flight(self, topic: str | None = None, partition: int | None = None) -> int:
+        """Offsets polled and not yet committable: of all partitions, or of the one given."""
+        if topic is not None and partition is not None:
+            state = self._partitions.get((topic, partition))
+            return len(state.in_order) if state is not None else 0
         return sum(len(s.in_order) for s in self._partitions.values())
 
     def to_commit(self, partitions: set[tuple[str, int]] | None = None) -> dict[tuple[str, int], int]:

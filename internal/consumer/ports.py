@@ -34,9 +34,12 @@ class LettersPending(TransientError):
     """Some letters were not acknowledged; ``pending`` are exactly those, in the form to send next (a
     letter the broker refused for good comes back as its stub). The acknowledged ones are done."""
 
-    def __init__(self, message: str, pending: Sequence[DeadLetter]) -> None:
+    def __init__(
+        self, message: str, pending: Sequence[DeadLetter], delivered: Sequence[DeadLetter] = ()
+    ) -> None:
         super().__init__(message)
         self.pending: tuple[DeadLetter, ...] = tuple(pending)
+        self.delivered: tuple[DeadLetter, ...] = tuple(delivered)  # acknowledged in this attempt
 
 
 class DeadLetterSink(Protocol):
@@ -45,9 +48,10 @@ class DeadLetterSink(Protocol):
         result is the letters as delivered (a stub, ``truncated`` set, where the full letter was
         refused for good: a permanent refusal is never retried as if it could succeed).
 
-        Raises ``LettersPending`` naming the letters not acknowledged: only those are retried, an
-        acknowledged letter is never sent again (though a crash between the acknowledgement and the
-        commit can still repeat it: the dead-letter topic is at-least-once). Raises ``FatalError``
+        Raises ``LettersPending`` naming the letters not acknowledged (only those are retried) and
+        those that were: an acknowledged letter is never sent again by a retry. A crash between the
+        acknowledgement and the commit, or a stop or revoke that abandons the batch, can still repeat
+        it: the dead-letter topic is at-least-once. Raises ``FatalError``
         when the topic cannot take even a stub letter.
         """
         ...

@@ -176,11 +176,13 @@ class BatchProcessor:
         attempts = 0
         several = len(records) > 1
         allowed = 1 if isolating else self._policy.max_attempts
+        timeouts = [0]
 
-        def give_up(exc: TransientError, attempt: int) -> bool:
-            # A timeout may be the batch's size: split it after the bounded attempts. One message
+        def give_up(exc: TransientError, _attempt: int) -> bool:
+            # A timeout may be the batch's size: split it after max_attempts timeouts. One message
             # alone keeps being retried (a locked table passes with time; nothing is lost).
-            return several and isinstance(exc, TimedOut) and attempt >= self._policy.max_attempts
+            timeouts[0] += isinstance(exc, TimedOut)
+            return several and isinstance(exc, TimedOut) and timeouts[0] >= self._policy.max_attempts
 
         while True:
             try:
@@ -217,7 +219,8 @@ class BatchProcessor:
             try:
                 delivered.extend(self._dlq.send(pending))
             except LettersPending as exc:
-                pending = list(exc.pending)  # the acknowledged ones are done: never sent again
+                delivered.extend(exc.delivered)  # done: never sent again
+                pending = list(exc.pending)
                 raise
 
         failures = 0

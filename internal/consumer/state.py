@@ -26,6 +26,13 @@ class ConsumerState:
         self.running = False
         self.fatal: str | None = None  # stopped on purpose (FatalError): the process stays up, not ready
         self.crashed: str | None = None  # an exception escaped the poll loop: the process must end
+        self.crashed_at: float | None = (
+            None  # time.monotonic() of the crash: the stop's deadline counts from it
+        )
+        # (topic, partition) -> committed position as librdkafka's statistics last reported it (the
+        # start of the partition when the group has none): for partitions this assignment has not
+        # polled yet (observe.py writes it, on the poll thread)
+        self.reported_commits: dict[tuple[str, int], int] = {}
         # (topic, partition) -> what is wrong, for every assigned partition that is stuck (stuck.py)
         self.stuck: dict[tuple[str, int], str] = {}
         self.outcomes: Counter[Outcome] = Counter()
@@ -49,6 +56,11 @@ class ConsumerState:
     @property
     def in_outage(self) -> bool:
         return self._outages > 0
+
+    def crash(self, why: str) -> None:
+        if self.crashed_at is None:
+            self.crashed_at = time.monotonic()
+        self.crashed = why
 
     @property
     def stopped(self) -> str | None:

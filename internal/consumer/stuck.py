@@ -1,7 +1,8 @@
 """Which assigned partitions are stuck: messages waiting, and the committed offset not moving.
 
 A partition is stuck when its lag (high watermark minus the position the group committed) is above
-zero and that committed position has not moved for ``stuck_after_s``. It is no longer stuck as soon as
+zero, messages really wait (some are in flight, or polling is held back), and that committed
+position has not moved for ``stuck_after_s``. It is no longer stuck as soon as
 the position moves or the lag is gone. The poll thread feeds an observation about once a second; this
 module is pure logic (no Kafka, no clock of its own), unit-tested with made-up observations.
 
@@ -19,11 +20,13 @@ TopicPartitionKey = tuple[str, int]
 
 @dataclass(frozen=True, slots=True)
 class Position:
-    """What the poll thread knows of one partition: where its commit stands and where it ends.
-    Either is None while unknown (nothing fetched yet, no watermark cached)."""
+    """What the poll thread knows of one partition: where its commit stands and where it ends
+    (either None while unknown), and whether messages really wait: some of ours are in flight, or
+    polling is held back (paused, or the in-flight budget is full)."""
 
     committed: int | None
     end: int | None
+    waiting: bool = True
 
     @property
     def lag(self) -> int | None:
@@ -64,7 +67,7 @@ class StuckDetector:
         stuck: list[Stuck] = []
         for tp, position in positions.items():
             seen = self._seen.get(tp)
-            lag = position.lag
+            lag = position.lag if position.waiting else 0
             if seen is None or not lag or seen.committed != position.committed:
                 self._seen[tp] = _Seen(position.committed, now)  # moving, caught up, or new to us
                 continue

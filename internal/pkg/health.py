@@ -46,11 +46,14 @@ class Component:
 
 class Health:
     def __init__(
-        self, consumer: ConsumerStatus, database_ok: Callable[[], str | None], stuck_after_s: float = 30.0
+        self,
+        consumer: ConsumerStatus,
+        database_ok: Callable[[], str | None],
+        loop_stale_after_s: float = 30.0,
     ) -> None:
         self._consumer = consumer
         self._database_ok = database_ok  # returns None when fine, else what is wrong
-        self._stuck_after_s = stuck_after_s
+        self._loop_stale_after_s = loop_stale_after_s  # the loop's last iteration: not a partition
         self.warm = False
         self.shutting_down = False
         self.stop_requested: str | None = None  # why the process must end (a crashed consumer)
@@ -60,7 +63,7 @@ class Health:
         if c.crashed:
             return [Component("consumer_loop", False, f"crashed: {c.crashed}")]
         age = time.monotonic() - c.last_beat
-        loop_ok = not c.running or age < self._stuck_after_s
+        loop_ok = not c.running or age < self._loop_stale_after_s
         return [Component("consumer_loop", loop_ok, f"last iteration {age:.1f}s ago")]
 
     def readiness(self) -> list[Component]:

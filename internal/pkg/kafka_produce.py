@@ -133,9 +133,8 @@ def produce(
             return
         except BufferError:
             if deadline is not None and time.monotonic() >= deadline:
-                raise ProduceError(
-                    KafkaError(KafkaError._QUEUE_FULL, "local queue full"), ProduceErrorKind.RETRIABLE
-                ) from None
+                full = KafkaError(KafkaError._QUEUE_FULL, "local queue full")
+                raise ProduceError(full, classify(full)) from None
             producer.poll(0.1)  # serve delivery reports so that the queue drains, then try again
         except KafkaException as exc:
             error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -65,6 +65,7 @@ METRIC_NAMES = (
     "db_up",
     "db_transient_errors_total",
     "l0_build_info",
+    "process_start_time_seconds",
 )
 
 
@@ -131,6 +132,9 @@ class Metrics:
             "db_transient_errors_total", "Database errors that passed with time", registry=r
         )
         Gauge("l0_build_info", "The running version", ["version"], registry=r).labels(version).set(1)
+        # process_start_time_seconds (and prometheus_client's other process_* series): a restart loop
+        # shows as its changes (alert ServiceRestarting).
+        ProcessCollector(registry=r)
 
     def watch_cache(self, stats: Callable[[], CacheFigures]) -> None:
         self.registry.register(CacheCollector(stats))

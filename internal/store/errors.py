@@ -30,7 +30,7 @@ FATAL_ERRORS: tuple[type[Exception], ...] = (
 
 
 def translate(exc: BaseException) -> ServiceError | None:
-    """The service error for a database exception, or None when it is not a database exception."""
+    """The service error for a database exception, or None when it is none of the known kinds."""
     if isinstance(exc, FATAL_ERRORS):
         return FatalError(f"database: {_first_line(exc)}")
     if isinstance(exc, RECORD_ERRORS) or _sqlstate(exc).startswith(PROGRAM_LIMIT_CLASS):
@@ -41,8 +41,9 @@ def translate(exc: BaseException) -> ServiceError | None:
     # deadlocks, lock timeouts and psycopg_pool's PoolTimeout.
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
         return TransientError(f"database unavailable: {_first_line(exc)}")
-    if isinstance(exc, psycopg.Error):
-        return TransientError(f"database error: {_first_line(exc)}")
+    # Anything else (InternalError, NotSupportedError, an unexpected ProgrammingError) is not known to
+    # pass with time: the writer lets it through as unexpected, so it is retried a bounded number of
+    # times and isolated, never retried forever; a read answers 503 (its caller decides).
     return None
 
 

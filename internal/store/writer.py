@@ -25,7 +25,6 @@ import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
-from internal.domain.errors import TransientError
 from internal.domain.records import OrderRecord, WriteResult
 from internal.store.errors import translate
 from internal.store.observe import DbObserver
@@ -89,7 +88,10 @@ class PostgresOrderWriter:
                 with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
                     return self._write(cur, records)
             except psycopg.Error as exc:
-                raise translate(exc) or TransientError(str(exc)) from exc
+                known = translate(exc)
+                if known is None:
+                    raise  # not known to pass with time: the consumer retries it a bounded number of times
+                raise known from exc
 
     def _write(
         self, cur: psycopg.Cursor[tuple[object, ...]], records: Sequence[OrderRecord]

@@ -13,6 +13,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -197,12 +198,16 @@ def test_an_exception_on_the_poll_thread_ends_the_process_without_committing_unf
     for i in range(3000):
         producer.produce(topics.orders, value=order_bytes(i, seed=95), partition=i % 6)
     assert producer.flush(30) == 0
-    service = start_service({**service_env, "L0_TEST_FAULT": "poll:3"}, script=FAULTY, ready=False)
+    env = {**service_env, "L0_TEST_FAULT": "poll:3", "SHUTDOWN_TIMEOUT_S": "10"}
+    service = start_service(env, script=FAULTY, ready=False)
     code = service.proc.wait(timeout=120)
+    ended = datetime.now(UTC)
     assert code == 1, service.log_tail()
-    events = [line for line in service.log_lines() if '"consumer_crashed"' in line]
+    events = [json.loads(line) for line in service.log_lines() if '"consumer_crashed"' in line]
     assert events, service.log_tail()
-    assert "injected failure on the poll thread" in events[0]
+    assert "injected failure on the poll thread" in events[0]["error"]
+    crashed = datetime.fromisoformat(events[0]["timestamp"].replace("Z", "+00:00"))
+    assert (ended - crashed).total_seconds() < 10, "the ordered stop outlived shutdown.timeout_s"
     # Everything below a committed offset is stored: nothing was committed past unfinished work.
     uid_at = {
         (i % 6, i // 6): order_doc(i, seed=95)["order_uid"] for i in range(3000)

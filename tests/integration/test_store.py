@@ -403,3 +403,31 @@ def test_statement_timeouts_split_the_batch_and_a_lock_still_ends_with_everythin
     assert writer.sizes[:2] == [4, 4]  # max_attempts of the whole batch, then its halves
     assert writer.sizes[2] == 2
     assert counts(db)["orders"] == 4
+
+
+def test_an_unknown_database_error_is_bounded_not_retried_as_an_outage(pool: ConnectionPool, db: str) -> None:
+    bad = record(90)
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION internal_error() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+            f" IF NEW.order_uid = '{bad.uid}' THEN RAISE EXCEPTION 'odd' USING ERRCODE = 'XX000'; END IF;"
+            " RETURN NEW; END $$"
+        )
+        conn.execute(
+            "CREATE TRIGGER odd BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION internal_error()"
+        )
+    with pytest.raises(psycopg.errors.InternalError_):  # as it is: neither transient nor a rejection
+        PostgresOrderWriter(pool).write_batch([bad])
+    outage, dlq = FakeOutage(), FakeDlq()
+    processor = BatchProcessor(
+        store=PostgresOrderWriter(pool),
+        dead_letters=dlq,
+        stored_sink=FakeSink(),
+        outage=outage,
+        policy=ProcessingPolicy(ValidationPolicy(), Backoff(0.01, 0.02), max_attempts=2),
+    )
+    batch = [Inbound("t", 0, i, None, order_bytes(n), (), None, 1) for i, n in enumerate((89, 90))]
+    report = processor.process(batch, Control(lambda: True, lambda _s: None))
+    assert report.outcomes == (Outcome.STORED, Outcome.PROCESSING_ERROR)
+    assert dlq.sent[0].error.startswith("InternalError_: odd")
+    assert outage.started == 0  # never treated as an outage

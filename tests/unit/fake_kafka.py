@@ -74,6 +74,7 @@ class FakeConsumer:
     callbacks: dict[str, RebalanceCallback | None] = field(default_factory=dict)
     closed: bool = False
     rebalances: int = 0  # rebalances whose callbacks have run
+    consumes: int = 0  # calls of consume()
     fail_on: dict[str, Exception] = field(default_factory=dict)  # method name -> what it raises
 
     # ---- scripting (test thread) ---------------------------------------------------------
@@ -128,6 +129,7 @@ class FakeConsumer:
 
     def consume(self, num_messages: int = 1, timeout: float = -1) -> Sequence[KafkaMessage]:
         self._maybe_fail("consume")
+        self.consumes += 1
         while True:
             with self.lock:
                 event = self.events.popleft() if self.events else None
@@ -240,5 +242,9 @@ class FakeProducer:
         self.poll(0)
         return 0
 
-    def purge(self) -> None:
-        self.pending = []
+    def purge(self, in_queue: bool = True, in_flight: bool = True) -> None:
+        """librdkafka reports every purged message with _PURGE_QUEUE; this fake holds no in-flight ones."""
+        done, self.pending = self.pending, []
+        if in_queue:
+            for _value, _headers, callback in done:
+                callback(KafkaError(KafkaError._PURGE_QUEUE), None)

@@ -49,6 +49,7 @@ REQUIRED_ALERTS = {
     "HighHttp5xxRatio",
     "PartitionStuck",
     "ConsumerStopped",
+    "ServiceRestarting",
     "ConsumerStuck",
 }
 # What the operators asked the dashboard for: (what, a pattern some panel's query must match).

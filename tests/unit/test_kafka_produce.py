@@ -75,11 +75,12 @@ def test_a_full_queue_is_served_and_the_message_queued() -> None:
     assert (producer.sent, producer.polls) == (1, 3)
 
 
-def test_a_queue_that_stays_full_is_a_retriable_error_after_the_wait() -> None:
+def test_a_queue_that_stays_full_is_raised_as_queue_full_after_the_wait() -> None:
     producer = Producer(full=10**9)
     with pytest.raises(ProduceError) as caught:
         send(producer, max_wait_s=0.05)
-    assert caught.value.kind is ProduceErrorKind.RETRIABLE
+    assert caught.value.kind is ProduceErrorKind.QUEUE_FULL
+    assert not caught.value.permanent  # the sink retries it later
 
 
 def test_a_refusal_before_queuing_is_raised_with_its_kind() -> None:

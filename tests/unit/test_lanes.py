@@ -74,3 +74,12 @@ def test_forgetting_partitions_drops_their_waiting_messages_and_bytes() -> None:
     lanes.add(message(2, 0, size=70), now=0)
     lanes.forget({("orders", 2)})
     assert lanes.bytes_in_flight() == 30
+
+
+def test_headers_count_towards_the_byte_bounds() -> None:
+    lanes = Lanes(1, BatchLimits(max_messages=100, max_bytes=10_000, max_wait_s=60))
+    heavy = Inbound("orders", 0, 0, None, b"v", (("big", b"h" * 20_000),), None, 1)
+    lanes.add(heavy, now=0)
+    assert lanes.bytes_in_flight() == 1 + 3 + 20_000
+    ((_lane, batch),) = lanes.due(now=0)  # full by bytes already
+    assert batch == [heavy]

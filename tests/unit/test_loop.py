@@ -348,3 +348,57 @@ def test_a_message_whose_headers_cannot_be_read_is_still_processed(start: Callab
     wait_until(lambda: run.committed(0) == 2, timeout_s=TIMEOUT_S, what="both committed")
     assert handler.finished == [(0, 0), (0, 1)]
     assert run.state.crashed is None
+
+
+def test_an_outage_with_the_budget_full_still_polls_to_keep_the_group(start: Callable[..., Running]) -> None:
+    state = ConsumerState()
+    outage = threading.Event()
+    consumer = FakeConsumer()
+    consumer.add(0, 50)
+    consumer.rebalance(assign=[0])
+    run = start(Handler(state=state, outage_until=outage), consumer, max_in_flight=5)
+    wait_until(lambda: consumer.paused == {0}, timeout_s=TIMEOUT_S, what="paused with the budget full")
+    before = consumer.consumes
+    wait_until(lambda: consumer.consumes > before + 20, timeout_s=TIMEOUT_S, what="consume() called on")
+    outage.set()
+    wait_until(lambda: run.committed(0) == 50, timeout_s=TIMEOUT_S, what="everything committed")
+
+
+def test_a_partition_starved_by_the_budget_is_reported_stuck(start: Callable[..., Running]) -> None:
+    release = threading.Event()
+    consumer = FakeConsumer()
+    consumer.add(0, 20)
+    consumer.add(1, 20)
+    consumer.rebalance(assign=[0, 1])
+    state = ConsumerState()
+    state.reported_commits = {("orders", 1): 0}  # what librdkafka's statistics would say
+    handler = Handler(state=state, hold={0: release})
+    # The budget fills with partition 0's messages (consume() hands out partition 0 first here), so
+    # partition 1 is never polled in this assignment: only the statistics know where it stands.
+    run = start(handler, consumer, max_in_flight=20, stuck_after_s=1.0, workers=1)
+    wait_until(lambda: ("orders", 1) in run.state.stuck, timeout_s=TIMEOUT_S, what="partition 1 stuck")
+    release.set()
+    wait_until(lambda: not run.state.stuck, timeout_s=TIMEOUT_S, what="moving again")
+
+
+def test_a_partition_whose_end_is_past_its_last_message_is_not_stuck(start: Callable[..., Running]) -> None:
+    consumer = FakeConsumer()
+    consumer.add(0, 5)
+    consumer.ends[0] = 6  # a transaction marker (or a compacted gap) after the last message
+    consumer.rebalance(assign=[0])
+    run = start(Handler(), consumer, stuck_after_s=1.0)
+    wait_until(lambda: run.committed(0) == 5, timeout_s=TIMEOUT_S, what="committed")
+    checks = consumer.consumes
+    wait_until(lambda: consumer.consumes > checks + 300, timeout_s=TIMEOUT_S, what="well past stuck_after_s")
+    assert not run.state.stuck
+
+
+def test_a_synchronous_commit_refused_for_a_partition_is_not_taken_as_confirmed() -> None:
+    tracker = OffsetTracker()
+    gen = tracker.assign("orders", 0)
+    tracker.track("orders", 0, 0)
+    tracker.finish("orders", 0, 0, gen)
+    tracker.committed({("orders", 0): 1})
+    assert tracker.commit_failed("orders", 0, 1)  # offered again
+    assert tracker.to_commit() == {("orders", 0): 1}
+    assert tracker.progress("orders", 0) == 0  # still where it was polled from: not confirmed

@@ -274,17 +274,21 @@ class PartialDlq(FakeDlq):
     def send(self, letters: Sequence[DeadLetter]) -> list[DeadLetter]:
         self.calls.append([letter.message.offset for letter in letters])
         self.sent.append(letters[0])
+        first = replace(letters[0], truncated="MSG_SIZE_TOO_LARGE")  # each delivered as a stub
         if len(letters) > 1:
-            raise LettersPending("1 acknowledged", letters[1:])
-        return [letters[0]]
+            raise LettersPending("1 acknowledged", letters[1:], delivered=[first])
+        return [first]
 
 
 def test_a_retry_sends_only_the_letters_not_yet_acknowledged(h: Harness) -> None:
     dlq = PartialDlq()
     h.dlq = h.processor._dlq = dlq
-    assert h.run(b"a", b"b", b"c") == [Outcome.UNDECODABLE] * 3
+    batch = [Inbound("orders", 0, i, None, v, (), None, 1) for i, v in enumerate((b"a", b"b", b"c"))]
+    report = h.processor.process(batch, Control(lambda: True, h.sleeps.append))
+    assert report.outcomes == (Outcome.UNDECODABLE,) * 3
     assert dlq.calls == [[0, 1, 2], [1, 2], [2]]
     assert [letter.message.offset for letter in dlq.sent] == [0, 1, 2]  # each letter exactly once
+    assert report.truncated_letters == 3  # the ones acknowledged in failing attempts are counted too
 
 
 def test_stub_letters_are_counted_in_the_report(h: Harness) -> None:
@@ -333,6 +337,14 @@ def test_a_timed_out_batch_is_split_after_the_bounded_attempts(h: Harness) -> No
     h.store.script = [TimedOut("statement timeout")] * 3  # the whole batch times out three times
     assert h.run(*values) == [Outcome.STORED] * 4
     assert h.store.batch_sizes == [4, 4, 4, 2, 2]  # then its halves go through
+
+
+def test_only_timeouts_count_towards_splitting_a_batch(h: Harness) -> None:
+    values = [order_bytes(i) for i in range(56, 58)]
+    refused: list[BaseException] = [TransientError("connection refused")] * 2
+    h.store.script = [*refused, TimedOut("statement timeout")]
+    assert h.run(*values) == [Outcome.STORED] * 2
+    assert h.store.batch_sizes == [2, 2, 2, 2]  # two refused connections and one timeout: not split
 
 
 def test_a_single_message_that_times_out_keeps_being_retried(h: Harness) -> None:
