@@ -112,7 +112,7 @@ def wait_http(port: int, path: str, proc: subprocess.Popen[bytes], what: str, ti
 def start_bare(port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--port", str(port),
-         "--log-level", "warning", "--no-access-log"],
+         "--log-level", "warning", "--no-access-log", "--no-server-header"],
         cwd=ROOT,
     )  # fmt: skip
     wait_http(port, "/api/orders/probe", proc, "the bare app")

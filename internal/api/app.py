@@ -10,8 +10,8 @@ from pathlib import Path
 from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.middleware import Middleware
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from internal.api.json_api import JsonApi
 from internal.api.lookup import OrderLookup
@@ -42,7 +42,7 @@ def create_api(
     search_pages_bytes: int,
     templates: Path,
     access_log: bool,
-) -> Starlette:
+) -> ASGIApp:
     """The app. ``lookup_pool`` serves cache misses on the event loop, ``search_pool`` the UI's
     searches (a budget of their own: they never queue ahead of look-ups or readiness); neither is
     open yet: they are opened and closed with the app's lifespan, because an async pool belongs to
@@ -83,12 +83,12 @@ def create_api(
             Route("/search", ui.search),
             Route("/static/style.css", ui.stylesheet),
         ],
-        middleware=[
-            Middleware(ObservabilityMiddleware, metrics=metrics, access_log=access_log),
-            Middleware(OrderEndpoint, lookup=lookup, pages=pages, home=ui.home_answer),
-        ],
     )
     # No redirect from "/x/" to "/x": "/api/orders/0%2F" decodes to "/api/orders/0/", and the redirect
     # would answer a look-up of uid "0/" with a look-up of another uid, "0". Unmatched paths are 404.
     app.router.redirect_slashes = False
-    return app
+    # Around Starlette, not inside it: the hot GETs (order JSON, order page, home) are answered
+    # before Starlette's own middleware stack, whose error layer costs each request a closure and a
+    # wrapped send (docs/performance.md); everything else still gets Starlette's whole stack.
+    fast = OrderEndpoint(app, lookup=lookup, pages=pages, home=ui.home_answer)
+    return ObservabilityMiddleware(fast, metrics=metrics, access_log=access_log)

@@ -18,7 +18,6 @@ import itertools
 import re
 import secrets
 import time
-from typing import Any
 
 import structlog
 from starlette.requests import Request
@@ -36,13 +35,8 @@ log = structlog.get_logger(component="api")
 class ObservabilityMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics, access_log: bool = False) -> None:
         self.app = app
-        self._requests = metrics.http_requests
-        self._duration = metrics.http_duration
+        self._record_http = metrics.http.record
         self._access_log = access_log
-        # labels() resolves a child under a lock on every call; the label sets here are few (route
-        # templates x statuses), so keep the children and pay only the increment per request.
-        self._counters: dict[tuple[str, str, int], Any] = {}
-        self._timers: dict[tuple[str, str], Any] = {}
         self._id_prefix = secrets.token_hex(6) + "-"
         self._ids = itertools.count(1)
 
@@ -78,16 +72,7 @@ class ObservabilityMiddleware:
     def _record(self, scope: Scope, status: int, elapsed: float) -> None:
         template = getattr(scope.get("route"), "path", UNMATCHED)
         method = scope["method"]
-        counter = self._counters.get((method, template, status))
-        if counter is None:
-            counter = self._counters[(method, template, status)] = self._requests.labels(
-                method, template, str(status)
-            )
-        counter.inc()
-        timer = self._timers.get((method, template))
-        if timer is None:
-            timer = self._timers[(method, template)] = self._duration.labels(method, template)
-        timer.observe(elapsed)
+        self._record_http(method, template, status, elapsed)
         if self._access_log:
             log.info("http_request", method=method, route=template, path=scope["path"], status=status,
                      duration_ms=round(elapsed * 1000, 2))  # fmt: skip

@@ -20,6 +20,7 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import structlog
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from internal.api.lookup import OrderLookup, Unavailable, valid_uid
@@ -31,6 +32,7 @@ JSON = (b"content-type", b"application/json")
 HTML = (b"content-type", b"text/html; charset=utf-8")
 Headers = list[tuple[bytes, bytes]]
 BAD_UID = "order_uid must be 1 to 64 ASCII letters and digits"
+log = structlog.get_logger(component="api")
 UNAVAILABLE = "the order store is unavailable; try again shortly"
 
 
@@ -57,13 +59,14 @@ class Found:
     from_cache: bool = False
 
 
-async def find(lookup: OrderLookup, uid: str) -> Found:
+async def find(lookup: OrderLookup, uid: str, *, missed: bool = False) -> Found:
     """400 for a malformed uid (no database), the order from the cache or from PostgreSQL, 404 when
     no order has this uid, 503 when the database cannot answer within the request's budget - never a
-    404 for an infrastructure failure."""
+    404 for an infrastructure failure. ``missed``: the caller asked the cache already (one look-up,
+    one hit or miss counted)."""
     if not valid_uid(uid):
         return Found(400)
-    entry = lookup.cached(uid)
+    entry = None if missed else lookup.cached(uid)
     if entry is not None:
         return Found(200, entry, True)
     try:
@@ -86,9 +89,11 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
     return False
 
 
-async def answer(lookup: OrderLookup, uid: str, if_none_match: str | None, request_id: str) -> Answer:
+async def answer(
+    lookup: OrderLookup, uid: str, if_none_match: str | None, request_id: str, *, missed: bool = False
+) -> Answer:
     """The JSON answer to a look-up; errors are JSON with the request id."""
-    found = await find(lookup, uid)
+    found = await find(lookup, uid, missed=missed)
     if found.entry is None:
         message = {400: BAD_UID, 404: f"no order with order_uid {uid}", 503: UNAVAILABLE}[found.status]
         return error_answer(found.status, message, request_id)
@@ -104,17 +109,35 @@ def order_answer(entry: CachedOrder, from_cache: bool, if_none_match: str | None
 
 
 async def page_answer(
-    lookup: OrderLookup, pages: Pages, uid: str, if_none_match: str | None, request_id: str
+    lookup: OrderLookup,
+    pages: Pages,
+    uid: str,
+    if_none_match: str | None,
+    request_id: str,
+    *,
+    missed: bool = False,
 ) -> Answer:
-    """The order's HTML page: from the cache entry when a page is attached to it, else rendered from
+    """The order's HTML page (see ``page_of``), or the HTML error page."""
+    found = await find(lookup, uid, missed=missed)
+    if found.entry is None:
+        return html_error(pages, found.status, uid, request_id)
+    return page_of(lookup, pages, uid, found.entry, from_cache=found.from_cache, if_none_match=if_none_match)
+
+
+def page_of(
+    lookup: OrderLookup,
+    pages: Pages,
+    uid: str,
+    entry: CachedOrder,
+    *,
+    from_cache: bool,
+    if_none_match: str | None,
+) -> Answer:
+    """A found order's page: from the cache entry when a page is attached to it, else rendered from
     the entry's JSON and attached (``OrderCache.attach_page`` keeps it only on that very entry). The
     ETag is the JSON's with the templates' version, so a deploy of a new layout is not a 304."""
-    found = await find(lookup, uid)
-    entry = found.entry
-    if entry is None:
-        return html_error(pages, found.status, uid, request_id)
     etag = f'{entry.etag[:-1]}-{pages.version}"'
-    headers = [(b"etag", etag.encode()), (b"x-cache", b"HIT" if found.from_cache else b"MISS")]
+    headers = [(b"etag", etag.encode()), (b"x-cache", b"HIT" if from_cache else b"MISS")]
     if etag_matches(if_none_match, etag):
         return Answer(304, headers, b"")
     page = entry.page
@@ -167,27 +190,69 @@ class OrderEndpoint:
             path: str = scope["path"]
             if path == "/":
                 scope["route"] = HOME_ROUTE
-                await _send(send, await self._home())
+                await self._guarded(self._home(), scope, send, html=True)
                 return
             for prefix, route, is_page in ORDER_ROUTES:
                 if path.startswith(prefix):
                     uid = path[len(prefix) :]
                     if uid and "/" not in uid:
                         scope["route"] = route
-                        await self._answer(scope, uid, is_page, send)
+                        await self._order(scope, uid, is_page, send)
                         return
                     break
         await self.app(scope, receive, send)
 
-    async def _answer(self, scope: Scope, uid: str, is_page: bool, send: Send) -> None:
-        headers = scope["headers"]
-        if_none_match = next((v.decode("latin-1") for k, v in headers if k == b"if-none-match"), None)
+    async def _order(self, scope: Scope, uid: str, is_page: bool, send: Send) -> None:
+        if_none_match = _header(scope["headers"], b"if-none-match")
+        # A hit is answered without another coroutine to make and run; a miss, a bad uid or a failure
+        # take the shared async path, which decides them.
+        try:
+            entry = self._lookup.cached(uid) if valid_uid(uid) else None
+            if entry is None:
+                found = None
+            elif is_page:
+                found = page_of(
+                    self._lookup, self._pages, uid, entry, from_cache=True, if_none_match=if_none_match
+                )
+            else:
+                found = order_answer(entry, True, if_none_match)
+        except Exception:
+            found = self._failed(scope, html=is_page)
+        if found is None:
+            await self._guarded(self._missed(scope, uid, is_page, if_none_match), scope, send, html=is_page)
+            return
+        await send({"type": "http.response.start", "status": found.status, "headers": found.headers})
+        await send({"type": "http.response.body", "body": found.body})
+
+    async def _missed(self, scope: Scope, uid: str, is_page: bool, if_none_match: str | None) -> Answer:
         rid = scope_request_id(scope)
         if is_page:
-            found = await page_answer(self._lookup, self._pages, uid, if_none_match, rid)
-        else:
-            found = await answer(self._lookup, uid, if_none_match, rid)
+            return await page_answer(self._lookup, self._pages, uid, if_none_match, rid, missed=True)
+        return await answer(self._lookup, uid, if_none_match, rid, missed=True)
+
+    async def _guarded(self, answering: Awaitable[Answer], scope: Scope, send: Send, *, html: bool) -> None:
+        """Send the answer; a bug while making it is a logged 500 (this runs ahead of Starlette's
+        error middleware), never a dropped connection or a trace in the body."""
+        try:
+            found = await answering
+        except Exception:
+            found = self._failed(scope, html=html)
         await _send(send, found)
+
+    def _failed(self, scope: Scope, *, html: bool) -> Answer:
+        log.exception("request_failed", path=scope["path"])
+        rid = scope_request_id(scope)
+        if html:
+            return html_answer(500, self._pages.message("Something went wrong",
+                               "The service failed to answer; try again shortly.", rid))  # fmt: skip
+        return error_answer(500, "the service failed to answer", rid)
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1")
+    return None
 
 
 async def _send(send: Send, found: Answer) -> None:

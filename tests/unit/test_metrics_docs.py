@@ -6,12 +6,12 @@ import json
 import re
 from pathlib import Path
 
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from internal.cache.lru import OrderCache
 from internal.consumer.messages import BatchReport, Inbound, Outcome
 from internal.consumer.observe import LagFromStatistics, ReportMetrics
-from internal.pkg.metrics import METRIC_NAMES, Metrics
+from internal.pkg.metrics import FAST, METRIC_NAMES, Metrics
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
 
@@ -94,3 +94,26 @@ def test_a_report_counts_its_stub_letters() -> None:
     batch = (Inbound("t", 0, 0, None, b"", (), None, 1),)
     ReportMetrics(metrics)(BatchReport(batch, (Outcome.UNDECODABLE,), 0.1, truncated_letters=1))
     assert value(metrics, "dlq_truncated_letters_total") == 1
+
+
+def test_the_http_figures_read_like_prometheus_clients_own_counter_and_histogram() -> None:
+    ours = Metrics("test")
+    theirs = CollectorRegistry()
+    requests = Counter("http_requests_total", "x", ["method", "route", "status"], registry=theirs)
+    durations = Histogram(
+        "http_request_duration_seconds", "x", ["method", "route"], buckets=FAST, registry=theirs
+    )
+    for seconds, status in [(0.0005, 200), (0.0004, 200), (0.003, 404), (0.25, 200), (7.0, 503)]:
+        ours.http.record("GET", "/x", status, seconds)
+        requests.labels("GET", "/x", str(status)).inc()
+        durations.labels("GET", "/x").observe(seconds)
+
+    def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in registry.collect()
+            for s in family.samples
+            if s.name.startswith("http_") and not s.name.endswith("_created")
+        }
+
+    assert samples(ours.registry) == samples(theirs)

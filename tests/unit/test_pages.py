@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from internal.api.formatting import iso_time, unix_time
 from internal.api.lookup import OrderLookup
-from internal.api.order_endpoint import etag_matches, page_answer
+from internal.api.order_endpoint import OrderEndpoint, etag_matches, page_answer
 from internal.api.order_page import escaped_order
 from internal.api.pages import Pages
 from internal.cache.lru import OrderCache
@@ -268,3 +268,56 @@ def test_a_page_is_rendered_once_and_answered_from_the_entry_then() -> None:
         error = asyncio.run(page_answer(lookup, PAGES, uid, None, "req-7"))
         assert error.status == status
         assert b"req-7" in error.body
+
+
+def asgi_get(app: Any, path: str) -> list[dict[str, Any]]:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": path, "headers": [], "state": {"request_id": "rid-1"}}
+    asyncio.run(app(scope, receive, send))
+    return sent
+
+
+def test_a_bug_on_the_plain_asgi_path_is_a_500_page_or_json_never_a_dropped_answer() -> None:
+    class Broken(OrderLookup):
+        def cached(self, uid: str) -> Any:
+            raise RuntimeError("bug")
+
+    async def home() -> Any:
+        raise RuntimeError("bug")
+
+    async def nothing(_scope: Any, _receive: Any, _send: Any) -> None:
+        raise AssertionError("the fast path fell through")
+
+    endpoint = OrderEndpoint(nothing, Broken(OrderCache(BIG, BIG, BIG), Source({}), 1), PAGES, home)
+    for path, kind in [
+        ("/api/orders/abc", b"application/json"),
+        ("/orders/abc", b"text/html"),
+        ("/", b"text/html"),
+    ]:
+        start, body = asgi_get(endpoint, path)
+        assert start["status"] == 500, path
+        assert dict(start["headers"])[b"content-type"].startswith(kind), path
+        assert b"rid-1" in body["body"], path  # the request id, no trace
+        assert b"Traceback" not in body["body"]
+
+
+def test_a_miss_is_counted_once() -> None:
+    doc = order_doc(5, seed=4)
+    body = order_to_json_bytes(Order.model_validate_json(json.dumps(doc)))
+    cache = OrderCache(BIG, BIG, BIG)
+
+    async def unused(*_args: Any) -> Any:
+        raise AssertionError("not a look-up")
+
+    endpoint = OrderEndpoint(unused, OrderLookup(cache, Source({doc["order_uid"]: body}), 1), PAGES, unused)
+    asgi_get(endpoint, f"/api/orders/{doc['order_uid']}")
+    asgi_get(endpoint, f"/api/orders/{doc['order_uid']}")
+    stats = cache.stats()
+    assert (stats.misses, stats.hits) == (1, 1)
