@@ -31,7 +31,11 @@ from internal.api.formatting import iso_time, or_none, payment_check, unix_time
 
 TITLE_MARK = "\x00title\x00"
 CONTENT_MARK = "\x00content\x00"
-AMOUNTS_OK = '<p class="ok">✓ Amounts add up: goods = sum of items, amount = goods + delivery + customs.</p>'
+# The page's own text is ASCII (entities for the marks), so that the page of an ASCII order stays an
+# ASCII string: Python then encodes it with a copy instead of a UTF-8 pass (8 us for 4.5 KB here).
+AMOUNTS_OK = (
+    '<p class="ok">&#10003; Amounts add up: goods = sum of items, amount = goods + delivery + customs.</p>'
+)
 NUM = ' class="num"'
 _COLUMNS = (("#", True), ("Name", False), ("Brand", False), ("Size", False), ("Price", True),
             ("Sale", True), ("Total", True), ("Status", True), ("chrt_id", False), ("nm_id", False),
@@ -57,7 +61,9 @@ def escaped_order(order_json: bytes) -> Any:
     """The decoded order with every string HTML-escaped for element content."""
     if b"\\u" in order_json:
         return _escape_strings(from_json(order_json))
-    return from_json(order_json.replace(b"&", b"&amp;").replace(b"<", b"&lt;").replace(b">", b"&gt;"))
+    if b"&" in order_json or b"<" in order_json or b">" in order_json:  # scans, cheaper than copies
+        order_json = order_json.replace(b"&", b"&amp;").replace(b"<", b"&lt;").replace(b">", b"&gt;")
+    return from_json(order_json)
 
 
 class OrderPage:
@@ -96,7 +102,7 @@ def _content(o: dict[str, Any]) -> str:
             parts.append(
                 f"goods + delivery + customs = {check.expected_amount} {cur}, amount says {p['amount']}."
             )
-        verdict = f'<p class="problem">✗ Amounts do not add up: {" ".join(parts)}</p>'
+        verdict = f'<p class="problem">&#10007; Amounts do not add up: {" ".join(parts)}</p>'
     rows = "".join(
         f'<tr><th scope="row" class="num" data-label="#">{n}</th>'
         f'<td data-label="Name">{i["name"]}</td><td data-label="Brand">{i["brand"]}</td>'
