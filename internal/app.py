@@ -46,6 +46,7 @@ from internal.pkg.metrics import Metrics
 from internal.pkg.paths import templates_dir
 from internal.store import migrations
 from internal.store.observe import DbObserver
+from internal.store.probe import DatabaseProbe
 from internal.store.reader import PostgresOrderReader
 from internal.store.sessions import configure_lookup_session, configure_session
 from internal.store.writer import PostgresOrderWriter
@@ -151,7 +152,11 @@ class Service:
         self.metrics.paused.set_function(lambda: 1.0 if self.state.paused else 0.0)
         self.metrics.stopped.set_function(lambda: 1.0 if self.state.stopped else 0.0)
         self.metrics.watch_partitions(self.state.partitions)
-        self.health = Health(self.state, lambda: _database_problem(self.reader_pool, observer))
+        # Readiness's database check: a recent answer, from a connection of its own (store/probe.py).
+        self.db_probe = DatabaseProbe(
+            s.postgres.dsn, observer, timeout_s=min(2.0, s.postgres.connect_timeout_s)
+        )
+        self.health = Health(self.state, self.db_probe.problem)
         self.dead_letters = KafkaDeadLetterSink(
             s.kafka.brokers,
             s.dlq_topic,
@@ -233,6 +238,7 @@ class Service:
 
     def run(self) -> int:
         s = self.settings
+        self.db_probe.start()
         consumer_thread = threading.Thread(target=self._consume, name="consumer-poll", daemon=True)
         consumer_thread.start()
         api = create_api(
@@ -281,6 +287,7 @@ class Service:
         self.loop.stop()
         consumer_thread.join(timeout=max(0.0, deadline - time.monotonic()))
         clean = not consumer_thread.is_alive()
+        self.db_probe.stop()
         undelivered = self.dead_letters.close(max(0.1, deadline - time.monotonic()))
         for pool in (self.writer_pool, self.reader_pool):
             pool.close(timeout=max(0.1, deadline - time.monotonic()))
@@ -333,17 +340,6 @@ def _connection_kwargs(settings: Settings, name: str) -> dict[str, Any]:
         # (the writer and the warm-up's reads open explicit transactions where they need them).
         "autocommit": True,
     }
-
-
-def _database_problem(pool: ConnectionPool, observer: DbObserver) -> str | None:
-    try:
-        with pool.connection(timeout=1.0) as conn:
-            conn.execute("SELECT 1")
-    except Exception as exc:
-        observer.up(False)
-        return f"unreachable: {type(exc).__name__}"
-    observer.up(True)
-    return None
 
 
 def _retry_at_start(what: str, step: Callable[[], T]) -> T:

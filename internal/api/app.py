@@ -87,8 +87,8 @@ def create_api(
     # No redirect from "/x/" to "/x": "/api/orders/0%2F" decodes to "/api/orders/0/", and the redirect
     # would answer a look-up of uid "0/" with a look-up of another uid, "0". Unmatched paths are 404.
     app.router.redirect_slashes = False
-    # Around Starlette, not inside it: the hot GETs (order JSON, order page, home) are answered
+    # Around Starlette, not inside it: the hot GETs (order JSON, order page, home, search) are answered
     # before Starlette's own middleware stack, whose error layer costs each request a closure and a
     # wrapped send (docs/performance.md); everything else still gets Starlette's whole stack.
-    fast = OrderEndpoint(app, lookup=lookup, pages=pages, home=ui.home_answer)
+    fast = OrderEndpoint(app, lookup=lookup, pages=pages, home=ui.home_answer, search=ui.search_answer)
     return ObservabilityMiddleware(fast, metrics=metrics, access_log=access_log)

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
+from starlette.datastructures import QueryParams
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from internal.api.lookup import OrderLookup, Unavailable, valid_uid
@@ -178,12 +179,18 @@ class OrderEndpoint:
     docstring."""
 
     def __init__(
-        self, app: ASGIApp, lookup: OrderLookup, pages: Pages, home: Callable[[], Awaitable[Answer]]
+        self,
+        app: ASGIApp,
+        lookup: OrderLookup,
+        pages: Pages,
+        home: Callable[[], Awaitable[Answer]],
+        search: Callable[[QueryParams, str], Awaitable[Answer]],
     ) -> None:
         self.app = app
         self._lookup = lookup
         self._pages = pages
         self._home = home
+        self._search = search
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET" and not scope.get("root_path"):
@@ -191,6 +198,11 @@ class OrderEndpoint:
             if path == "/":
                 scope["route"] = HOME_ROUTE
                 await self._guarded(self._home(), scope, send, html=True)
+                return
+            if path == "/search":
+                scope["route"] = SEARCH_ROUTE
+                params = QueryParams(scope["query_string"])
+                await self._guarded(self._search(params, scope_request_id(scope)), scope, send, html=True)
                 return
             for prefix, route, is_page in ORDER_ROUTES:
                 if path.startswith(prefix):
@@ -261,6 +273,7 @@ async def _send(send: Send, found: Answer) -> None:
 
 
 HOME_ROUTE = RouteTemplate("/")
+SEARCH_ROUTE = RouteTemplate("/search")
 ORDER_ROUTES = (
     ("/api/orders/", RouteTemplate("/api/orders/{order_uid}"), False),
     ("/order/", RouteTemplate("/order/{order_uid}"), False),

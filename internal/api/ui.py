@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import quote, urlencode
 
 import structlog
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -103,8 +104,12 @@ class Ui:
         return respond(await page_answer(self._lookup, self._pages, uid, inm, request_id(request)))
 
     async def search(self, request: Request) -> Response:
-        rid = request_id(request)
-        params = request.query_params
+        """The routed search (HEAD); GET is answered in plain ASGI by the same ``search_answer``."""
+        return respond(
+            await self.search_answer(QueryParams(request.scope["query_string"]), request_id(request))
+        )
+
+    async def search_answer(self, params: QueryParams, rid: str) -> Answer:
         query = params.get("q", "").strip()[:MAX_QUERY]
         if any(ord(c) < 32 or ord(c) == 127 for c in query):  # PostgreSQL refuses NUL in text, too
             return self._refused("Search text must not contain control characters.", rid)
@@ -117,7 +122,7 @@ class Ui:
         size = int(size_text) if size_text else PAGE_SIZE
         key = f"{query}\x00{format_cursor(cursor)}\x00{size}"
         page = await self._searches.get(key, lambda: self._read_search(query, cursor, size))
-        return respond(html_answer(page.status, page.body))
+        return html_answer(page.status, page.body)
 
     async def _read_search(self, query: str, cursor: Cursor, size: int) -> tuple[int, bytes]:
         """One search page, rendered; shared by every request for it within a second, so it carries
@@ -145,8 +150,8 @@ class Ui:
                     context["first_url"] = "/search?" + urlencode({"q": query, **extra})
         return status, self._pages.search("", results, **context)
 
-    def _refused(self, message: str, rid: str) -> Response:
-        return respond(html_answer(400, self._pages.message("Not a search", message, rid)))
+    def _refused(self, message: str, rid: str) -> Answer:
+        return html_answer(400, self._pages.message("Not a search", message, rid))
 
     async def stylesheet(self, _request: Request) -> Response:
         return Response(

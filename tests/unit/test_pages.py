@@ -279,7 +279,14 @@ def asgi_get(app: Any, path: str) -> list[dict[str, Any]]:
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "method": "GET", "path": path, "headers": [], "state": {"request_id": "rid-1"}}
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": path,
+        "headers": [],
+        "query_string": b"q=x",
+        "state": {"request_id": "rid-1"},
+    }
     asyncio.run(app(scope, receive, send))
     return sent
 
@@ -289,17 +296,18 @@ def test_a_bug_on_the_plain_asgi_path_is_a_500_page_or_json_never_a_dropped_answ
         def cached(self, uid: str) -> Any:
             raise RuntimeError("bug")
 
-    async def home() -> Any:
+    async def home(*_args: Any) -> Any:
         raise RuntimeError("bug")
 
     async def nothing(_scope: Any, _receive: Any, _send: Any) -> None:
         raise AssertionError("the fast path fell through")
 
-    endpoint = OrderEndpoint(nothing, Broken(OrderCache(BIG, BIG, BIG), Source({}), 1), PAGES, home)
+    endpoint = OrderEndpoint(nothing, Broken(OrderCache(BIG, BIG, BIG), Source({}), 1), PAGES, home, home)
     for path, kind in [
         ("/api/orders/abc", b"application/json"),
         ("/orders/abc", b"text/html"),
         ("/", b"text/html"),
+        ("/search", b"text/html"),
     ]:
         start, body = asgi_get(endpoint, path)
         assert start["status"] == 500, path
@@ -316,7 +324,9 @@ def test_a_miss_is_counted_once() -> None:
     async def unused(*_args: Any) -> Any:
         raise AssertionError("not a look-up")
 
-    endpoint = OrderEndpoint(unused, OrderLookup(cache, Source({doc["order_uid"]: body}), 1), PAGES, unused)
+    endpoint = OrderEndpoint(
+        unused, OrderLookup(cache, Source({doc["order_uid"]: body}), 1), PAGES, unused, unused
+    )
     asgi_get(endpoint, f"/api/orders/{doc['order_uid']}")
     asgi_get(endpoint, f"/api/orders/{doc['order_uid']}")
     stats = cache.stats()
