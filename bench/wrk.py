@@ -87,6 +87,42 @@ def measure(name: str, port: int, paths: Path, args: argparse.Namespace) -> WrkR
     return result
 
 
+@dataclass(frozen=True)
+class Compared:
+    """A target measured in windows alternated with its reference: ``result`` and ``reference`` are
+    the windows of the median pair, ``ratio`` the median of the pairs' ratios."""
+
+    result: WrkResult
+    reference: WrkResult
+    ratio: float
+    ratios: tuple[float, ...]
+
+
+def compare(
+    name: str,
+    target: tuple[int, Path],
+    reference: tuple[int, Path],
+    args: argparse.Namespace,
+    reference_name: str = "bare",
+) -> Compared:
+    """``target`` (port, paths) next to ``reference`` in ``args.pairs`` alternated windows of
+    ``args.seconds`` each (reference, target, reference, ...). This machine's speed swings by a third
+    within minutes, and even within one minute: one long run of each, minutes apart, compares two
+    machines. The ratio of each pair is taken, and the median reported."""
+    for port, paths in (reference, target):  # connections opened, code paths and caches warm
+        wrk(port, paths, args.prime_seconds, args.threads, args.connections)
+    pairs = []
+    for _ in range(args.pairs):
+        ref = wrk(*reference, args.seconds, args.threads, args.connections)
+        got = wrk(*target, args.seconds, args.threads, args.connections)
+        pairs.append((got.rps / ref.rps, got, ref))
+    pairs.sort(key=lambda pair: pair[0])
+    ratio, result, ref = pairs[len(pairs) // 2]
+    say(f"  {name:<30}{result.line()}   = {ratio:.2f} x {reference_name} ({ref.rps:,.0f} req/s)   "
+        f"pairs {' '.join(f'{r:.2f}' for r, _g, _f in pairs)}")  # fmt: skip
+    return Compared(result, ref, ratio, tuple(r for r, _g, _f in pairs))
+
+
 def http_status(port: int, path: str) -> tuple[int, dict[str, str]]:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
@@ -139,7 +175,8 @@ def met(ok: bool) -> str:
 
 
 def add_wrk_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seconds", type=int, default=10, help="length of each measured wrk run")
+    parser.add_argument("--seconds", type=int, default=4, help="length of each measured wrk window")
+    parser.add_argument("--pairs", type=int, default=5, help="alternated reference/target windows per figure")
     parser.add_argument("--prime-seconds", type=int, default=2, help="length of the discarded run before")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--connections", type=int, default=50)
