@@ -140,7 +140,7 @@ class Service:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = s = settings
-        self.metrics = Metrics(service_version())
+        self.metrics = Metrics(service_version(), s.consumer.freshness_objective_ms / 1000)
         observer = DbObserver(self.metrics)
         self.writer_pool = _pool(s, "writer", s.consumer.workers, s.postgres.statement_timeout_ms)
         self.reader_pool = _pool(s, "reader", s.postgres.pool_max_size, s.http.request_timeout_ms)

@@ -51,6 +51,7 @@ REQUIRED_ALERTS = {
     "ConsumerStopped",
     "ServiceRestarting",
     "ConsumerStuck",
+    "OrdersNotFresh",
 }
 # What the operators asked the dashboard for: (what, a pattern some panel's query must match).
 REQUIRED_QUERIES = [
@@ -61,6 +62,9 @@ REQUIRED_QUERIES = [
     ("batch latency p50", r"histogram_quantile\(0\.5, .*consumer_batch_duration_seconds_bucket"),
     ("batch latency p99", r"histogram_quantile\(0\.99, .*consumer_batch_duration_seconds_bucket"),
     ("message age p99", r"histogram_quantile\(0\.99, .*consumer_message_age_seconds_bucket"),
+    ("freshness p50", r"histogram_quantile\(0\.5, .*consumer_order_freshness_seconds_bucket"),
+    ("freshness p99", r"histogram_quantile\(0\.99, .*consumer_order_freshness_seconds_bucket"),
+    ("freshness objective", r"\bconsumer_freshness_objective_seconds\b"),
     ("HTTP rate by status", r"^sum by \(status\) \(rate\(http_requests_total\[1m\]\)\)$"),
     ("HTTP latency p50 by route", r"histogram_quantile\(0\.5, sum by \(route, le\).*http_request_duration"),
     ("HTTP latency p99 by route", r"histogram_quantile\(0\.99, sum by \(route, le\).*http_request_duration"),
