@@ -133,8 +133,10 @@ class ConsumerLoop:
             self._watch_stuck()
             room = self._flow_control()
             # Messages waiting here (behind a running batch, or for a batch to fill) need the loop
-            # back soon to be dispatched; otherwise the loop may block until the next message.
-            timeout = BUSY_POLL_S if self._lanes.waiting() else IDLE_POLL_S
+            # back soon to be dispatched; otherwise the loop may block until the next message. Paused,
+            # the batch they wait behind is retrying: no hurry for the length of an outage.
+            busy = self._lanes.waiting() and not self._paused
+            timeout = BUSY_POLL_S if busy else IDLE_POLL_S
             if room or self._paused:
                 # Paused, consume() hands out nothing of the paused partitions but keeps the group
                 # membership, the commit answers and the statistics going, budget full or not.
