@@ -7,7 +7,9 @@ right after that commit, so this is "committed and in the cache" within microsec
 the benchmark's, never part of the project's schema.
 
 Orders are offered at R/s by one producer process (the project's CLI, which lingers up to 5 ms, as a
-client would); the first LEAD_IN_SECONDS of it are not measured (see ingest.py).
+client would); the first LEAD_IN_SECONDS of it are not measured. The same-run reference is Kafka
+alone: the same stream, offered the same way to a topic of its own, read by a bare consumer that
+takes each message the moment librdkafka has it - the floor no consumer of this broker can beat.
 """
 
 from __future__ import annotations
@@ -22,7 +24,15 @@ from dataclasses import dataclass
 import psycopg
 from confluent_kafka import Consumer, TopicPartition
 
-from bench.common import BROKERS, CACHE, orders_file, produce, read_orders, start_service, wait_committed
+from bench.common import (
+    BROKERS,
+    CACHE,
+    orders_file,
+    produce,
+    read_orders,
+    start_service,
+    wait_committed,
+)
 from internal.pkg.kafka_offsets import partition_ends
 
 WARMUP_ORDERS = 200  # an unmeasured first round: leaders elected, connections made
@@ -48,11 +58,17 @@ class Freshness:
     p99_ms: float
     max_ms: float
 
-    def line(self) -> str:
-        return (
+    def line(self, reference: Freshness | None = None) -> str:
+        text = (
             f"freshness at {self.rps:,}/s:  p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms, "
             f"max {self.max_ms:.1f} ms ({self.orders:,} orders; Kafka timestamp -> committed)"
         )
+        if reference is not None:
+            text += (
+                f"\n  Kafka alone, same offer:  p50 {reference.p50_ms:.1f} ms, p99 "
+                f"{reference.p99_ms:.1f} ms, max {reference.max_ms:.1f} ms (timestamp -> in a bare consumer)"
+            )
+        return text
 
 
 class VisibilityListener:
@@ -89,20 +105,61 @@ def measure(dsn: str, topic: str, rps: int, seconds: int, port: int) -> Freshnes
         service.wait_event("partitions_assigned")
         produce(orders_file(WARMUP_ORDERS, seed=5), topic)
         wait_committed(topic, group, WARMUP_ORDERS)
-        lead_in = list(read_orders(orders_file(LEAD_IN_SECONDS * rps, seed=6)))
-        measured = list(read_orders(orders_file(seconds * rps, seed=2)))
-        stream = CACHE / f"freshness-stream-{len(lead_in)}-{len(measured)}.jsonl"
-        stream.write_bytes(b"\n".join(lead_in + measured) + b"\n")
-        produce(stream, topic, rps=rps)
-        wait_committed(topic, group, WARMUP_ORDERS + len(lead_in) + len(measured))
+        measured = _offer(topic, rps, seconds)
+        wait_committed(topic, group, WARMUP_ORDERS + (LEAD_IN_SECONDS + seconds) * rps)
     finally:
         service.stop()
         listener.close()
-    uids = {str(json.loads(value)["order_uid"]) for value in measured}
-    sent_at = _message_times(topic)
-    delays = sorted(listener.seen[uid] - sent_at[uid] for uid in uids if uid in listener.seen)
+    return _figures(rps, measured, listener.seen, _message_times(topic))
+
+
+def kafka_alone(topic: str, rps: int, seconds: int) -> Freshness:
+    """The reference: the same offer, read by a bare consumer; the time a message is in our hands."""
+    received: dict[str, float] = {}
+    stop = threading.Event()
+    consumer = Consumer({"bootstrap.servers": BROKERS, "group.id": f"floor-{uuid.uuid4().hex}"})
+    assigned = threading.Event()
+    consumer.subscribe([topic], on_assign=lambda _c, _p: assigned.set())
+
+    def read() -> None:
+        while not stop.is_set():
+            # As the service's loop polls: what is queued, else wait for the first message only.
+            for message in consumer.consume(500, 0) or consumer.consume(1, 0.01):
+                if message.error() is None:
+                    received.setdefault((message.key() or b"").decode(), time.time() * 1000)
+
+    reader = threading.Thread(target=read, name="floor", daemon=True)
+    reader.start()
+    try:
+        if not assigned.wait(60):
+            raise TimeoutError("the reference consumer got no partitions in 60 s")
+        produce(orders_file(WARMUP_ORDERS, seed=5), topic)
+        measured = _offer(topic, rps, seconds)
+        total = WARMUP_ORDERS + (LEAD_IN_SECONDS + seconds) * rps
+        deadline = time.monotonic() + 120
+        while len(received) < total and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        reader.join(5)
+        consumer.close()
+    return _figures(rps, measured, received, _message_times(topic))
+
+
+def _offer(topic: str, rps: int, seconds: int) -> set[str]:
+    """Produce LEAD_IN_SECONDS + seconds of orders at rps; the uids of the measured part."""
+    lead_in = list(read_orders(orders_file(LEAD_IN_SECONDS * rps, seed=6)))
+    measured = list(read_orders(orders_file(seconds * rps, seed=2)))
+    stream = CACHE / f"freshness-stream-{len(lead_in)}-{len(measured)}.jsonl"
+    stream.write_bytes(b"\n".join(lead_in + measured) + b"\n")
+    produce(stream, topic, rps=rps)
+    return {str(json.loads(value)["order_uid"]) for value in measured}
+
+
+def _figures(rps: int, uids: set[str], seen_ms: dict[str, float], sent_ms: dict[str, float]) -> Freshness:
+    delays = sorted(seen_ms[uid] - sent_ms[uid] for uid in uids if uid in seen_ms)
     if len(delays) != len(uids):
-        raise RuntimeError(f"{len(uids) - len(delays)} measured orders were never seen committed")
+        raise RuntimeError(f"{len(uids) - len(delays)} measured orders were never seen")
     return Freshness(
         rps, len(delays), statistics.median(delays), delays[int(len(delays) * 0.99) - 1], delays[-1]
     )

@@ -27,6 +27,7 @@ from bench.common import (
     read_orders,
     say,
     scratch,
+    scratch_topic,
     start_service,
     wait_committed,
 )
@@ -120,8 +121,10 @@ def main() -> None:
         rate = end_to_end_rate(dsn, topic, len(values), str(path), args.port)
     say(f"end-to-end ingest:    {rate:,.0f} orders/s  = {rate / copy:.2f} x raw COPY")
     for rps in (int(r) for r in args.freshness_rates.split(",") if r.strip()):
+        with scratch_topic() as topic:
+            floor = freshness.kafka_alone(topic, rps, args.freshness_seconds)
         with scratch() as (dsn, topic):
-            say(freshness.measure(dsn, topic, rps, args.freshness_seconds, args.port).line())
+            say(freshness.measure(dsn, topic, rps, args.freshness_seconds, args.port).line(floor))
 
 
 if __name__ == "__main__":
