@@ -113,8 +113,8 @@ stop: ## stop what runs in the background: producer, service, Prometheus (Kafka 
 	@scripts/run.sh stop
 	@scripts/prometheus.sh down
 
-logs: ## follow the service log of `make run`
-	tail -f .local/service.log
+logs: ## follow the service log of `make run` / `make up-app`
+	tail -f $${L0_STATE_DIR:-.local}/service.log
 
 clean: ## stop everything, delete .venv, .local, mock.json, dist/ and caches; asks first from a terminal (YES=1 does not)
 	@if [[ -t 0 && "$(YES)" != 1 ]]; then \
