@@ -8,7 +8,7 @@
   is a section of docs/runbook.md;
 * ``promtool check rules`` accepts the rules and ``promtool test rules`` runs their unit tests
   (configs/prometheus/alerts_test.yml). promtool comes from Debian's ``prometheus`` package through
-  scripts/install-promtool.sh, which the fixture runs when promtool is missing.
+  scripts/install-prometheus.sh, which the fixture runs when promtool is missing.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ ALERTS = ROOT / "configs" / "prometheus" / "alerts.yml"
 ALERT_TESTS = ROOT / "configs" / "prometheus" / "alerts_test.yml"
 RUNBOOK = ROOT / "docs" / "runbook.md"
 METRICS_DOC = ROOT / "docs" / "metrics.md"
-INSTALL_PROMTOOL = ROOT / "scripts" / "install-promtool.sh"
+INSTALL_PROMETHEUS = ROOT / "scripts" / "install-prometheus.sh"
 
 HISTOGRAM_SERIES = ("_bucket", "_sum", "_count")
 PROMETHEUS_SERIES = {"up"}  # made by Prometheus for every scrape target
@@ -150,11 +150,11 @@ def promtool() -> str:
     if found is None:
         # Idempotent and quick when present; as root on Debian it installs the `prometheus` package.
         install = subprocess.run(
-            [str(INSTALL_PROMTOOL)], capture_output=True, text=True, timeout=900, check=False
+            [str(INSTALL_PROMETHEUS)], capture_output=True, text=True, timeout=900, check=False
         )
         found = shutil.which("promtool")
         if found is None:
-            pytest.fail(f"promtool is missing and {INSTALL_PROMTOOL.name} failed: {install.stderr.strip()}")
+            pytest.fail(f"promtool is missing and {INSTALL_PROMETHEUS.name} failed: {install.stderr.strip()}")
     return found
 
 
