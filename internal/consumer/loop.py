@@ -51,6 +51,11 @@ STUCK_CHECK_S = 1.0  # how often, at most, the stuck detector looks (a few local
 # bound only paces commits, the stuck check and stop().
 BUSY_POLL_S = 0.001
 IDLE_POLL_S = 0.01
+# Async commits at most this often: with batches that form by themselves, hundreds finish a second at
+# everyday rates, and a commit request each would cost the broker and librdkafka more than the writes.
+# A later commit only means more redelivery after a crash, which the idempotent writer absorbs; stops
+# and revokes commit synchronously at once.
+COMMIT_EVERY_S = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +102,7 @@ class ConsumerLoop:
         self._paused = False
         self._room = True
         self._backlog = False
+        self._next_commit = 0.0
 
     # ---- life cycle -------------------------------------------------------------------------
     def stop(self) -> None:
@@ -129,7 +135,7 @@ class ConsumerLoop:
         while not self._stopping:
             self._state.beat()
             self._collect_finished()
-            self._commit()
+            self._commit_now_and_then()
             self._watch_stuck()
             room = self._flow_control()
             # Messages waiting here (behind a running batch, or for a batch to fill) need the loop
@@ -267,6 +273,12 @@ class ConsumerLoop:
         except Exception:  # metrics must never hold back consumption
             log.exception("report_failed")
         self._storm.observe(report.outcomes)
+
+    def _commit_now_and_then(self) -> None:
+        now = self._clock()
+        if now >= self._next_commit:
+            self._next_commit = now + COMMIT_EVERY_S
+            self._commit()
 
     def _commit(self, synchronous: bool = False, only: set[tuple[str, int]] | None = None) -> None:
         positions = self._tracker.to_commit(only)
