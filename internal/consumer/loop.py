@@ -138,21 +138,21 @@ class ConsumerLoop:
             self._commit_now_and_then()
             self._watch_stuck()
             room = self._flow_control()
-            # Messages waiting here (behind a running batch, or for a batch to fill) need the loop
-            # back soon to be dispatched; otherwise the loop may block until the next message. Paused,
-            # the batch they wait behind is retrying: no hurry for the length of an outage.
-            busy = self._lanes.waiting() and not self._paused
-            timeout = BUSY_POLL_S if busy else IDLE_POLL_S
             if room or self._paused:
+                # Messages waiting here (behind a running batch, or for a batch to fill) need the
+                # loop back soon to be dispatched; otherwise it may block until the next message.
+                # Paused, the batch they wait behind is retrying: no hurry for an outage's length.
                 # Paused, consume() hands out nothing of the paused partitions but keeps the group
                 # membership, the commit answers and the statistics going, budget full or not.
+                busy = self._lanes.waiting() and not self._paused
                 now = self._clock()
-                for message in self._poll(timeout):
+                for message in self._poll(BUSY_POLL_S if busy else IDLE_POLL_S):
                     self._accept(message, now)
             else:
-                # Full: wait for a batch to finish instead of pausing. Pausing would make librdkafka
-                # drop its prefetched messages and fetch them again on resume (measured: -15 % rate).
-                self._progress.wait(timeout)
+                # Full: wait for a batch to finish instead of pausing (a finishing batch sets the
+                # event at once). Pausing would make librdkafka drop its prefetched messages and
+                # fetch them again on resume (measured: -15 % rate).
+                self._progress.wait(IDLE_POLL_S)
             self._progress.clear()
             self._dispatch()
 
