@@ -177,7 +177,12 @@ class Service:
             outage=self.state,
             policy=ProcessingPolicy(
                 validation=ValidationPolicy(
-                    c.max_message_bytes, c.cross_field_checks, c.max_future_skew_seconds
+                    max_message_bytes=c.max_message_bytes,
+                    cross_field_checks=c.cross_field_checks,
+                    max_future_skew_seconds=c.max_future_skew_seconds,
+                    plausibility_checks=c.plausibility_checks,
+                    payment_max_before_s=c.payment_max_before_s,
+                    payment_max_after_s=c.payment_max_after_s,
                 ),
                 backoff=Backoff(c.retry_initial_ms / 1000, c.retry_max_ms / 1000),
                 max_attempts=c.max_attempts,

@@ -161,6 +161,17 @@ class ConsumerSettings:
     max_future_skew_seconds: int = setting(
         300, "how far date_created may lie in the future (clock skew)", at_least(0)
     )
+    plausibility_checks: bool = setting(
+        True,
+        "check that payment.payment_dt is Unix seconds near date_created (the window below); "
+        "false accepts any positive payment_dt, e.g. for historic data",
+    )
+    payment_max_before_s: int = setting(
+        86400, "payment_dt may lie at most this many seconds before date_created (1 day)", at_least(0)
+    )
+    payment_max_after_s: int = setting(
+        2592000, "payment_dt may lie at most this many seconds after date_created (30 days)", at_least(0)
+    )
     retry_initial_ms: int = setting(
         100, "first backoff after a transient error (doubles up to retry_max_ms, with jitter)", at_least(1)
     )
