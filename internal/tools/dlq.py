@@ -20,24 +20,30 @@ from typing import NoReturn
 
 from internal.config import ConfigError, load_settings
 from internal.consumer.letters import H_ERROR
+from internal.tools.dlq_display import hex_preview, parse_json, printable, shorten, show_bytes
 from internal.tools.dlq_letters import (
     DLQ_PREFIX,
     REASONS,
     Letter,
     Selection,
     ToolError,
-    hex_preview,
     open_letters,
-    printable,
     read_letter,
-    shorten,
-    show_bytes,
 )
 from internal.tools.dlq_replay import open_producer, replay
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 ERROR_WIDTH = 100
 TEXT_PREVIEW = 2000
+# Bounds of what one letter may print, whatever it holds: a list row stays one line of a few hundred
+# characters; show prints at most this many headers, value lines and error characters (a forged
+# letter can carry 10,000 headers, a 16 MB value or a megabyte of error).
+CELL_WIDTH = 40
+SHOWN_HEADERS = 100
+HEADER_WIDTH = 500
+VALUE_LINES = 400
+LINE_WIDTH = 300
+ERROR_CHARS = 20_000
 LIST_HEADER = (
     f"{'DLQ-OFFSET':>10}  {'REASON':<16}  {'PART':>4}  {'OFFSET':>8}  {'ORDER_UID':<20}  "
     f"{'FAILED-AT':<24}  ERROR"
@@ -67,7 +73,7 @@ def _list(args: argparse.Namespace) -> int:
     print("--")
     for reason in [*REASONS, *sorted(set(counts) - set(REASONS))]:
         if counts[reason]:
-            print(f"{reason:<16}  {counts[reason]:>6}")
+            print(f"{shorten(printable(reason), CELL_WIDTH):<16}  {counts[reason]:>6}")
     print(f"{'total':<16}  {total:>6}  ({total - repeats} distinct original messages)")
     if stubs:
         print(f"{stubs} of them are stub letters ([stub] above): the original did not fit; see l0-dlq show")
@@ -84,10 +90,14 @@ def _row(letter: Letter) -> str:
     error = printable(letter.error)
     if letter.truncated:
         error = f"[stub of {cell(letter.original_size)} bytes] {error}"
+
+    def text(value: str) -> str:
+        return shorten(printable(value), CELL_WIDTH)
+
     return (
-        f"{letter.offset:>10}  {printable(letter.reason):<16}  {cell(letter.original_partition):>4}  "
-        f"{cell(letter.original_offset):>8}  {printable(uid) if uid is not None else '-':<20}  "
-        f"{printable(letter.failed_at):<24}  {shorten(error, ERROR_WIDTH)}"
+        f"{letter.offset:>10}  {text(letter.reason):<16}  {cell(letter.original_partition):>4}  "
+        f"{cell(letter.original_offset):>8}  {text(uid) if uid is not None else '-':<20}  "
+        f"{text(letter.failed_at):<24}  {shorten(error, ERROR_WIDTH)}"
     )
 
 
@@ -99,15 +109,21 @@ def _show(args: argparse.Namespace) -> int:
         print(*_stub_lines(letter), sep="\n")
     print("headers:")
     ordered = sorted(letter.headers, key=lambda h: not h[0].startswith(DLQ_PREFIX))  # stable: keeps order
-    for name, value in ordered:
+    for name, value in ordered[:SHOWN_HEADERS]:
         size = len(value or b"")
-        shown = f"({size} bytes, see error below)" if name == H_ERROR else show_bytes(value, 10**6)
-        print(f"  {printable(name)}: {shown}")
+        shown = f"({size} bytes, see error below)" if name == H_ERROR else show_bytes(value, HEADER_WIDTH)
+        print(f"  {shorten(printable(name), CELL_WIDTH * 2)}: {shown}")
+    if len(ordered) > SHOWN_HEADERS:
+        hidden = len(ordered) - SHOWN_HEADERS
+        print(f"  ... {hidden} more headers ({len(ordered)} in all; the first {SHOWN_HEADERS} shown)")
     print(f"key: {show_bytes(letter.key)}")
     print(*_value_lines(letter.value), sep="\n")
     print("error:")
-    for line in (letter.error or "(none)").splitlines():
-        print(f"  {printable(line)}")
+    error = letter.error or "(none)"
+    for line in error[:ERROR_CHARS].splitlines()[:VALUE_LINES]:
+        print(f"  {shorten(printable(line), LINE_WIDTH)}")
+    if len(error) > ERROR_CHARS:
+        print(f"  ... ({len(error)} characters, the first {ERROR_CHARS} shown)")
     return EXIT_OK
 
 
@@ -134,13 +150,15 @@ def _value_lines(value: bytes | None) -> list[str]:
         text = value.decode("utf-8")
     except UnicodeDecodeError:
         return [f"value: {len(value)} bytes, not UTF-8; first bytes in hex:", f"  {hex_preview(value)}"]
-    try:
-        doc = json.loads(text)
-    except ValueError as exc:
+    doc = parse_json(value)
+    if doc is None and text.strip() != "null":
         more = f" (first {TEXT_PREVIEW} characters)" if len(text) > TEXT_PREVIEW else ""
-        return [f"value: {len(value)} bytes, not JSON ({exc}){more}:", f"  {printable(text[:TEXT_PREVIEW])}"]
-    pretty = json.dumps(doc, indent=2, ensure_ascii=False)
-    return [f"value: {len(value)} bytes, JSON:", *(printable(line) for line in pretty.splitlines())]
+        return [f"value: {len(value)} bytes, not JSON{more}:", f"  {printable(text[:TEXT_PREVIEW])}"]
+    lines = json.dumps(doc, indent=2, ensure_ascii=False).splitlines()
+    shown = [shorten(printable(line), LINE_WIDTH) for line in lines[:VALUE_LINES]]
+    if len(lines) > VALUE_LINES:
+        shown.append(f"... {len(lines) - VALUE_LINES} more lines (l0-dlq shows the first {VALUE_LINES})")
+    return [f"value: {len(value)} bytes, JSON:", *shown]
 
 
 def _replay(args: argparse.Namespace) -> int:

@@ -18,7 +18,8 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from internal.domain.reasons import DeadLetterReason
 from internal.pkg.kafka_produce import ProduceError, failure_text, produce
-from internal.tools.dlq_letters import Letter, Selection, ToolError, check_topic, printable, quiet
+from internal.tools.dlq_display import printable
+from internal.tools.dlq_letters import Letter, Selection, ToolError, check_topic, quiet
 
 H_REPLAY_COUNT = "dlq.replay.count"
 REPLAY_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
