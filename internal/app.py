@@ -28,6 +28,7 @@ from internal.api.app import create_api
 from internal.cache.lru import OrderCache
 from internal.cache.warmup import warm_up
 from internal.config import ConfigError, Settings, load_settings
+from internal.config.show import describe, secret_values
 from internal.consumer.commits import CommitConfirmations
 from internal.consumer.dlq import KafkaDeadLetterSink
 from internal.consumer.lanes import BatchLimits
@@ -41,7 +42,7 @@ from internal.domain.validation import ValidationPolicy
 from internal.pkg.backoff import Backoff
 from internal.pkg.health import Health
 from internal.pkg.kafka_topics import TopicSpec, ensure_topics, topic_setting
-from internal.pkg.logging import configure_logging
+from internal.pkg.logging import configure_logging, redactor
 from internal.pkg.metrics import Metrics
 from internal.pkg.paths import templates_dir
 from internal.store import migrations
@@ -415,12 +416,14 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"config: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log.level, settings.log.format)
+    secrets = secret_values(settings)
+    configure_logging(settings.log.level, settings.log.format, secrets)
     try:
         return _command(args.command, settings)
     except (psycopg.OperationalError, KafkaException) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(
-            f"l0-service {args.command}: cannot reach a dependency: {str(exc).splitlines()[0]}",
+            f"l0-service {args.command}: cannot reach a dependency: {redactor(secrets)(first)}",
             file=sys.stderr,
         )
         return 1
@@ -440,5 +443,5 @@ def _command(command: str, settings: Settings) -> int:
         ensure_topics(k.brokers, topic_specs(settings))
         print(f"topics ready: {k.topic} ({k.topic_partitions} partitions), {settings.dlq_topic}")
     elif command == "check-config":
-        print(f"config ok: {settings}")
+        print("config ok:", *describe(settings), sep="\n  ")  # secrets masked: it goes into tickets
     return 0

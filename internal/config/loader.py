@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from internal.config.settings import Settings
+from internal.config.settings import Settings, secret_of
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
@@ -59,7 +59,7 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
             problem = check(value) if check else None
             if problem:
                 source = f"env {name}" if name in env else (str(path) if item.name in values else "default")
-                shown = "" if item.name == "dsn" else f" (got {value!r})"  # a DSN may hold a password
+                shown = "" if secret_of(item) else f" (got {value!r})"  # never a secret
                 raise ConfigError(key, f"{problem}{shown}", source)
         if raw_section:
             unknown = sorted(raw_section)[0]
