@@ -105,10 +105,7 @@ class PostgresOrderWriter:
             first.setdefault(record.uid, record)  # a later copy in this batch compares to the first
         inserted = insert_new(cur, list(first.values()))
         skipped = [uid for uid in first if uid not in inserted]
-        stored: dict[str, bytes] = {}
-        if skipped:
-            cur.execute(STORED_HASHES, (skipped,))
-            stored = {str(uid): _as_bytes(digest) for uid, digest in cur.fetchall()}
+        stored = stored_hashes(cur, skipped) if skipped else {}
         results: list[WriteResult] = []
         for record in records:
             if first[record.uid] is record and record.uid in inserted:
@@ -128,6 +125,13 @@ def insert_new(cur: psycopg.Cursor[tuple[object, ...]], records: Sequence[OrderR
     orders = Jsonb(b"[" + b",".join(r.json for r in records) + b"]", dumps=_already_json)
     cur.execute(INSERT_BATCH, {"orders": orders, "hashes": b"".join(r.content_hash for r in records)})
     return {str(row[0]) for row in cur.fetchall()}
+
+
+def stored_hashes(cur: psycopg.Cursor[tuple[object, ...]], uids: Sequence[str]) -> dict[str, bytes]:
+    """The content hashes of those of ``uids`` that are stored (the writer's conflict check, and the
+    DLQ tool's "already stored" check before a replay)."""
+    cur.execute(STORED_HASHES, (list(uids),))
+    return {str(uid): _as_bytes(digest) for uid, digest in cur.fetchall()}
 
 
 def _already_json(document: bytes) -> bytes:

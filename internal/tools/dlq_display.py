@@ -7,7 +7,13 @@ recursion limit. These helpers turn any of it into one safe, bounded line (or No
 
 from __future__ import annotations
 
+import json
+
 from pydantic_core import from_json
+
+TEXT_PREVIEW = 2000  # characters of a value that is text but not JSON
+VALUE_LINES = 400  # lines of an indented JSON value (and of an error) that show prints at most
+LINE_WIDTH = 300  # characters of one such line
 
 
 def parse_json(value: bytes | None) -> object:
@@ -46,3 +52,22 @@ def show_bytes(data: bytes | None, limit: int = 200) -> str:
 def hex_preview(data: bytes, count: int = 64) -> str:
     """The first ``count`` bytes in hex, "..." when there are more."""
     return data[:count].hex(" ") + (" ..." if len(data) > count else "")
+
+
+def value_lines(value: bytes | None) -> list[str]:
+    """Pretty JSON when the value parses; else an escaped text preview or a hex preview."""
+    if value is None:
+        return ["value: (none)"]
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        return [f"value: {len(value)} bytes, not UTF-8; first bytes in hex:", f"  {hex_preview(value)}"]
+    doc = parse_json(value)
+    if doc is None and text.strip() != "null":
+        more = f" (first {TEXT_PREVIEW} characters)" if len(text) > TEXT_PREVIEW else ""
+        return [f"value: {len(value)} bytes, not JSON{more}:", f"  {printable(text[:TEXT_PREVIEW])}"]
+    lines = json.dumps(doc, indent=2, ensure_ascii=False).splitlines()
+    shown = [shorten(printable(line), LINE_WIDTH) for line in lines[:VALUE_LINES]]
+    if len(lines) > VALUE_LINES:
+        shown.append(f"... {len(lines) - VALUE_LINES} more lines (l0-dlq shows the first {VALUE_LINES})")
+    return [f"value: {len(value)} bytes, JSON:", *shown]
