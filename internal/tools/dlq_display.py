@@ -65,7 +65,8 @@ def value_lines(value: bytes | None) -> list[str]:
     doc = parse_json(value)
     if doc is None and text.strip() != "null":
         more = f" (first {TEXT_PREVIEW} characters)" if len(text) > TEXT_PREVIEW else ""
-        return [f"value: {len(value)} bytes, not JSON{more}:", f"  {printable(text[:TEXT_PREVIEW])}"]
+        preview = shorten(printable(text[:TEXT_PREVIEW]), TEXT_PREVIEW)  # escaping can make it longer
+        return [f"value: {len(value)} bytes, not JSON{more}:", f"  {preview}"]
     lines = json.dumps(doc, indent=2, ensure_ascii=False).splitlines()
     shown = [shorten(printable(line), LINE_WIDTH) for line in lines[:VALUE_LINES]]
     if len(lines) > VALUE_LINES:

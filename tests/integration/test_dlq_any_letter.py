@@ -74,7 +74,7 @@ ANY_LETTER = settings(
     ],
 )
 ROW = re.compile(r"^ *(\d+)  ")
-MAX_LINE = 1000  # the widest a list row or a show line gets: cells are cut, long text is shortened
+MAX_LINE = 2100  # the widest a list row or a show line gets (a text preview: 2000): everything is cut
 
 
 def produce(

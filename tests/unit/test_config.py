@@ -114,6 +114,9 @@ def test_check_config_masks_the_dsn_password(dsn: str, capsys: pytest.CaptureFix
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("POSTGRES_DSN", dsn)
         patch.setenv("CONFIG_FILE", "")
+        # Logging would be bound to this test's captured stdout, closed after it: later tests' loggers
+        # would write to a closed file.
+        patch.setattr("internal.app.configure_logging", lambda *_args, **_kw: None)
         assert main(["check-config"]) == 0
     out = capsys.readouterr().out
     assert PASSWORD not in out
