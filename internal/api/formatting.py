@@ -1,5 +1,6 @@
 """Formatting helpers of the HTML pages. None of them raises: a value it cannot format is shown as it
-is (an order whose ``payment_dt`` is in milliseconds is valid, and its page must still answer 200)."""
+is (an order whose ``payment_dt`` is in milliseconds is valid with consumer.plausibility_checks off, or
+was stored before the rule, and its page must still answer 200)."""
 
 from __future__ import annotations
 
