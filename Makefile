@@ -1,4 +1,7 @@
 # L0 order service - the two commands that matter on a fresh machine: `make run` and `make test`.
+# The original Go service's targets (gen, up-kafka, up-psql, migrate, up-prod, up-app, up-metric, run-all,
+# clean, loc-build, loc-runs, loc-runp, test) do here what its README says, on the local stack without
+# Docker; README.md maps each one. They reuse scripts/kafka.sh, postgres.sh, run.sh and prometheus.sh.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -6,12 +9,20 @@ VENV      := .venv
 PY        := $(VENV)/bin/python
 STAMP     := $(VENV)/.installed
 # The newest Python >= 3.11 on the machine (pyproject requires 3.11+).
-PYTHON    ?= $(shell for p in python3.13 python3.12 python3.11 python3; do command -v $$p >/dev/null && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' && { echo $$p; break; }; done)
-HTTP_PORT ?= 8080
+PYTHON    ?= $(shell for p in python3.13 python3.12 python3.11 python3; do command -v $$p >/dev/null && $$p 2>/dev/null -c 'import sys; sys.exit(sys.version_info < (3, 11))' && { echo $$p; break; }; done)
 ORDERS    ?= 3600
+# The orders file of gen, up-prod, loc-runp and run (the original's mock.json).
+MOCK      ?= mock.json
+# Messages per second of up-prod (as the compose producer's PRODUCER_RPS; loc-runp keeps the producer's own 1).
+PRODUCER_RPS ?= 100
+# Where loc-build puts the wheel.
+DIST      ?= dist
+# What `make clean` deletes.
+CLEAN_PATHS := $(VENV) .local $(MOCK) .mypy_cache .ruff_cache .pytest_cache test-artifacts *.egg-info build $(DIST)
 PYTEST_ARGS ?=
 
 .PHONY: bench bench-http bench-ingest bench-search browser chaos config-example help venv infra-up infra-down infra-status migrate topics lint fmt test test-unit run stop logs gen clean
+.PHONY: up-kafka up-psql up-prod up-app up-metric run-all loc-build loc-runs loc-runp
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -24,8 +35,12 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	@touch $@
 
-infra-up: ## start Kafka (KRaft, from the official jars) and PostgreSQL; a no-op when they run
+infra-up: up-kafka up-psql ## start Kafka (KRaft, from the official jars) and PostgreSQL; a no-op when they run
+
+up-kafka: ## start Kafka on 127.0.0.1:9092 (scripts/kafka.sh up); a no-op when it runs
 	@scripts/kafka.sh up
+
+up-psql: ## start PostgreSQL and create its role and database (scripts/postgres.sh up); a no-op when it runs
 	@scripts/postgres.sh up
 
 infra-down: ## stop Kafka and PostgreSQL (data is kept)
@@ -53,9 +68,9 @@ fmt: venv ## format the code
 test-unit: venv ## unit tests only (no Kafka or PostgreSQL needed)
 	$(VENV)/bin/pytest tests/unit -q $(PYTEST_ARGS)
 
-browser: ## headless Chromium for the browser UI tests, promtool for the alert-rule tests (Debian packages)
+browser: ## Debian's Chromium (browser UI tests) and Prometheus with promtool (alert-rule and live monitoring tests)
 	@scripts/install-browser.sh
-	@scripts/install-promtool.sh
+	@scripts/install-prometheus.sh
 
 test: venv infra-up lint browser ## install, start the stack, lint, run the whole suite (chaos aside)
 	$(VENV)/bin/pytest -q -m "not chaos" $(PYTEST_ARGS)
@@ -63,28 +78,60 @@ test: venv infra-up lint browser ## install, start the stack, lint, run the whol
 chaos: venv infra-up ## fault scenarios: 10 SIGKILLs in 100k orders, 60 s database outage, broker restart, locked table, poison messages
 	$(VENV)/bin/pytest -q -s -m chaos tests/chaos $(PYTEST_ARGS)
 
-gen: ## generate mock.json ($(ORDERS) orders, 10% invalid)
-	$(PYTHON) gen_orders.py -n $(ORDERS) --invalid-rate 0.1 -o mock.json
+gen: ## generate mock.json (MOCK=...), 3600 orders (ORDERS=...), 10% invalid
+	$(PYTHON) gen_orders.py -n $(ORDERS) --invalid-rate 0.1 -o $(MOCK)
 
 run: venv infra-up ## start everything, replay mock.json, print the UI address
-	@HTTP_PORT=$(HTTP_PORT) ORDERS=$(ORDERS) scripts/run.sh
+	@ORDERS=$(ORDERS) MOCK=$(MOCK) scripts/run.sh
 
-stop: ## stop the service started by `make run` (the stack keeps running: make infra-down)
+up-prod: venv up-kafka ## replay mock.json into the service's topic in the background, 100/s (PRODUCER_RPS=...; log .local/producer.log)
+	@MOCK=$(MOCK) scripts/run.sh replay $(PRODUCER_RPS)
+
+up-app: venv infra-up ## start the service in the background and wait until it is ready (log .local/service.log)
+	@scripts/run.sh service
+
+up-metric: venv ## start Prometheus on 127.0.0.1:9090 scraping the service, with the alert rules (data .local/prometheus)
+	@scripts/prometheus.sh up
+	@echo "Prometheus: $$(scripts/prometheus.sh url) - Grafana is not packaged for Debian, so it is not started here; the compose stack runs it (docs/docker.md)"
+
+run-all: gen up-kafka up-psql migrate up-prod up-app up-metric ## the original's sequence: gen, up-kafka, up-psql, migrate, up-prod, up-app, up-metric; prints every URL
+	@scripts/run.sh urls
+
+loc-build: venv ## build the wheel into dist/ (DIST=...) and check that its entry points import from it and answer --help
+	@rm -rf build $(DIST)/l0_orders-*.whl
+	$(PY) -m pip wheel --quiet --no-deps -w $(DIST) .
+	@rm -rf build
+	$(PY) -m internal.tools.wheel_check $(DIST)/l0_orders-*.whl
+
+loc-runs: venv infra-up ## run the service in the foreground (Ctrl-C stops it cleanly)
+	$(PY) cmd/service.py serve
+
+loc-runp: venv up-kafka ## run the producer in the background with the original's default flags (-file mock.json -rps 1)
+	@scripts/run.sh producer -file $(MOCK)
+
+stop: ## stop what runs in the background: producer, service, Prometheus (Kafka and PostgreSQL: make infra-down)
 	@scripts/run.sh stop
+	@scripts/prometheus.sh down
 
-logs: ## follow the service log of `make run`
-	tail -f .local/service.log
+logs: ## follow the service log of `make run` / `make up-app`
+	tail -f $${L0_STATE_DIR:-.local}/service.log
 
-clean: ## stop everything and remove the venv, local data and generated files
-	-@scripts/run.sh stop
-	-@scripts/kafka.sh down
-	-@scripts/postgres.sh down
-	rm -rf $(VENV) .local mock.json .mypy_cache .ruff_cache .pytest_cache test-artifacts *.egg-info
+clean: ## stop everything, delete .venv, .local, mock.json, dist/ and caches; asks first from a terminal (YES=1 does not)
+	@if [[ -t 0 && "$(YES)" != 1 ]]; then \
+	  read -r -p "make clean: stop the service, producer, Prometheus, Kafka and PostgreSQL, and delete $(CLEAN_PATHS)? [y/N] " answer; \
+	  if [[ $$answer != [yY]* ]]; then echo "make clean: nothing stopped, nothing deleted"; exit 0; fi; \
+	fi; \
+	scripts/run.sh stop || true; \
+	scripts/prometheus.sh down || true; \
+	scripts/kafka.sh down || true; \
+	scripts/postgres.sh down || true; \
+	rm -rf $(CLEAN_PATHS); \
+	echo "make clean: deleted $(CLEAN_PATHS)"
 
 config-example: venv ## regenerate config.yaml.example from internal/config/settings.py
 	$(PY) -m internal.config.example > config.yaml.example
 
-bench-ingest: venv infra-up ## ingest rate vs raw COPY of the same orders, and latency at 1k/s
+bench-ingest: venv infra-up ## ingest rate with a backlog vs raw COPY of the same orders; freshness at 1k/s and 5k/s offered
 	$(PY) -m bench.ingest
 
 bench: venv infra-up ## every benchmark; writes the figures into docs/performance.md (about 15 minutes)

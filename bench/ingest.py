@@ -1,52 +1,40 @@
-"""make bench-ingest: end-to-end ingest rate next to the raw COPY rate of the same orders, and
-message-to-row latency at a fixed offered rate.
+"""make bench-ingest: end-to-end ingest rate with a backlog next to the raw COPY rate of the same
+orders, and freshness at everyday offered rates.
 
 1. Raw COPY reference: the same orders, already decoded, written with the writer's COPY statements
    in transactions of 500 on one connection - the database's own ceiling for this schema.
-2. End to end: N orders are in the topic before the service starts; the rate is N divided by the
-   time from the partitions being assigned (first poll) to the last offset committed.
-3. Latency: after an unmeasured round of 200 orders, orders offered at R/s to a running service
-   by one producer process, whose first 2 s are a lead-in left out of the figures; per measured
-   order, the row's created_at (the writing transaction's start) minus the Kafka message
-   timestamp; p50 and p99.
+2. End to end (a backlog): N orders are in the topic before the service starts; the rate is N
+   divided by the time from the partitions being assigned (first poll) to the last offset committed.
+3. Freshness at 1,000 and 5,000 orders/s offered (bench/freshness.py): per order, from its Kafka
+   timestamp to its transaction's commit, seen from outside; p50, p99 and max after a lead-in.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 import time
 import uuid
 from datetime import datetime
 from time import perf_counter
 
 import psycopg
-from confluent_kafka import Consumer, TopicPartition
 
+from bench import freshness
 from bench.common import (
-    BROKERS,
-    CACHE,
     machine,
     orders_file,
     produce,
     read_orders,
     say,
     scratch,
+    scratch_topic,
     start_service,
     wait_committed,
 )
 from internal.domain.order import Order
 from internal.domain.records import OrderRecord
-from internal.pkg.kafka_offsets import partition_ends
 
 BATCH = 500
-WARMUP_ORDERS = 200  # the latency run's unmeasured first round
-# The first seconds of the latency run's producer, not measured. A new idempotent producer sometimes
-# waits ~0.5-0.7 s before its first delivery (its producer id), and the message timestamps, taken
-# when each message is handed to it, count that wait: the p99 of a 10 s run was then 0.5 s whatever
-# the service did (with the broker's LogAppendTime instead, the stall at the start was gone).
-LEAD_IN_SECONDS = 2
 # The scalar fields of each part in the schema's column names (the reference writes them row by row).
 ORDER_COLUMNS = (
     "order_uid", "track_number", "entry", "locale", "internal_signature", "customer_id",
@@ -116,54 +104,13 @@ def end_to_end_rate(dsn: str, topic: str, n: int, path_n: str, port: int) -> flo
         service.stop()
 
 
-def latency(dsn: str, topic: str, n: int, rps: int, port: int) -> tuple[float, float]:
-    group = f"bench-{uuid.uuid4().hex[:8]}"
-    service = start_service(dsn, topic, port, group)
-    try:
-        # Offer load only once the partitions are assigned: messages sent before would wait for the
-        # group to form, and that wait (the first ~0.5 s of a 10 s run) would be the p99.
-        service.wait_event("partitions_assigned")
-        # A small unmeasured round first: a topic created a moment ago may still be electing its
-        # leaders, and the first connections (producer, broker, database) are made here, not in
-        # the measured run.
-        produce(orders_file(WARMUP_ORDERS, seed=5), topic)
-        wait_committed(topic, group, WARMUP_ORDERS)
-        lead_in = list(read_orders(orders_file(LEAD_IN_SECONDS * rps, seed=6)))
-        measured = list(read_orders(orders_file(n, seed=2)))
-        stream = CACHE / f"latency-stream-{len(lead_in)}-{n}.jsonl"
-        stream.write_bytes(b"\n".join(lead_in + measured) + b"\n")
-        produce(stream, topic, rps=rps)
-        wait_committed(topic, group, WARMUP_ORDERS + len(lead_in) + n)
-    finally:
-        service.stop()
-    uids = {str(json.loads(value)["order_uid"]) for value in measured}
-    sent_at = _message_times(topic)
-    with psycopg.connect(dsn) as conn:
-        rows = conn.execute("SELECT order_uid, extract(epoch FROM created_at) * 1000 FROM orders").fetchall()
-    delays = sorted(float(created) - sent_at[uid] for uid, created in rows if uid in uids)
-    return statistics.median(delays), delays[int(len(delays) * 0.99) - 1]
-
-
-def _message_times(topic: str) -> dict[str, float]:
-    ends = partition_ends(BROKERS, topic)
-    consumer = Consumer({"bootstrap.servers": BROKERS, "group.id": f"read-{uuid.uuid4().hex}"})
-    consumer.assign([TopicPartition(topic, p, 0) for p in ends])
-    times: dict[str, float] = {}
-    seen = 0
-    while seen < sum(ends.values()):
-        for message in consumer.consume(1000, 1.0):
-            if message.error() is None:
-                seen += 1
-                times[(message.key() or b"").decode()] = float(message.timestamp()[1])
-    consumer.close()
-    return times
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("-n", type=int, default=100_000, help="orders for the rate run")
-    parser.add_argument("--latency-orders", type=int, default=10_000)
-    parser.add_argument("--latency-rps", type=int, default=1000)
+    parser.add_argument(
+        "--freshness-rates", default="1000,5000", help="offered rates (orders/s), comma-separated; '' = none"
+    )
+    parser.add_argument("--freshness-seconds", type=int, default=10, help="measured seconds per rate")
     parser.add_argument("--port", type=int, default=18080)
     args = parser.parse_args()
 
@@ -177,9 +124,11 @@ def main() -> None:
         produce(path, topic)
         rate = end_to_end_rate(dsn, topic, len(values), str(path), args.port)
     say(f"end-to-end ingest:    {rate:,.0f} orders/s  = {rate / copy:.2f} x raw COPY")
-    with scratch() as (dsn, topic):
-        p50, p99 = latency(dsn, topic, args.latency_orders, args.latency_rps, args.port)
-    say(f"latency at {args.latency_rps}/s:     p50 {p50:.0f} ms, p99 {p99:.0f} ms (message timestamp -> row)")
+    for rps in (int(r) for r in args.freshness_rates.split(",") if r.strip()):
+        with scratch_topic() as topic:
+            floor = freshness.kafka_alone(topic, rps, args.freshness_seconds)
+        with scratch() as (dsn, topic):
+            say(freshness.measure(dsn, topic, rps, args.freshness_seconds, args.port).line(floor))
 
 
 if __name__ == "__main__":

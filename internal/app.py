@@ -15,7 +15,6 @@ import threading
 import time
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
@@ -27,7 +26,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from internal.api.app import create_api
 from internal.cache.lru import OrderCache
 from internal.cache.warmup import warm_up
-from internal.config import ConfigError, Settings, load_settings
+from internal.config import ConfigError, Settings, config_path, load_settings
 from internal.config.show import describe, secret_values
 from internal.consumer.commits import CommitConfirmations
 from internal.consumer.dlq import KafkaDeadLetterSink
@@ -141,7 +140,7 @@ class Service:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = s = settings
-        self.metrics = Metrics(service_version())
+        self.metrics = Metrics(service_version(), s.consumer.freshness_objective_ms / 1000)
         observer = DbObserver(self.metrics)
         self.writer_pool = _pool(s, "writer", s.consumer.workers, s.postgres.statement_timeout_ms)
         self.reader_pool = _pool(s, "reader", s.postgres.pool_max_size, s.http.request_timeout_ms)
@@ -387,16 +386,6 @@ def _threads_that_block_exit() -> list[threading.Thread]:
     ]
 
 
-def _settings_path(arg: str | None) -> Path | None:
-    if arg:
-        return Path(arg)
-    if "CONFIG_FILE" in os.environ:  # set but empty means "no file, defaults and environment only"
-        env = os.environ["CONFIG_FILE"]
-        return Path(env) if env else None
-    default = Path("config.yaml")
-    return default if default.exists() else None
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="l0-service", description="The L0 order service.")
     parser.add_argument(
@@ -412,9 +401,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        settings = load_settings(_settings_path(args.config))
+        settings = load_settings(config_path(args.config))
     except ConfigError as exc:
-        print(f"config: {exc}", file=sys.stderr)
+        print("\n".join(exc.lines()), file=sys.stderr)
         return 2
     secrets = secret_values(settings)
     configure_logging(settings.log.level, settings.log.format, secrets)

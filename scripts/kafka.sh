@@ -31,12 +31,9 @@ java_bin() {
 
 port_open() { (exec 3<>"/dev/tcp/$HOST/$PORT") 2>/dev/null; }
 
-running_pid() {
-  [[ -f "$PIDFILE" ]] || return 1
-  local pid
-  pid=$(<"$PIDFILE")
-  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null && echo "$pid"
-}
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
+running_pid() { running_pid_of "$PIDFILE"; }
 
 resolve_jars() {
   [[ -f "$LIBS/.complete" ]] && return
@@ -99,22 +96,8 @@ up() {
 }
 
 down() {
-  local pid
-  if ! pid=$(running_pid); then
-    log "not running"
-    rm -f "$PIDFILE"
-    return
-  fi
-  log "stopping broker (pid $pid)"
-  kill -TERM "$pid"
   # A controlled shutdown flushes the log; give it time before forcing.
-  for _ in $(seq 1 150); do
-    kill -0 "$pid" 2>/dev/null || { rm -f "$PIDFILE"; log "stopped"; return; }
-    sleep 0.2
-  done
-  log "still alive after 30s, killing"
-  kill -KILL "$pid" 2>/dev/null || true
-  rm -f "$PIDFILE"
+  stop_pid kafka "$PIDFILE" 30
 }
 
 status() {

@@ -20,6 +20,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from internal.app import topic_specs
+from internal.config.aliases import DSN_PARTS, ENV_ALIASES
 from internal.config.settings import KafkaSettings, Settings
 from internal.pkg.kafka_topics import TopicSpec, delete_topics, ensure_topics
 from tests.e2e.helpers import stack
@@ -116,6 +117,10 @@ def service_env(schema_dsn: str, topics: Topics, kafka_brokers: str) -> dict[str
         "CONSUMER_BATCH_MAX_WAIT_MS": "20",
         "CONSUMER_RETRY_MAX_MS": "1000",
         "CONFIG_FILE": "",
+        # The original service's names, empty (= unset): exported in a developer's shell they would
+        # otherwise disagree with the names above and stop every service a test starts.
+        **{alias.original: "" for alias in ENV_ALIASES},
+        **dict.fromkeys(DSN_PARTS, ""),
     }
 
 

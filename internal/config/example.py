@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+from internal.config.aliases import DSN_PARTS, DSN_VARIABLE, ENV_ALIASES
 from internal.config.loader import env_name
 from internal.config.settings import Settings
 
@@ -28,10 +29,20 @@ def render_example() -> str:
         default_section = getattr(Settings(), section.name)
         for item in dataclasses.fields(default_section):
             value = getattr(default_section, item.name)
-            lines.append(f"  # {item.metadata['help']} (env {env_name(section.name, item.name)})")
+            lines.append(f"  # {item.metadata['help']} ({_variables(env_name(section.name, item.name))})")
             lines.append(f"  {item.name}: {_yaml_scalar(value)}")
         lines.append("")
     return "\n".join(lines)
+
+
+def _variables(name: str) -> str:
+    """The setting's variable, and the original service's name for it where it has one."""
+    originals = [alias.original for alias in ENV_ALIASES if alias.ours == name]
+    if originals:
+        return f"env {name}, or the original's {', '.join(originals)}"
+    if name == DSN_VARIABLE:
+        return f"env {name}; without it, the original's {'/'.join(DSN_PARTS)} replace its parts"
+    return f"env {name}"
 
 
 def _yaml_scalar(value: object) -> str:

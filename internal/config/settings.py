@@ -188,15 +188,18 @@ class ConsumerSettings:
     workers: int = setting(
         4, "threads that validate and write batches (one partition is served by one worker)", at_least(1)
     )
-    batch_max_messages: int = setting(
-        500, "a batch is written when it holds this many messages...", at_least(1)
-    )
+    batch_max_messages: int = setting(500, "the most messages a batch holds...", at_least(1))
     batch_max_bytes: int = setting(
         8388608,
-        "...or this many bytes of messages (8 MiB; a larger message goes in a batch of its own)",
+        "...and the most bytes (8 MiB; a larger message goes in a batch of its own)",
         at_least(1),
     )
-    batch_max_wait_ms: int = setting(50, "...or when its oldest message waited this long", at_least(1))
+    batch_max_wait_ms: int = setting(
+        10,
+        "under a backlog, how long an idle worker may wait for a full batch; without one it writes "
+        "what it has at once, and what arrives meanwhile makes its next batch",
+        at_least(1),
+    )
     max_in_flight_messages: int = setting(
         10000, "polled but not yet committed messages before polling pauses", at_least(1)
     )
@@ -237,6 +240,12 @@ class ConsumerSettings:
         "attempts before an unexpected error splits the batch and dead-letters the failing message "
         "as processing_error, and before a statement timeout splits a batch (one message alone keeps "
         "retrying)",
+        at_least(1),
+    )
+    freshness_objective_ms: int = setting(
+        1000,
+        "the p99 of consumer_order_freshness_seconds (producer's timestamp to committed and cached) "
+        "above which, for 10 minutes, the OrdersNotFresh alert fires",
         at_least(1),
     )
     stuck_after_s: float = setting(

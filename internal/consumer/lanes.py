@@ -1,9 +1,12 @@
 """Lanes: polled messages waiting for a worker, one lane per worker, a partition always in one lane.
 
 A lane runs one batch at a time, so the messages of a partition are written in offset order ("first
-write wins" means "first in the partition"). A lane's waiting messages become a batch when they reach
-``max_messages`` messages or ``max_bytes`` bytes, or when the oldest waited ``max_wait_s``; a batch
-never holds more than either bound (but at least one message, however large). Used by the poll thread
+write wins" means "first in the partition"). Batches form by themselves: an idle lane takes what waits
+at once, and the messages that arrive while its batch is written make the next one - at everyday
+rates an order is written the moment it is polled, under load the batches grow with the load. Only
+under a backlog (the last poll brought a full chunk: more is right behind) does an idle lane wait for
+a full batch, and never longer than ``max_wait_s``. A batch never holds more than ``max_messages``
+messages or ``max_bytes`` bytes (but at least one message, however large). Used by the poll thread
 only.
 """
 
@@ -22,7 +25,7 @@ TopicPartitionKey = tuple[str, int]
 class BatchLimits:
     max_messages: int
     max_bytes: int
-    max_wait_s: float
+    max_wait_s: float  # under a backlog only: how long an idle lane may wait for its batch to fill
 
 
 @dataclass
@@ -47,16 +50,26 @@ class Lanes:
         lane.pending.append(message)
         lane.pending_bytes += message.size
 
-    def due(self, now: float) -> Iterator[tuple[Lane, list[Inbound]]]:
+    def due(self, now: float, backlog: bool = False) -> Iterator[tuple[Lane, list[Inbound]]]:
         """The idle lanes whose waiting messages make a batch now; each batch is taken off its lane,
-        which the caller marks running (``start``) before asking again."""
+        which the caller marks running (``start``) before asking again. Without a ``backlog`` that is
+        every idle lane with work; with one, those with a full batch or whose oldest message waited
+        ``max_wait_s``."""
         limits = self._limits
         for lane in self._lanes:
             if lane.running is not None or not lane.pending:
                 continue
-            full = len(lane.pending) >= limits.max_messages or lane.pending_bytes >= limits.max_bytes
-            if full or now - lane.oldest_at >= limits.max_wait_s:
+            if (
+                not backlog
+                or len(lane.pending) >= limits.max_messages
+                or lane.pending_bytes >= limits.max_bytes
+                or now - lane.oldest_at >= limits.max_wait_s
+            ):
                 yield lane, self._take(lane, now)
+
+    def waiting(self) -> bool:
+        """Whether messages wait here for a batch: behind a running one, or for one to fill."""
+        return any(lane.pending for lane in self._lanes)
 
     def _take(self, lane: Lane, now: float) -> list[Inbound]:
         limits = self._limits

@@ -46,6 +46,16 @@ from internal.pkg.logging import KAFKA_LOG
 log = structlog.get_logger(component="consumer")
 WORKER_PREFIX = "order-worker"  # the composition root finds stuck workers by it at exit
 STUCK_CHECK_S = 1.0  # how often, at most, the stuck detector looks (a few local calls per partition)
+# How long one poll may block: with messages waiting for a batch, the loop must be back soon after a
+# batch finishes (a worker cannot wake a blocked consume()); without, arrivals wake it at once and the
+# bound only paces commits, the stuck check and stop().
+BUSY_POLL_S = 0.001
+IDLE_POLL_S = 0.01
+# Async commits at most this often: with batches that form by themselves, hundreds finish a second at
+# everyday rates, and a commit request each would cost the broker and librdkafka more than the writes.
+# A later commit only means more redelivery after a crash, which the idempotent writer absorbs; stops
+# and revokes commit synchronously at once.
+COMMIT_EVERY_S = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +101,8 @@ class ConsumerLoop:
         self._progress = threading.Event()  # set by a worker when its batch is done
         self._paused = False
         self._room = True
+        self._backlog = False
+        self._next_commit = 0.0
 
     # ---- life cycle -------------------------------------------------------------------------
     def stop(self) -> None:
@@ -120,26 +132,43 @@ class ConsumerLoop:
             log.info("consumer_closed", outcomes=self._state.snapshot_outcomes())
 
     def _poll_until_stopped(self) -> None:
-        poll_timeout = min(0.01, self._policy.batch.max_wait_s)
         while not self._stopping:
             self._state.beat()
             self._collect_finished()
-            self._commit()
+            self._commit_now_and_then()
             self._watch_stuck()
             room = self._flow_control()
+            # Messages waiting here (behind a running batch, or for a batch to fill) need the loop
+            # back soon to be dispatched; otherwise the loop may block until the next message. Paused,
+            # the batch they wait behind is retrying: no hurry for the length of an outage.
+            busy = self._lanes.waiting() and not self._paused
+            timeout = BUSY_POLL_S if busy else IDLE_POLL_S
             if room or self._paused:
                 # Paused, consume() hands out nothing of the paused partitions but keeps the group
                 # membership, the commit answers and the statistics going, budget full or not.
-                messages = self._consumer.consume(self._policy.batch.max_messages, poll_timeout)
                 now = self._clock()
-                for message in messages:
+                for message in self._poll(timeout):
                     self._accept(message, now)
             else:
                 # Full: wait for a batch to finish instead of pausing. Pausing would make librdkafka
                 # drop its prefetched messages and fetch them again on resume (measured: -15 % rate).
-                self._progress.wait(poll_timeout)
+                self._progress.wait(timeout)
             self._progress.clear()
             self._dispatch()
+
+    def _poll(self, timeout: float) -> Sequence[KafkaMessage]:
+        """What librdkafka has queued, without waiting; when nothing is, wait up to ``timeout`` for
+        the first message only. consume(n, timeout) would return after the whole timeout unless n
+        messages came, and every message of a quiet minute would wait for it."""
+        size = self._policy.batch.max_messages
+        messages = self._consumer.consume(size, 0)
+        if not messages:
+            messages = self._consumer.consume(1, timeout)
+            if messages and size > 1:
+                messages = [*messages, *self._consumer.consume(size - 1, 0)]
+        # A full chunk: more is right behind it, a backlog. Then a lane waits for a full batch.
+        self._backlog = len(messages) >= size
+        return messages
 
     def _shut_down(self) -> None:
         """Finish what can be finished, commit it, leave the group. Each step is guarded: after a
@@ -204,7 +233,7 @@ class ConsumerLoop:
         )
 
     def _dispatch(self) -> None:
-        for lane, batch in self._lanes.due(self._clock()):
+        for lane, batch in self._lanes.due(self._clock(), self._backlog):
             future = self._pool.submit(self._handler.process, batch, self._control(batch))
             self._lanes.start(lane, future)
             future.add_done_callback(lambda _f: self._progress.set())
@@ -244,6 +273,12 @@ class ConsumerLoop:
         except Exception:  # metrics must never hold back consumption
             log.exception("report_failed")
         self._storm.observe(report.outcomes)
+
+    def _commit_now_and_then(self) -> None:
+        now = self._clock()
+        if now >= self._next_commit:
+            self._next_commit = now + COMMIT_EVERY_S
+            self._commit()
 
     def _commit(self, synchronous: bool = False, only: set[tuple[str, int]] | None = None) -> None:
         positions = self._tracker.to_commit(only)

@@ -88,3 +88,6 @@ class BatchReport:
     outcomes: tuple[Outcome, ...]
     duration_s: float = 0.0
     truncated_letters: int = 0
+    # Wall-clock time (ms since the epoch) right after the stored orders were committed and handed to
+    # the cache: the end of their freshness. None when the batch stored nothing.
+    stored_at_ms: float | None = None

@@ -9,14 +9,15 @@ from collections.abc import Callable
 
 import structlog
 
-from internal.consumer.messages import BatchReport
+from internal.consumer.messages import BatchReport, Outcome
 from internal.pkg.metrics import Metrics
 
 log = structlog.get_logger(component="consumer")
 
 
 class ReportMetrics:
-    """The loop's ``on_report``: outcomes, dead-letters, batch size and time, message age."""
+    """The loop's ``on_report``: outcomes, dead-letters, batch size and time, message age, and the
+    freshness of stored orders (measured at the commit, in the worker; observed here)."""
 
     def __init__(self, metrics: Metrics, clock_ms: Callable[[], float] = lambda: time.time() * 1000) -> None:
         self._m = metrics
@@ -38,6 +39,13 @@ class ReportMetrics:
         for message in report.messages:
             if message.timestamp_ms is not None:
                 observe(max(0.0, (now_ms - message.timestamp_ms) / 1000))
+        visible_ms = report.stored_at_ms
+        if visible_ms is not None:
+            fresh = m.freshness.observe
+            for message, outcome in zip(report.messages, report.outcomes, strict=True):
+                if outcome is Outcome.STORED and message.timestamp_ms is not None:
+                    # A producer's clock ahead of ours would make it negative: counted as 0.
+                    fresh(max(0.0, (visible_ms - message.timestamp_ms) / 1000))
 
 
 class LagFromStatistics:

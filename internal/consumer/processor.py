@@ -131,8 +131,10 @@ class BatchProcessor:
                 )
                 letters.append(DeadLetter(message, DeadLetterReason.CONFLICT, error, attempts=1))
 
+        stored_at_ms = None
         if stored:
             self._feed_cache(stored)
+            stored_at_ms = self._clock().timestamp() * 1000  # committed and in the cache: visible now
         delivered = self._dead_letter(letters, control) if letters else []
         for letter in delivered:  # after the acknowledgement: each line is a fact, not an intention
             log.warning(
@@ -145,7 +147,7 @@ class BatchProcessor:
         final = tuple(o for o in outcomes if o is not None)
         assert len(final) == len(batch), "every message of a batch gets an outcome"
         truncated = sum(1 for letter in delivered if letter.truncated is not None)
-        return BatchReport(tuple(batch), final, time.perf_counter() - started, truncated)
+        return BatchReport(tuple(batch), final, time.perf_counter() - started, truncated, stored_at_ms)
 
     def _store_all(
         self, records: list[OrderRecord], control: Control, isolating: int = 0

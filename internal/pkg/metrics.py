@@ -40,6 +40,8 @@ PartitionFigures = Iterable[tuple[str, int, bool]]
 
 FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 BATCH_SIZES = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500)
+# Freshness is judged in milliseconds at everyday rates and in minutes after an outage.
+FRESHNESS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 AGES = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
 
 # The names, for docs/metrics.md and the tests that keep the docs, dashboard and alerts honest.
@@ -50,6 +52,8 @@ METRIC_NAMES = (
     "consumer_batch_size",
     "consumer_batch_duration_seconds",
     "consumer_message_age_seconds",
+    "consumer_order_freshness_seconds",
+    "consumer_freshness_objective_seconds",
     "consumer_lag",
     "consumer_retries_total",
     "consumer_paused",
@@ -73,7 +77,7 @@ METRIC_NAMES = (
 
 
 class Metrics:
-    def __init__(self, version: str) -> None:
+    def __init__(self, version: str, freshness_objective_s: float = 1.0) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.http = HttpRequests(FAST)
@@ -93,6 +97,19 @@ class Metrics:
             buckets=AGES,
             registry=r,
         )
+        self.freshness = Histogram(
+            "consumer_order_freshness_seconds",
+            "From the producer's timestamp to the order being committed and in the cache (stored orders)",
+            buckets=FRESHNESS,
+            registry=r,
+        )
+        # The objective is configuration (consumer.freshness_objective_ms); exported, so that the
+        # alert compares with it instead of holding a second copy of the number.
+        Gauge(
+            "consumer_freshness_objective_seconds",
+            "The p99 freshness above which the OrdersNotFresh alert fires",
+            registry=r,
+        ).set(freshness_objective_s)
         self.lag = Gauge(
             "consumer_lag", "High watermark minus committed offset", ["topic", "partition"], registry=r
         )

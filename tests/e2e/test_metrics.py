@@ -122,6 +122,8 @@ def assert_consumer_series(before: Scrape, after: Scrape) -> None:
     assert delta(before, after, "consumer_batch_size_sum") == 7
     assert delta(before, after, "consumer_batch_duration_seconds_count") == batches
     assert delta(before, after, "consumer_message_age_seconds_count") == 7
+    assert delta(before, after, "consumer_order_freshness_seconds_count") == 2  # the stored ones
+    assert delta(before, after, "consumer_order_freshness_seconds_sum") > 0
     assert delta(before, after, "consumer_retries_total") == 0
     assert after[("consumer_paused", ())] == 0
 

@@ -8,7 +8,7 @@
   is a section of docs/runbook.md;
 * ``promtool check rules`` accepts the rules and ``promtool test rules`` runs their unit tests
   (configs/prometheus/alerts_test.yml). promtool comes from Debian's ``prometheus`` package through
-  scripts/install-promtool.sh, which the fixture runs when promtool is missing.
+  scripts/install-prometheus.sh, which the fixture runs when promtool is missing.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ ALERTS = ROOT / "configs" / "prometheus" / "alerts.yml"
 ALERT_TESTS = ROOT / "configs" / "prometheus" / "alerts_test.yml"
 RUNBOOK = ROOT / "docs" / "runbook.md"
 METRICS_DOC = ROOT / "docs" / "metrics.md"
-INSTALL_PROMTOOL = ROOT / "scripts" / "install-promtool.sh"
+INSTALL_PROMETHEUS = ROOT / "scripts" / "install-prometheus.sh"
 
 HISTOGRAM_SERIES = ("_bucket", "_sum", "_count")
 PROMETHEUS_SERIES = {"up"}  # made by Prometheus for every scrape target
@@ -51,6 +51,7 @@ REQUIRED_ALERTS = {
     "ConsumerStopped",
     "ServiceRestarting",
     "ConsumerStuck",
+    "OrdersNotFresh",
 }
 # What the operators asked the dashboard for: (what, a pattern some panel's query must match).
 REQUIRED_QUERIES = [
@@ -61,6 +62,9 @@ REQUIRED_QUERIES = [
     ("batch latency p50", r"histogram_quantile\(0\.5, .*consumer_batch_duration_seconds_bucket"),
     ("batch latency p99", r"histogram_quantile\(0\.99, .*consumer_batch_duration_seconds_bucket"),
     ("message age p99", r"histogram_quantile\(0\.99, .*consumer_message_age_seconds_bucket"),
+    ("freshness p50", r"histogram_quantile\(0\.5, .*consumer_order_freshness_seconds_bucket"),
+    ("freshness p99", r"histogram_quantile\(0\.99, .*consumer_order_freshness_seconds_bucket"),
+    ("freshness objective", r"\bconsumer_freshness_objective_seconds\b"),
     ("HTTP rate by status", r"^sum by \(status\) \(rate\(http_requests_total\[1m\]\)\)$"),
     ("HTTP latency p50 by route", r"histogram_quantile\(0\.5, sum by \(route, le\).*http_request_duration"),
     ("HTTP latency p99 by route", r"histogram_quantile\(0\.99, sum by \(route, le\).*http_request_duration"),
@@ -146,11 +150,11 @@ def promtool() -> str:
     if found is None:
         # Idempotent and quick when present; as root on Debian it installs the `prometheus` package.
         install = subprocess.run(
-            [str(INSTALL_PROMTOOL)], capture_output=True, text=True, timeout=900, check=False
+            [str(INSTALL_PROMETHEUS)], capture_output=True, text=True, timeout=900, check=False
         )
         found = shutil.which("promtool")
         if found is None:
-            pytest.fail(f"promtool is missing and {INSTALL_PROMTOOL.name} failed: {install.stderr.strip()}")
+            pytest.fail(f"promtool is missing and {INSTALL_PROMETHEUS.name} failed: {install.stderr.strip()}")
     return found
 
 

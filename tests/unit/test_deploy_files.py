@@ -22,6 +22,7 @@ import pytest
 import yaml
 from psycopg.conninfo import conninfo_to_dict
 
+from internal.config.aliases import DSN_PARTS, ENV_ALIASES
 from internal.config.loader import env_name, load_settings
 from internal.config.settings import Settings
 from internal.pkg.metrics import METRIC_NAMES, Metrics
@@ -31,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+PORTS_FILE = ROOT / "docker-compose.ports.yml"  # publishes Kafka and PostgreSQL, on request (.env)
 ENV_EXAMPLE = ROOT / ".env.example"
 PROMETHEUS_DIR = ROOT / "configs" / "prometheus"
 GRAFANA_DIR = ROOT / "configs" / "grafana"
@@ -61,10 +63,12 @@ SETTING_ENV_NAMES = {
     for section in SECTIONS
     for item in dataclasses.fields(getattr(Settings(), section))
 }
-# ${NAME}, ${NAME:-default}, ${NAME-default} and $NAME; `$$` is a literal `$` (compose's escape).
-VARIABLE = re.compile(
-    r"\$\$|\$\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?-)(?P<default>[^}]*))?\}|\$(?P<bare>[A-Za-z_]\w*)"
-)
+# ${NAME}, ${NAME:-default}, ${NAME-default} and $NAME; a default may hold references itself
+# (${A:-${B:-x}}, compose v2.18+); `$$` is a literal `$` (compose's escape).
+BRACED_BODY = re.compile(r"([A-Za-z_]\w*)(?:(:?-)(.*))?", re.DOTALL)
+BARE = re.compile(r"\$([A-Za-z_]\w*)")
+# The original Go service's variable names: compose and .env.example may name them without defining them.
+ORIGINAL_NAMES = {alias.original for alias in ENV_ALIASES} | set(DSN_PARTS)
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -102,32 +106,57 @@ def strings_in(node: Any) -> Iterator[str]:
             yield from strings_in(value)
 
 
+def references(text: str) -> Iterator[tuple[int, int, str, str | None, str | None]]:
+    """(start, end, name, operator or None, default text or None) of each outermost reference."""
+    i = 0
+    while i < len(text):
+        if text.startswith("$$", i):
+            i += 2
+        elif text.startswith("${", i):
+            depth, j = 1, i + 2
+            while depth:
+                assert j < len(text), f"unclosed ${{ in {text!r}"
+                if text.startswith("${", j):
+                    depth, j = depth + 1, j + 2
+                    continue
+                depth -= text[j] == "}"
+                j += 1
+            match = BRACED_BODY.fullmatch(text[i + 2 : j - 1])
+            assert match, f"not a reference compose reads this way: {text[i:j]!r}"
+            yield i, j, match[1], match[2], match[3]
+            i = j
+        elif bare := BARE.match(text, i):
+            yield i, bare.end(), bare[1], None, None
+            i = bare.end()
+        else:
+            i += 1
+
+
 def variable_references(node: Any) -> list[tuple[str, str | None]]:
-    """(name, default or None) of every variable compose substitutes in the values of ``node``."""
+    """(name, default or None) of every variable compose substitutes in the values of ``node``, nested
+    ones too; a default is given as it reads with no variable set."""
     found = []
     for text in strings_in(node):
-        for match in VARIABLE.finditer(text):
-            name = match["braced"] or match["bare"]
-            if name:
-                found.append((name, match["default"] if match["op"] else None))
+        for _start, _end, name, op, default in references(text):
+            found.append((name, interpolate(default or "", {}) if op else None))
+            found += variable_references(default or "")
     return found
 
 
 def interpolate(text: str, env: dict[str, str]) -> str:
     """Compose's substitution: ${NAME:-default} takes the default when NAME is unset or empty."""
-
-    def substitute(match: re.Match[str]) -> str:
-        name = match["braced"] or match["bare"]
-        if not name:
-            return "$"
+    out, last = [], 0
+    for start, end, name, op, default in references(text):
+        out.append(text[last:start].replace("$$", "$"))
         value = env.get(name)
-        if match["op"] == ":-":
-            return value or match["default"]
-        if match["op"] == "-":
-            return match["default"] if value is None else value
-        return value or ""
-
-    return VARIABLE.sub(substitute, text)
+        if op == ":-":
+            value = value or interpolate(default or "", env)
+        elif op == "-":
+            value = interpolate(default or "", env) if value is None else value
+        out.append(value or "")
+        last = end
+    out.append(text[last:].replace("$$", "$"))
+    return "".join(out)
 
 
 def service_env(service: dict[str, Any], env: dict[str, str]) -> dict[str, str]:
@@ -217,6 +246,11 @@ def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
+def ports_file() -> dict[str, Any]:
+    return load_yaml(PORTS_FILE)
+
+
+@pytest.fixture(scope="module")
 def env_example() -> dict[str, str]:
     return parse_env_file(ENV_EXAMPLE)
 
@@ -287,17 +321,25 @@ def test_producer_mounts_mock_json_read_only(services: dict[str, dict[str, Any]]
 
 
 def test_every_compose_variable_is_in_env_example(
-    compose: dict[str, Any], env_example: dict[str, str]
+    compose: dict[str, Any], ports_file: dict[str, Any], env_example: dict[str, str]
 ) -> None:
-    references = variable_references(compose)
+    references = variable_references(compose) + variable_references(ports_file)
     assert references, "the compose file should take its ports and credentials from .env"
-    missing = sorted({name for name, _ in references} - set(env_example))
+    # The original's names are fallbacks of ours, documented in .env.example's header, not defined there
+    # (POSTGRES_USER and the like are names of both).
+    fallbacks = ORIGINAL_NAMES - set(env_example)
+    names = {name for name, _ in references} - fallbacks
+    missing = sorted(names - set(env_example))
     assert not missing, f"docker-compose.yml uses variables .env.example does not define: {missing}"
     for name, default in references:
+        if name in fallbacks:
+            continue
         # The stack must behave the same with a fresh copy of .env.example and without any .env.
         assert default is None or default == env_example[name], f"${{{name}}} defaults to {default!r}"
-    unused = set(env_example) - {name for name, _ in references}
+    unused = set(env_example) - names
     assert unused == {"POSTGRES_DSN"}, "only POSTGRES_DSN (for running outside compose) may be unused"
+    for name in fallbacks & {name for name, _ in references}:
+        assert name in ENV_EXAMPLE.read_text(encoding="utf-8"), f"{name}: say in .env.example what it does"
 
 
 def test_environment_values_are_strings(services: dict[str, dict[str, Any]]) -> None:
@@ -311,7 +353,7 @@ def test_environment_values_are_strings(services: dict[str, dict[str, Any]]) -> 
 def test_service_containers_use_real_setting_names(services: dict[str, dict[str, Any]]) -> None:
     for name in IMAGE_SERVICES:
         for key in services[name].get("environment", {}):
-            if looks_like_a_setting(key):
+            if looks_like_a_setting(key) and key not in ORIGINAL_NAMES:
                 assert key in SETTING_ENV_NAMES, f"{name}: {key} is not a setting (see config.yaml.example)"
 
 
@@ -339,7 +381,10 @@ def test_service_container_environment_is_a_valid_configuration(
 
 def test_app_port_is_the_container_port_everywhere(services: dict[str, dict[str, Any]]) -> None:
     (mapping,) = services["app"]["ports"]
-    assert mapping == f"${{HTTP_PORT:-8080}}:{APP_CONTAINER_PORT}"
+    assert (
+        mapping
+        == f"${{BIND_ADDRESS:-127.0.0.1}}:${{HTTP_PORT:-${{HTTP_SERVER_PORT:-8080}}}}:{APP_CONTAINER_PORT}"
+    )
     assert services["app"]["environment"]["HTTP_PORT"] == str(APP_CONTAINER_PORT)
     assert ("EXPOSE", str(APP_CONTAINER_PORT)) in final_stage()
 
@@ -510,7 +555,7 @@ def test_grafana_datasource_is_the_compose_prometheus(services: dict[str, dict[s
         "prometheus",
         "http://prometheus:9090",
     )
-    assert services["prometheus"]["ports"] == ["${PROMETHEUS_PORT:-9090}:9090"]
+    assert services["prometheus"]["ports"] == ["${BIND_ADDRESS:-127.0.0.1}:${PROMETHEUS_PORT:-9090}:9090"]
 
 
 def test_grafana_loads_dashboards_from_the_mounted_directory(services: dict[str, dict[str, Any]]) -> None:

@@ -1,4 +1,6 @@
-"""Lanes: batches bounded by count and by bytes, a partition always in one lane, in-flight bytes."""
+"""Lanes: the batching policy (an idle lane writes at once, arrivals during a write make the next
+batch, waiting only under a backlog and bounded), batches bounded by count and by bytes, a partition
+always in one lane, in-flight bytes. The clock is the ``now`` handed in."""
 
 from __future__ import annotations
 
@@ -39,12 +41,63 @@ def test_a_message_larger_than_the_byte_bound_goes_alone() -> None:
     assert [m.offset for m in batch] == [0]
 
 
-def test_a_batch_is_due_when_its_oldest_message_waited_long_enough() -> None:
-    lanes = Lanes(1, BatchLimits(max_messages=100, max_bytes=10_000, max_wait_s=0.05))
+def test_an_idle_lane_writes_at_once() -> None:
+    lanes = Lanes(1, BatchLimits(max_messages=100, max_bytes=10_000, max_wait_s=60))
     lanes.add(message(0, 0), now=1.0)
-    assert list(lanes.due(now=1.01)) == []
-    ((_lane, batch),) = lanes.due(now=1.06)
-    assert len(batch) == 1
+    ((_lane, batch),) = lanes.due(now=1.0)  # not a moment of waiting for more
+    assert [m.offset for m in batch] == [0]
+    assert not lanes.waiting()
+
+
+def _next_batch_after_a_write(max_messages: int, arrivals: int) -> list[Inbound]:
+    """A lane writes offset 0; ``arrivals`` messages come meanwhile; the batch after the write."""
+    lanes = Lanes(1, BatchLimits(max_messages=max_messages, max_bytes=10_000, max_wait_s=60))
+    lanes.add(message(0, 0), now=0)
+    ((lane, first),) = lanes.due(now=0)
+    future: Future[BatchReport] = Future()
+    Lanes.start(lane, future)
+    for offset in range(1, arrivals + 1):
+        lanes.add(message(0, offset), now=0.001 * offset)
+    assert list(lanes.due(now=0.01)) == []  # the write of its first batch runs
+    assert lanes.waiting()
+    future.set_result(BatchReport(tuple(first), ()))
+    list(lanes.finished())
+    ((_lane, second),) = lanes.due(now=0.02)
+    return second
+
+
+def test_messages_that_arrive_during_a_write_make_the_next_batch() -> None:
+    second = _next_batch_after_a_write(max_messages=100, arrivals=3)
+    assert [m.offset for m in second] == [1, 2, 3]  # all that came meanwhile, in one batch
+
+
+def test_the_next_batch_still_keeps_within_the_bounds() -> None:
+    second = _next_batch_after_a_write(max_messages=2, arrivals=3)
+    assert [m.offset for m in second] == [1, 2]
+
+
+def test_under_a_backlog_an_idle_lane_waits_for_a_full_batch_at_most_max_wait() -> None:
+    lanes = Lanes(1, BatchLimits(max_messages=3, max_bytes=10_000, max_wait_s=0.05))
+    lanes.add(message(0, 0), now=1.0)
+    assert list(lanes.due(now=1.01, backlog=True)) == []  # more is right behind: wait for it
+    lanes.add(message(0, 1), now=1.02)
+    assert list(lanes.due(now=1.049, backlog=True)) == []
+    ((_lane, batch),) = lanes.due(now=1.05, backlog=True)  # the bound: the oldest waited 50 ms
+    assert [m.offset for m in batch] == [0, 1]
+
+
+def test_under_a_backlog_a_full_batch_goes_at_once() -> None:
+    lanes = Lanes(1, BatchLimits(max_messages=3, max_bytes=25, max_wait_s=60))
+    for offset in range(3):
+        lanes.add(message(0, offset), now=0)
+    ((lane, batch),) = lanes.due(now=0, backlog=True)  # full by bytes (30 >= 25)
+    assert [m.offset for m in batch] == [0, 1]
+    Lanes.start(lane, Future())
+    lanes2 = Lanes(1, BatchLimits(max_messages=3, max_bytes=10_000, max_wait_s=60))
+    for offset in range(3):
+        lanes2.add(message(0, offset), now=0)
+    ((_lane, batch),) = lanes2.due(now=0, backlog=True)  # full by count
+    assert len(batch) == 3
 
 
 def test_a_partition_always_goes_to_the_same_lane() -> None:

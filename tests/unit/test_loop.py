@@ -142,6 +142,30 @@ def test_commits_move_to_the_end_of_each_partition(start: Callable[..., Running]
     assert consumer.closed
 
 
+def test_a_lone_message_is_handed_to_a_worker_without_waiting_for_more(
+    start: Callable[..., Running],
+) -> None:
+    handler = Handler()
+    consumer = FakeConsumer()
+    consumer.add(0, 1)
+    consumer.rebalance(assign=[0])
+    # A wait bound of a minute: the message must not wait for it (nothing else is coming).
+    run = start(handler, consumer, batch=BatchLimits(max_messages=10, max_bytes=1_000_000, max_wait_s=60))
+    wait_until(lambda: run.committed(0) == 1, timeout_s=TIMEOUT_S, what="the lone message committed")
+    assert handler.batches == [[(0, 0)]]
+
+
+def test_a_backlog_is_written_in_full_batches(start: Callable[..., Running]) -> None:
+    handler = Handler()
+    consumer = FakeConsumer()
+    consumer.add(0, 25)  # polled in full chunks of 10: a backlog
+    consumer.rebalance(assign=[0])
+    run = start(handler, consumer, batch=BatchLimits(max_messages=10, max_bytes=1_000_000, max_wait_s=60))
+    wait_until(lambda: run.committed(0) == 25, timeout_s=TIMEOUT_S, what="the backlog committed")
+    # The last five came in a chunk that was not full: the backlog was over, they went at once.
+    assert [len(b) for b in handler.batches] == [10, 10, 5]
+
+
 def test_a_partition_is_committed_only_up_to_its_first_unfinished_message(
     start: Callable[..., Running],
 ) -> None:

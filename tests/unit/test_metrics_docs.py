@@ -55,6 +55,20 @@ def test_a_report_moves_outcomes_dead_letters_sizes_and_ages() -> None:
     assert value(metrics, "consumer_batch_size_sum") == len(outcomes)
     assert value(metrics, "consumer_batch_duration_seconds_sum") == 0.25
     assert value(metrics, "consumer_message_age_seconds_sum") == 2.5 * len(outcomes)
+    assert value(metrics, "consumer_order_freshness_seconds_count") == 0  # nothing was stored
+
+
+def test_freshness_counts_stored_orders_only_up_to_their_commit() -> None:
+    metrics = Metrics("test", freshness_objective_s=0.25)
+    outcomes = (Outcome.STORED, Outcome.DUPLICATE, Outcome.INVALID, Outcome.STORED)
+    sent_ms = (1_000_000, 1_000_000, 1_000_000, 1_000_040)
+    batch = tuple(Inbound("t", 0, i, None, b"", (), ts, 1) for i, ts in enumerate(sent_ms))
+    report = BatchReport(batch, outcomes, 0.05, stored_at_ms=1_000_030)  # the second stored: -10 ms
+    ReportMetrics(metrics, clock_ms=lambda: 1_009_000)(report)  # the report is taken later: not counted
+    assert value(metrics, "consumer_order_freshness_seconds_count") == 2
+    assert value(metrics, "consumer_order_freshness_seconds_sum") == 0.03  # 30 ms, and 0 for the clock skew
+    assert value(metrics, "consumer_order_freshness_seconds_bucket", le="0.05") == 2
+    assert value(metrics, "consumer_freshness_objective_seconds") == 0.25
 
 
 def test_lag_comes_from_librdkafka_statistics_and_forgets_revoked_partitions() -> None:

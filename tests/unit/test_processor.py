@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import pytest
 
 from internal.consumer.control import Abandoned, Control
-from internal.consumer.messages import DeadLetter, Inbound, Outcome
+from internal.consumer.messages import BatchReport, DeadLetter, Inbound, Outcome
 from internal.consumer.ports import LettersPending
 from internal.consumer.processor import BatchProcessor, ProcessingPolicy
 from internal.domain.errors import FatalError, RecordRejected, TimedOut, TransientError
@@ -112,12 +112,15 @@ class Harness:
         )
 
     def run(self, *values: bytes | None) -> list[Outcome]:
+        return list(self.report(*values).outcomes)
+
+    def report(self, *values: bytes | None) -> BatchReport:
         batch = [
             Inbound("orders", 0, i, b"k", v, (("h", b"1"),), 1_700_000_000_000, 1)
             for i, v in enumerate(values)
         ]
         control = Control(lambda: self.wanted, self.sleeps.append)
-        return list(self.processor.process(batch, control).outcomes)
+        return self.processor.process(batch, control)
 
     def reasons(self) -> list[str]:
         return [letter.reason.value for letter in self.dlq.sent]
@@ -138,6 +141,12 @@ def test_valid_new_order_is_stored_and_fed_to_the_cache(h: Harness) -> None:
     assert h.run(value) == [Outcome.STORED]
     assert h.sink.received == [uid_of(value)]
     assert h.dlq.sent == []
+
+
+def test_the_report_says_when_the_stored_orders_became_visible(h: Harness) -> None:
+    report = h.report(order_bytes(1), b"not json")
+    assert report.stored_at_ms == NOW.timestamp() * 1000  # the clock read after the cache was fed
+    assert h.report(b"not json").stored_at_ms is None  # nothing stored, nothing to be fresh
 
 
 @pytest.mark.parametrize("value", [b"\xff\xfe not utf-8", b'{"order_uid": "abc"', b"", None, b"x" * 60_000])

@@ -16,7 +16,7 @@ wrappers removed) is checked by what it invokes - without touching Kafka, Postgr
   exits 2 printing it when given an unknown argument, ARG is one of the alternatives it lists, and
   `status` is run for real (read-only; exit 0 running or 3 stopped);
 * other tools (`curl`, `psql`, `grep`, ...): known, and on PATH - except `promtool`, which
-  scripts/install-promtool.sh installs, and `docker`, present only on Docker hosts: when missing they
+  scripts/install-prometheus.sh installs, and `docker`, present only on Docker hosts: when missing they
   are checked for form only. `curl` URLs of the service name one of its routes; a `grep` of `/metrics`
   output matches a series the service exports; a `grep` for log events names events the code logs;
   `psql -c` queries read tables the migrations create; `docker compose` names services of
@@ -70,10 +70,22 @@ PYTHONS = {"python", "python3", ".venv/bin/python", ".venv/bin/python3"}
 # Tools the documents may use besides the project's own programs. Each must be on PATH, except those
 # named here with why they may be missing on a machine that runs these tests.
 TOOLS = {"curl", "psql", "pg_isready", "grep", "tail", "head", "promtool", "docker"}
-INSTALLED_BY_PROJECT = {"promtool": "scripts/install-promtool.sh"}
+INSTALLED_BY_PROJECT = {"promtool": "scripts/install-prometheus.sh"}
 OPTIONAL_TOOLS = {"docker": "present only where the Docker Compose stack runs (docs/docker.md)"}
 REPOSITORY_DIRS = {"bench", "cmd", "configs", "docs", "internal", "scripts", "sql", "templates", "tests"}
-SERVICE_URL = re.compile(r"https?://(?:127\.0\.0\.1|localhost)(?::\d+)?(?P<path>/[^\s?#]*)?")
+SERVICE_URL = re.compile(r"https?://(?:127\.0\.0\.1|localhost)(?::(?P<port>\d+))?(?P<path>/[^\s?#]*)?")
+# The local Prometheus of `make up-metric` (scripts/prometheus.sh, default PROMETHEUS_PORT) and the paths
+# of its HTTP API the documents may use.
+PROMETHEUS_PORT = "9090"
+PROMETHEUS_PATHS = {
+    "/",
+    "/alerts",
+    "/targets",
+    "/api/v1/alerts",
+    "/api/v1/rules",
+    "/api/v1/targets",
+    "/api/v1/query",
+}
 # Tables a query may read besides those of sql/: yoyo's bookkeeping and PostgreSQL's catalogue.
 YOYO_TABLES = {"_yoyo_migration", "_yoyo_log", "_yoyo_version", "yoyo_lock"}
 # docker compose subcommands the documents may use, and the options among theirs that take a value.
@@ -517,7 +529,10 @@ def _curl(cmd: Command) -> list[str]:
     found = []
     for token in cmd.args:
         match = SERVICE_URL.match(token)
-        if match:
+        if match and match["port"] == PROMETHEUS_PORT:
+            if (match["path"] or "/") not in PROMETHEUS_PATHS:
+                found.append(f"curl {token}: not a path of Prometheus' API the documents use")
+        elif match:
             path = match["path"] or "/"
             if not any(route.match(path) for route in service_routes()):
                 found.append(f"curl {token}: the service has no route {path}")
@@ -701,9 +716,10 @@ BROKEN = [
     ("CONSUMER_WORKERS=-1 .venv/bin/l0-service check-config", "must be >= 1"),
     ("scripts/kafka.sh stat", "not one of"),
     ("scripts/kafak.sh status", "no such script"),
-    ("scripts/install-promtool.sh --force", "takes no arguments"),
+    ("scripts/install-prometheus.sh --force", "takes no arguments"),
     ("kubectl get pods", "not a program of the project"),
     ("curl -s http://127.0.0.1:8080/ready", "no route /ready"),
+    ("curl -s http://127.0.0.1:9090/api/v1/alert", "not a path of Prometheus"),
     ("curl -s http://127.0.0.1:8080/metrics | grep '^consumer_lagg'", "matches no series"),
     ("curl -s http://127.0.0.1:8080/metrics | grep -E '^(db_up|dbup)' | grep -v db_up", "matches no series"),
     ("curl -s http://127.0.0.1:8080/metrics | grep '^http_requests_total' | grep 'status=\"7'", "no series"),
