@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import yaml
 
 from internal.config import aliases
@@ -125,6 +126,10 @@ def _with_dsn_parts(dsn: str, names: aliases.Resolved, source: str) -> str:
         return aliases.with_parts(dsn, names.dsn_parts)
     except ValueError as exc:
         raise ConfigError("postgres.dsn", str(exc), source) from None
+    except psycopg.Error:
+        # The DSN itself is malformed: its own check reports it, without libpq's message, which quotes
+        # the part it could not read - possibly the password.
+        return dsn
 
 
 def _key_of(variable: str) -> str:

@@ -157,3 +157,13 @@ def test_every_setting_marked_secret_is_masked_and_collected() -> None:
     assert marked == ["postgres.dsn"]  # a new secret setting is marked with SECRET (settings.py)
     assert SECRET.shown("token") == "********"
     assert SECRET.values("token") == ["token"]
+
+
+def test_a_malformed_dsn_with_an_alias_part_is_refused_without_repeating_it(tmp_path: Path) -> None:
+    """A malformed postgres.dsn in the file, a part of it from POSTGRES_USER (issue 13's aliases):
+    refused as a bad DSN, not a traceback quoting the password."""
+    path = write(tmp_path, f'postgres:\n  dsn: "postgresql://u:{PASSWORD}%zz@h/db"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={"POSTGRES_USER": "someone"})
+    assert caught.value.key == "postgres.dsn"
+    assert PASSWORD not in str(caught.value)
