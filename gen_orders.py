@@ -194,7 +194,9 @@ def _track_mismatch(order: Order, rng: random.Random) -> None:
 
 
 def _future_date(order: Order, rng: random.Random) -> None:
-    order["date_created"] = _rfc3339(datetime(2095, 1, 1, tzinfo=UTC) + timedelta(days=rng.randint(0, 1800)))
+    created = datetime(2095, 1, 1, tzinfo=UTC) + timedelta(days=rng.randint(0, 1800))
+    order["date_created"] = _rfc3339(created)
+    order["payment"]["payment_dt"] = int(created.timestamp())  # paid with it: only the date is wrong
 
 
 def _empty_items(order: Order, rng: random.Random) -> None:

@@ -51,7 +51,8 @@ ITEM_COLUMNS = (
 )  # fmt: skip
 RESERVE_IDS = "SELECT nextval(pg_get_serial_sequence('orders', 'id')) FROM generate_series(1, %s)"
 # Column names are constants of the store, never input.
-COPY_ORDERS = f"COPY orders (id, {', '.join(ORDER_COLUMNS)}, content_hash) FROM STDIN"
+# date_created_text: the text as sent, next to the instant (sql/0004), as the writer stores it.
+COPY_ORDERS = f"COPY orders (id, {', '.join(ORDER_COLUMNS)}, date_created_text, content_hash) FROM STDIN"
 COPY_DELIVERIES = f"COPY deliveries (order_id, {', '.join(DELIVERY_COLUMNS)}) FROM STDIN"
 COPY_PAYMENTS = f"COPY payments (order_id, {', '.join(PAYMENT_COLUMNS)}) FROM STDIN"
 COPY_ITEMS = f"COPY items (order_id, position, {', '.join(ITEM_COLUMNS)}) FROM STDIN"
@@ -61,7 +62,10 @@ def copy_rows(cur: psycopg.Cursor[tuple[object, ...]], rows: list[tuple[int, Ord
     """The reference write: COPY of already decoded orders, row by row, into the four tables."""
     with cur.copy(COPY_ORDERS) as copy:
         for order_id, rec in rows:
-            copy.write_row((order_id, *(getattr(rec.order, c) for c in ORDER_COLUMNS), rec.content_hash))
+            order = rec.order
+            copy.write_row(
+                (order_id, *(getattr(order, c) for c in ORDER_COLUMNS), order.date_created, rec.content_hash)
+            )
     with cur.copy(COPY_DELIVERIES) as copy:
         for order_id, rec in rows:
             copy.write_row((order_id, *(getattr(rec.order.delivery, c) for c in DELIVERY_COLUMNS)))

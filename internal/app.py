@@ -27,6 +27,7 @@ from internal.api.app import create_api
 from internal.cache.lru import OrderCache
 from internal.cache.warmup import warm_up
 from internal.config import ConfigError, Settings, config_path, load_settings
+from internal.config.show import describe, secret_values
 from internal.consumer.commits import CommitConfirmations
 from internal.consumer.dlq import KafkaDeadLetterSink
 from internal.consumer.lanes import BatchLimits
@@ -40,7 +41,7 @@ from internal.domain.validation import ValidationPolicy
 from internal.pkg.backoff import Backoff
 from internal.pkg.health import Health
 from internal.pkg.kafka_topics import TopicSpec, ensure_topics, topic_setting
-from internal.pkg.logging import configure_logging
+from internal.pkg.logging import configure_logging, redactor
 from internal.pkg.metrics import Metrics
 from internal.pkg.paths import templates_dir
 from internal.store import migrations
@@ -176,7 +177,12 @@ class Service:
             outage=self.state,
             policy=ProcessingPolicy(
                 validation=ValidationPolicy(
-                    c.max_message_bytes, c.cross_field_checks, c.max_future_skew_seconds
+                    max_message_bytes=c.max_message_bytes,
+                    cross_field_checks=c.cross_field_checks,
+                    max_future_skew_seconds=c.max_future_skew_seconds,
+                    plausibility_checks=c.plausibility_checks,
+                    payment_max_before_s=c.payment_max_before_s,
+                    payment_max_after_s=c.payment_max_after_s,
                 ),
                 backoff=Backoff(c.retry_initial_ms / 1000, c.retry_max_ms / 1000),
                 max_attempts=c.max_attempts,
@@ -399,12 +405,14 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print("\n".join(exc.lines()), file=sys.stderr)
         return 2
-    configure_logging(settings.log.level, settings.log.format)
+    secrets = secret_values(settings)
+    configure_logging(settings.log.level, settings.log.format, secrets)
     try:
         return _command(args.command, settings)
     except (psycopg.OperationalError, KafkaException) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(
-            f"l0-service {args.command}: cannot reach a dependency: {str(exc).splitlines()[0]}",
+            f"l0-service {args.command}: cannot reach a dependency: {redactor(secrets)(first)}",
             file=sys.stderr,
         )
         return 1
@@ -424,5 +432,5 @@ def _command(command: str, settings: Settings) -> int:
         ensure_topics(k.brokers, topic_specs(settings))
         print(f"topics ready: {k.topic} ({k.topic_partitions} partitions), {settings.dlq_topic}")
     elif command == "check-config":
-        print(f"config ok: {settings}")
+        print("config ok:", *describe(settings), sep="\n  ")  # secrets masked: it goes into tickets
     return 0

@@ -1,5 +1,6 @@
 """Formatting helpers of the HTML pages. None of them raises: a value it cannot format is shown as it
-is (an order whose ``payment_dt`` is in milliseconds is valid, and its page must still answer 200)."""
+is (an order whose ``payment_dt`` is in milliseconds is valid with consumer.plausibility_checks off, or
+was stored before the rule, and its page must still answer 200)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from typing import Any
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S UTC"
 NONE_SHOWN = "&mdash;"  # HTML: the pages put it in element content (and stay ASCII, order_page.py)
 LAST_SECOND = 253_402_300_799  # 9999-12-31 23:59:59 UTC: the last one datetime can show
-# The form the service's own encoder writes date_created in (UTC, "Z"): formatted by slicing.
-CANONICAL_UTC = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?Z")
+# date_created as the validator accepts it (RFC 3339 with a zone): shown as sent, by slicing.
+RFC3339_TEXT = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
 
 
 def unix_time(seconds: object) -> str:
@@ -28,13 +31,13 @@ def unix_time(seconds: object) -> str:
 
 
 def iso_time(text: object) -> str:
-    """An RFC 3339 text as a UTC time; anything else as it is."""
-    if isinstance(text, str) and CANONICAL_UTC.fullmatch(text):
-        return f"{text[:10]} {text[11:19]} UTC"
-    try:
-        return datetime.fromisoformat(text).astimezone(UTC).strftime(TIME_FORMAT)  # type: ignore[arg-type]
-    except (TypeError, ValueError, OverflowError, OSError):
-        return str(text)
+    """An RFC 3339 text as sent - its date, its time to the second and its offset (``Z`` as UTC),
+    e.g. ``2021-11-26 09:22:19 +03:00``; anything else as it is. Never converted: the page shows the
+    time the producer wrote (its fraction is in the raw text next to it)."""
+    if isinstance(text, str) and RFC3339_TEXT.fullmatch(text):
+        zone = "UTC" if text[-1] in "Zz" else text[-6:]
+        return f"{text[:10]} {text[11:19]} {zone}"
+    return str(text)
 
 
 def or_none(text: object) -> str:

@@ -50,11 +50,11 @@ class Cacheable(Protocol):
 
 
 class HashedCacheable(Cacheable, Protocol):
-    """A record that already carries ``content_hash`` = SHA-256 of exactly its ``json`` (the consumer's
+    """A record that may already carry ``json_sha256`` = SHA-256 of exactly its ``json`` (the consumer's
     ``OrderRecord``): the ETag is taken from it instead of hashing the bytes a second time."""
 
     @property
-    def content_hash(self) -> bytes: ...
+    def json_sha256(self) -> bytes | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,15 +175,16 @@ class OrderCache:
         """The consumer's write-through after a commit. Never raises: a failed put is logged and skipped,
         because a cache problem must not hold back or undo a durable write (``StoredOrderSink``).
 
-        Entries are built outside the lock, with the ETag taken from the record's content hash (no
-        second SHA-256 of the bytes), and inserted under ONE lock hold per batch rather than one per
-        order; readers wait at most one batch's inserts (~1 us each)."""
+        Entries are built outside the lock, with the ETag taken from the record's digest of its JSON
+        (for most orders its content hash: no second SHA-256 of the bytes), and inserted under ONE
+        lock hold per batch rather than one per order; readers wait at most one batch's inserts
+        (~1 us each)."""
         if not self._enabled:
             return
         entries: list[tuple[str, CachedOrder]] = []
         for record in records:
             try:
-                entries.append((record.uid, make_entry(record.json, record.content_hash)))
+                entries.append((record.uid, make_entry(record.json, record.json_sha256)))
             except Exception:  # whatever went wrong, the order stays servable from the database
                 log.exception("cache_put_failed", uid=_uid_of(record))
         self._insert_all(entries)

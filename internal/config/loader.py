@@ -14,10 +14,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import yaml
 
 from internal.config import aliases
-from internal.config.settings import Settings
+from internal.config.settings import Settings, secret_of
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
@@ -86,7 +87,7 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
             check = item.metadata.get("check")
             problem = check(value) if check else None
             if problem:
-                shown = "" if item.name == "dsn" else f" (got {value!r})"  # a DSN may hold a password
+                shown = "" if secret_of(item) else f" (got {value!r})"  # never a secret
                 raise ConfigError(key, f"{problem}{shown}", source)
         sections[section_field.name] = section_cls(**values)
     settings = Settings(**sections)
@@ -125,6 +126,10 @@ def _with_dsn_parts(dsn: str, names: aliases.Resolved, source: str) -> str:
         return aliases.with_parts(dsn, names.dsn_parts)
     except ValueError as exc:
         raise ConfigError("postgres.dsn", str(exc), source) from None
+    except psycopg.Error:
+        # The DSN itself is malformed: its own check reports it, without libpq's message, which quotes
+        # the part it could not read - possibly the password.
+        return dsn
 
 
 def _key_of(variable: str) -> str:

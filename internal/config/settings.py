@@ -8,12 +8,15 @@ config.yaml.example and the tests all read one source. The environment variable 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import Field, dataclass, field
 from typing import Any
 
 from psycopg import conninfo
 
 Check = Callable[[Any], str | None]
+MASKED = "********"
+# libpq parameters that carry a secret (a DSN's password, a client key's passphrase).
+DSN_SECRET_KEYS = frozenset({"password", "sslpassword"})
 
 
 def at_least(low: float) -> Check:
@@ -35,8 +38,10 @@ def non_empty(v: str) -> str | None:
 def postgres_dsn(v: str) -> str | None:
     try:
         params = conninfo.conninfo_to_dict(v)
-    except Exception as exc:  # psycopg raises ProgrammingError; any failure means "malformed"
-        return f"is not a valid PostgreSQL DSN ({str(exc).splitlines()[0]})"
+    except Exception:  # psycopg raises ProgrammingError; any failure means "malformed"
+        # libpq's own message quotes the part it could not read - possibly the password
+        # ('invalid percent-encoded token: "s3%zzcret"'), so it is not repeated.
+        return "is not a valid PostgreSQL DSN (libpq cannot parse it; quote or percent-encode a password)"
     port = str(params.get("port") or "5432")
     if not all(part.isdigit() and 0 < int(part) < 65536 for part in port.split(",")):
         return f"is not a valid PostgreSQL DSN (port {port!r})"
@@ -52,8 +57,56 @@ def topic_name(v: str) -> str | None:
     return None if ok else "must be a Kafka topic name (letters, digits, '.', '_', '-')"
 
 
-def setting(default: Any, help: str, check: Check | None = None) -> Any:
-    return field(default=default, metadata={"help": help, "check": check})
+def masked(_value: Any) -> str:
+    """How a secret setting is shown: not at all."""
+    return MASKED
+
+
+def masked_dsn(dsn: str) -> str:
+    """A DSN with its password (and sslpassword) masked; the rest - host, port, database, user - is
+    what an operator needs to see. A DSN libpq cannot parse is masked whole."""
+    try:
+        params = conninfo.conninfo_to_dict(dsn)
+    except Exception:
+        return MASKED
+    if not DSN_SECRET_KEYS & set(params):
+        return dsn
+    shown = {k: (MASKED if k in DSN_SECRET_KEYS else str(v)) for k, v in params.items() if v is not None}
+    return conninfo.make_conninfo(**shown)
+
+
+def dsn_secrets(dsn: str) -> list[str]:
+    """The secret values a DSN holds (its password), to be kept out of every line the service writes."""
+    try:
+        params = conninfo.conninfo_to_dict(dsn)
+    except Exception:
+        return []
+    return [str(params[k]) for k in sorted(DSN_SECRET_KEYS & set(params)) if params[k]]
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """The marker of a setting that holds a secret: how it may be shown, and which values in it are
+    secret. Every printer of settings honours it: ``check-config``, configuration errors, and the
+    redaction of every log line (internal/pkg/logging.py)."""
+
+    shown: Callable[[Any], str]
+    values: Callable[[Any], list[str]]
+
+
+SECRET = Secret(masked, lambda v: [str(v)] if v else [])  # a password, a token: never shown
+SECRET_DSN = Secret(masked_dsn, dsn_secrets)  # a DSN: shown without its password
+
+
+def setting(default: Any, help: str, check: Check | None = None, *, secret: Secret | None = None) -> Any:
+    """One setting: its default, its meaning (``help``), its constraint and, for one that holds a
+    secret, its ``Secret`` marker."""
+    return field(default=default, metadata={"help": help, "check": check, "secret": secret})
+
+
+def secret_of(item: Field[Any]) -> Secret | None:
+    marker = item.metadata.get("secret")
+    return marker if isinstance(marker, Secret) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +132,10 @@ class HttpSettings:
 @dataclass(frozen=True, slots=True)
 class PostgresSettings:
     dsn: str = setting(
-        "postgresql://orders:orders@127.0.0.1:5432/orders", "libpq connection string or URI", postgres_dsn
+        "postgresql://orders:orders@127.0.0.1:5432/orders",
+        "libpq connection string or URI",
+        postgres_dsn,
+        secret=SECRET_DSN,
     )
     pool_min_size: int = setting(2, "connections kept open", at_least(1))
     pool_max_size: int = setting(
@@ -163,6 +219,17 @@ class ConsumerSettings:
     )
     max_future_skew_seconds: int = setting(
         300, "how far date_created may lie in the future (clock skew)", at_least(0)
+    )
+    plausibility_checks: bool = setting(
+        True,
+        "check that payment.payment_dt is Unix seconds near date_created (the window below); "
+        "false accepts any positive payment_dt, e.g. for historic data",
+    )
+    payment_max_before_s: int = setting(
+        86400, "payment_dt may lie at most this many seconds before date_created (1 day)", at_least(0)
+    )
+    payment_max_after_s: int = setting(
+        2592000, "payment_dt may lie at most this many seconds after date_created (30 days)", at_least(0)
     )
     retry_initial_ms: int = setting(
         100, "first backoff after a transient error (doubles up to retry_max_ms, with jitter)", at_least(1)

@@ -18,7 +18,9 @@ message and dead-letters it as ``processing_error``; one that escapes the poll l
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -34,6 +36,24 @@ class Violation:
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}"
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_]{1,64}")
+
+
+def location(loc: Iterable[int | str]) -> str:
+    """A violation's path from its keys and indexes: ``items[2].price``, ``$`` for the document."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif _PLAIN_KEY.fullmatch(part):
+            path += f".{part}" if path else part
+        else:
+            # An unknown key is the sender's text: quote it and cut it short so a path stays one short line.
+            shown = part if len(part) <= 64 else part[:64] + "..."
+            path = f"{path or '$'}[{json.dumps(shown)}]"
+    return path or "$"
 
 
 class ServiceError(Exception):

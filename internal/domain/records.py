@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from internal.domain.order import Order, json_digest, order_to_json_bytes
+from internal.domain.order import Order, hash_form, json_digest, order_to_json_bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,11 +15,16 @@ class OrderRecord:
     order: Order
     content_hash: bytes
     json: bytes  # the order as the API serves it: encoded once, cached as is
+    # SHA-256 of exactly ``json`` (the cache's ETag) when it is known; the content hash is that digest
+    # unless date_created was spelt otherwise than in UTC with "Z" (``hash_form``).
+    json_sha256: bytes | None = None
 
     @classmethod
     def of(cls, order: Order) -> OrderRecord:
         body = order_to_json_bytes(order)
-        return cls(order=order, content_hash=json_digest(body), json=body)  # == content_hash(order)
+        form = hash_form(order, body)
+        digest = json_digest(form)  # == content_hash(order), without a second dump
+        return cls(order, digest, body, digest if form is body else None)
 
     @property
     def uid(self) -> str:

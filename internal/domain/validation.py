@@ -7,26 +7,31 @@ team fixing one violation per round trip is what this module exists to prevent. 
 * one ``Order.model_validate_json`` call parses and checks every field in pydantic-core and collects all
   errors; they are translated here into ``Violation``s with paths like ``items[2].price`` and short messages
   that never echo a text value (dead-letter reasons must not leak names, phones or e-mail addresses);
-* the cross-field rules (sums, track numbers, duplicate rids, clock skew) run only on an order whose fields
-  are all valid - sums over broken numbers would only add noise - and then all of them are reported.
+* a key repeated in one object, at any depth, makes the message invalid (duplicate_keys.py: proved
+  absent by a count for most messages, searched exactly otherwise);
+* the cross-field rules (sums, track numbers, duplicate rids, clock skew) and the plausibility rules
+  (``payment_dt`` near ``date_created``, in seconds) run only on an order whose fields are all valid -
+  sums over broken numbers would only add noise - and then all of them are reported.
 
 docs/validation.md is the rule book; the tests break each rule on its own.
 """
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from internal.domain.errors import InvalidOrder, UndecodableMessage, Violation
+from internal.domain.duplicate_keys import cannot_repeat, duplicate_keys
+from internal.domain.errors import InvalidOrder, UndecodableMessage, Violation, location
 from internal.domain.order import PATTERN_MESSAGES, Order
+
+DAY_S: Final = 86_400
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,14 +41,16 @@ class ValidationPolicy:
     max_message_bytes: int = 1_048_576
     cross_field_checks: bool = True
     max_future_skew_seconds: int = 300
+    plausibility_checks: bool = True
+    payment_max_before_s: int = DAY_S  # payment_dt at most this long before date_created...
+    payment_max_after_s: int = 30 * DAY_S  # ...and at most this long after it
 
     def __post_init__(self) -> None:
         if self.max_message_bytes <= 0:
             raise ValueError(f"max_message_bytes must be positive, got {self.max_message_bytes}")
-        if self.max_future_skew_seconds < 0:
-            raise ValueError(
-                f"max_future_skew_seconds must not be negative, got {self.max_future_skew_seconds}"
-            )
+        for name in ("max_future_skew_seconds", "payment_max_before_s", "payment_max_after_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
 
 
 def decode_order(raw: bytes | None, policy: ValidationPolicy, now: datetime) -> Order:
@@ -68,38 +75,31 @@ def decode_order(raw: bytes | None, policy: ValidationPolicy, now: datetime) -> 
         # The str, not the bytes: the UTF-8 check is done, and pydantic reads a str slightly faster.
         order = Order.model_validate_json(text)
     except ValidationError as exc:
-        raise _domain_error(exc) from None
+        raise _domain_error(exc, text) from None
+    if not cannot_repeat(text, order):
+        repeated = duplicate_keys(text)
+        if repeated:
+            raise InvalidOrder(repeated)
+    violations: list[Violation] = []
     if policy.cross_field_checks:
-        violations = _cross_field_violations(order, policy, now)
-        if violations:
-            raise InvalidOrder(violations)
+        violations += _cross_field_violations(order, policy, now)
+    if policy.plausibility_checks:
+        violations += _plausibility_violations(order, policy)
+    if violations:
+        raise InvalidOrder(violations)
     return order
 
 
-def _domain_error(exc: ValidationError) -> UndecodableMessage | InvalidOrder:
+def _domain_error(exc: ValidationError, text: str) -> UndecodableMessage | InvalidOrder:
     errors = exc.errors(include_url=False)
     for error in errors:
         if error["type"] == "json_invalid":
             detail = error.get("ctx", {}).get("error", "invalid JSON")
             return UndecodableMessage(f"not a JSON document: {detail}")
-    return InvalidOrder([Violation(_path(error["loc"]), _message(error)) for error in errors])
-
-
-_PLAIN_KEY = re.compile(r"[A-Za-z0-9_]{1,64}")
-
-
-def _path(loc: Iterable[int | str]) -> str:
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif _PLAIN_KEY.fullmatch(part):
-            path += f".{part}" if path else part
-        else:
-            # An unknown key is the sender's text: quote it and cut it short so a path stays one short line.
-            shown = part if len(part) <= 64 else part[:64] + "..."
-            path = f"{path or '$'}[{json.dumps(shown)}]"
-    return path or "$"
+    # Refused anyway, so the exact search costs nothing that matters; repeated keys come first: the
+    # other violations describe whichever value the parser kept.
+    violations = [Violation(location(error["loc"]), _message(error)) for error in errors]
+    return InvalidOrder([*duplicate_keys(text), *violations])
 
 
 # What a type error says the field must be; the JSON type of what came instead is added.
@@ -178,8 +178,30 @@ def _cross_field_violations(order: Order, policy: ValidationPolicy, now: datetim
         message = f"must be goods_total + delivery_cost + custom_fee = {expected}, got {payment.amount}"
         violations.append(Violation("payment.amount", message))
     skew = policy.max_future_skew_seconds
-    if order.date_created > now + timedelta(seconds=skew):
+    if order.created_at > now + timedelta(seconds=skew):
         violations.append(
             Violation("date_created", f"must not be more than {skew} s after the time of receipt")
         )
     return violations
+
+
+def _plausibility_violations(order: Order, policy: ValidationPolicy) -> list[Violation]:
+    """``payment_dt`` (Unix seconds) within [date_created - before, date_created + after].
+
+    Compared in whole microseconds, so the window's edges are exact whatever the fraction of
+    ``date_created``. A value a thousand times too large is named as milliseconds, the usual bug.
+    """
+    created_us = (order.created_at - _EPOCH) // _MICROSECOND
+    paid = order.payment.payment_dt
+    before, after = policy.payment_max_before_s, policy.payment_max_after_s
+    low, high = created_us - before * 1_000_000, created_us + after * 1_000_000
+    paid_us = paid * 1_000_000
+    if low <= paid_us <= high:
+        return []
+    if paid_us > high and low <= (paid // 1000) * 1_000_000 <= high:
+        message = "must be Unix seconds, not milliseconds (divided by 1000 it would fit date_created)"
+    elif paid_us < low:
+        message = f"must not be more than {before} s before date_created (Unix seconds)"
+    else:
+        message = f"must not be more than {after} s after date_created (Unix seconds)"
+    return [Violation("payment.payment_dt", message)]

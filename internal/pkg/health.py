@@ -6,6 +6,11 @@
 * ready: the database answers, the consumer is assigned, not paused by an outage and not stopped, no
   assigned partition is stuck (messages waiting, committed offset not moving), the cache is warm,
   and the service is not shutting down.
+
+The endpoints answer anyone who can reach the port, so their details are fixed words naming the part
+that is down (``paused by an outage: database``), never the text of an exception: a driver's message
+names hosts, ports, users and relations. That text is in the log (``transient_error``,
+``consumer_stopped``, ``consumer_crashed``, ``db_probe_failed``), which the words point to.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 
 class ConsumerStatus(Protocol):
@@ -35,6 +40,26 @@ class ConsumerStatus(Protocol):
     def stuck(self) -> Mapping[tuple[str, int], str]: ...
     @property
     def last_beat(self) -> float: ...
+
+
+# What a reason recorded by the consumer is about, by the prefix every such reason starts with
+# (internal/store/errors.py: "database...", internal/consumer/: "kafka: ...", "dead-letter topic ...",
+# "dead-lettering failed ...", storm.py: "N dead-letters in a row ..."). First match wins.
+_CAUSES: Final = (
+    ("database", "database"),
+    ("kafka", "kafka"),
+    ("dead-letter", "dead-letter topic"),
+)
+STORM: Final = "too many dead-letters in a row (dlq.max_consecutive)"
+SEE_LOG: Final = "see the log"
+
+
+def public_cause(reason: str | None) -> str:
+    """The fixed words for what a consumer's reason is about; the reason itself stays in the log."""
+    text = reason or ""
+    if "dead-letters in a row" in text:
+        return STORM
+    return next((words for prefix, words in _CAUSES if text.startswith(prefix)), SEE_LOG)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +86,7 @@ class Health:
     def liveness(self) -> list[Component]:
         c = self._consumer
         if c.crashed:
-            return [Component("consumer_loop", False, f"crashed: {c.crashed}")]
+            return [Component("consumer_loop", False, "crashed (see the log: consumer_crashed)")]
         age = time.monotonic() - c.last_beat
         loop_ok = not c.running or age < self._loop_stale_after_s
         return [Component("consumer_loop", loop_ok, f"last iteration {age:.1f}s ago")]
@@ -70,13 +95,13 @@ class Health:
         db_problem = self._database_ok()
         c = self._consumer
         if c.crashed:
-            consumer = Component("consumer", False, f"crashed: {c.crashed}")
+            consumer = Component("consumer", False, "crashed (see the log: consumer_crashed)")
         elif c.fatal:
-            consumer = Component("consumer", False, f"stopped: {c.fatal}")
+            consumer = Component("consumer", False, f"stopped: {public_cause(c.fatal)}")
         elif not c.running:
             consumer = Component("consumer", False, "not running")
         elif c.paused:
-            consumer = Component("consumer", False, f"paused by an outage: {c.outage_reason}")
+            consumer = Component("consumer", False, f"paused by an outage: {public_cause(c.outage_reason)}")
         elif not c.assigned:
             consumer = Component("consumer", False, "no partitions assigned yet")
         else:

@@ -19,6 +19,7 @@ import structlog
 from internal.store.observe import DbObserver
 
 log = structlog.get_logger(component="store")
+UNREACHABLE = "unreachable"
 
 
 class DatabaseProbe:
@@ -40,6 +41,7 @@ class DatabaseProbe:
         self._connect = connect
         self._last_ok: float | None = None
         self._error: str | None = "not probed yet"
+        self._logged: str | None = None  # the failure last logged, so that a long outage logs once
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="db-probe", daemon=True)
 
@@ -71,11 +73,20 @@ class DatabaseProbe:
                 )
             conn.execute("SELECT 1")
         except psycopg.Error as exc:
-            self._error = f"unreachable: {type(exc).__name__}"
+            # Readiness shows fixed words; the driver's text (host, port, user) goes to the log only,
+            # once per change of it, not once a second.
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if detail != self._logged:
+                log.warning("db_probe_failed", error_type=type(exc).__name__, error=detail)
+                self._logged = detail
+            self._error = UNREACHABLE
             self._observer.up(False)
             if conn is not None:
                 conn.close()
             return None
+        if self._logged is not None:
+            log.info("db_probe_recovered")
+            self._logged = None
         self._last_ok, self._error = time.monotonic(), None
         self._observer.up(True)
         return conn

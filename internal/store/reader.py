@@ -2,11 +2,12 @@
 
 PostgreSQL assembles each order's JSON itself (``row_to_json`` and ``array_to_json`` are compact and
 keep column order; ``json_agg`` would add spaces), in the byte-for-byte form of
-``internal.domain.order.order_to_json_bytes``: same key order, no spaces, ``date_created`` in UTC
-with ``Z`` and microseconds only when present. So a cache entry warmed from the database, one
-back-filled on a miss and one written through by the consumer are the same bytes with the same ETag;
-tests/integration/test_store.py checks the identity, odd characters included. Python neither parses
-nor re-encodes: warming 100,000 orders is one streamed query (docs/performance.md).
+``internal.domain.order.order_to_json_bytes``: same key order, no spaces, ``date_created`` as the
+text the producer sent (kept in ``date_created_text``, sql/0004). So a cache entry warmed from the
+database, one back-filled on a miss and one written through by the consumer are the same bytes with
+the same ETag; tests/integration/test_store.py checks the identity, odd characters and every spelling
+of date_created included. Python neither parses nor re-encodes: warming 100,000 orders is one
+streamed query (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -44,11 +45,7 @@ SELECT o.order_uid, row_to_json(doc)::text
                                         i.total_price, i.nm_id, i.brand, i.status) r
              WHERE i.order_id = o.id) AS items,
            o.locale, o.internal_signature, o.customer_id, o.delivery_service, o.shardkey, o.sm_id,
-           to_char(o.date_created AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
-             || CASE WHEN date_part('microseconds', o.date_created)::bigint %% 1000000 <> 0
-                     THEN to_char(o.date_created AT TIME ZONE 'UTC', '.US') ELSE '' END
-             || 'Z' AS date_created,
-           o.oof_shard
+           o.date_created_text AS date_created, o.oof_shard
  ) AS doc
 """
 BY_UID = ORDER_JSON + " WHERE o.order_uid = %s"

@@ -11,7 +11,6 @@ docs/dlq.md is the manual; internal/tools/dlq_letters.py reads, internal/tools/d
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections import Counter
@@ -19,25 +18,32 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from internal.config import ConfigError, load_settings
+from internal.config.settings import dsn_secrets
 from internal.consumer.letters import H_ERROR
+from internal.domain.errors import TransientError
+from internal.pkg.logging import redactor
+from internal.store.stored import StoredContent
+from internal.tools.dlq_display import LINE_WIDTH, VALUE_LINES, printable, shorten, show_bytes, value_lines
 from internal.tools.dlq_letters import (
     DLQ_PREFIX,
     REASONS,
     Letter,
     Selection,
     ToolError,
-    hex_preview,
     open_letters,
-    printable,
     read_letter,
-    shorten,
-    show_bytes,
 )
-from internal.tools.dlq_replay import open_producer, replay
+from internal.tools.dlq_replay import Targets, open_producer, replay
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 ERROR_WIDTH = 100
-TEXT_PREVIEW = 2000
+# Bounds of what one letter may print, whatever it holds (a forged letter can carry 10,000 headers, a
+# 16 MB value or a megabyte of error): a list row stays one line of a few hundred characters; show
+# prints at most this many headers and error characters (the value's bounds: dlq_display.py).
+CELL_WIDTH = 40
+SHOWN_HEADERS = 100
+HEADER_WIDTH = 500
+ERROR_CHARS = 20_000
 LIST_HEADER = (
     f"{'DLQ-OFFSET':>10}  {'REASON':<16}  {'PART':>4}  {'OFFSET':>8}  {'ORDER_UID':<20}  "
     f"{'FAILED-AT':<24}  ERROR"
@@ -67,7 +73,7 @@ def _list(args: argparse.Namespace) -> int:
     print("--")
     for reason in [*REASONS, *sorted(set(counts) - set(REASONS))]:
         if counts[reason]:
-            print(f"{reason:<16}  {counts[reason]:>6}")
+            print(f"{shorten(printable(reason), CELL_WIDTH):<16}  {counts[reason]:>6}")
     print(f"{'total':<16}  {total:>6}  ({total - repeats} distinct original messages)")
     if stubs:
         print(f"{stubs} of them are stub letters ([stub] above): the original did not fit; see l0-dlq show")
@@ -84,10 +90,14 @@ def _row(letter: Letter) -> str:
     error = printable(letter.error)
     if letter.truncated:
         error = f"[stub of {cell(letter.original_size)} bytes] {error}"
+
+    def text(value: str) -> str:
+        return shorten(printable(value), CELL_WIDTH)
+
     return (
-        f"{letter.offset:>10}  {printable(letter.reason):<16}  {cell(letter.original_partition):>4}  "
-        f"{cell(letter.original_offset):>8}  {printable(uid) if uid is not None else '-':<20}  "
-        f"{printable(letter.failed_at):<24}  {shorten(error, ERROR_WIDTH)}"
+        f"{letter.offset:>10}  {text(letter.reason):<16}  {cell(letter.original_partition):>4}  "
+        f"{cell(letter.original_offset):>8}  {text(uid) if uid is not None else '-':<20}  "
+        f"{text(letter.failed_at):<24}  {shorten(error, ERROR_WIDTH)}"
     )
 
 
@@ -99,15 +109,21 @@ def _show(args: argparse.Namespace) -> int:
         print(*_stub_lines(letter), sep="\n")
     print("headers:")
     ordered = sorted(letter.headers, key=lambda h: not h[0].startswith(DLQ_PREFIX))  # stable: keeps order
-    for name, value in ordered:
+    for name, value in ordered[:SHOWN_HEADERS]:
         size = len(value or b"")
-        shown = f"({size} bytes, see error below)" if name == H_ERROR else show_bytes(value, 10**6)
-        print(f"  {printable(name)}: {shown}")
+        shown = f"({size} bytes, see error below)" if name == H_ERROR else show_bytes(value, HEADER_WIDTH)
+        print(f"  {shorten(printable(name), CELL_WIDTH * 2)}: {shown}")
+    if len(ordered) > SHOWN_HEADERS:
+        hidden = len(ordered) - SHOWN_HEADERS
+        print(f"  ... {hidden} more headers ({len(ordered)} in all; the first {SHOWN_HEADERS} shown)")
     print(f"key: {show_bytes(letter.key)}")
-    print(*_value_lines(letter.value), sep="\n")
+    print(*value_lines(letter.value), sep="\n")
     print("error:")
-    for line in (letter.error or "(none)").splitlines():
-        print(f"  {printable(line)}")
+    error = letter.error or "(none)"
+    for line in error[:ERROR_CHARS].splitlines()[:VALUE_LINES]:
+        print(f"  {shorten(printable(line), LINE_WIDTH)}")
+    if len(error) > ERROR_CHARS:
+        print(f"  ... ({len(error)} characters, the first {ERROR_CHARS} shown)")
     return EXIT_OK
 
 
@@ -126,33 +142,44 @@ def _stub_lines(letter: Letter) -> list[str]:
     ]
 
 
-def _value_lines(value: bytes | None) -> list[str]:
-    """Pretty JSON when the value parses; else an escaped text preview or a hex preview."""
-    if value is None:
-        return ["value: (none)"]
-    try:
-        text = value.decode("utf-8")
-    except UnicodeDecodeError:
-        return [f"value: {len(value)} bytes, not UTF-8; first bytes in hex:", f"  {hex_preview(value)}"]
-    try:
-        doc = json.loads(text)
-    except ValueError as exc:
-        more = f" (first {TEXT_PREVIEW} characters)" if len(text) > TEXT_PREVIEW else ""
-        return [f"value: {len(value)} bytes, not JSON ({exc}){more}:", f"  {printable(text[:TEXT_PREVIEW])}"]
-    pretty = json.dumps(doc, indent=2, ensure_ascii=False)
-    return [f"value: {len(value)} bytes, JSON:", *(printable(line) for line in pretty.splitlines())]
-
-
 def _replay(args: argparse.Namespace) -> int:
     """Send the selected letters back; exit 1 when any delivery was not acknowledged."""
     selection = _selection(args)
+    if args.to_topic == args.dlq_topic:
+        raise ToolError(f"--to-topic {printable(args.to_topic)} is the dead-letter topic: never a target")
     producer = open_producer(args.brokers, args.to_topic)  # checked before reading: fail fast
-    letters = open_letters(args.brokers, args.dlq_topic)
-    stats = replay(letters, selection, producer, args.to_topic, force=args.force, dry_run=args.dry_run)
+    stored = _stored(args.dsn)
+    try:
+        stats = replay(
+            lambda: open_letters(args.brokers, args.dlq_topic),
+            selection,
+            producer,
+            Targets(args.brokers, args.dlq_topic, args.to_topic),
+            stored,
+            force=args.force,
+            dry_run=args.dry_run,
+        )
+    except TransientError as exc:
+        raise ToolError(
+            f"the stored-order check failed: {redactor(dsn_secrets(args.dsn))(str(exc))}"
+        ) from None
+    finally:
+        stored.close()
     for failure in stats.failures[:5]:  # the first few tell the cause
         print(f"l0-dlq: delivery failed: {failure}", file=sys.stderr)
     print(stats.summary())
     return EXIT_FAILED if stats.failed else EXIT_OK
+
+
+def _stored(dsn: str) -> StoredContent:
+    """The database the service stores into: a letter whose order it holds with the same content is
+    not sent again, in this run or any later one."""
+    try:
+        return StoredContent(dsn)
+    except TransientError as exc:
+        raise ToolError(
+            f"cannot check stored orders: {redactor(dsn_secrets(dsn))(str(exc))} (--dsn)"
+        ) from None
 
 
 def _selection(args: argparse.Namespace) -> Selection:
@@ -228,16 +255,25 @@ def build_parser() -> argparse.ArgumentParser:
     again = commands.add_parser(
         "replay", parents=[common, filters], allow_abbrev=False, help="send letters back to the orders topic"
     )
-    again.add_argument("--to-topic", help="where to send (default: env KAFKA_TOPIC, else orders)")
+    again.add_argument(
+        "--to-topic", help="send here instead of each letter's original topic (needs --force when it differs)"
+    )
+    again.add_argument(
+        "--dsn", help="PostgreSQL of the service, to skip stored orders (default: env POSTGRES_DSN)"
+    )
     again.add_argument("--dry-run", action="store_true", help="print what would be sent, send nothing")
-    again.add_argument("--force", action="store_true", help="send conflict letters too (see docs/dlq.md)")
-    again.set_defaults(run=_replay, to_topic=None)
+    again.add_argument(
+        "--force",
+        action="store_true",
+        help="send conflict letters too, and to a --to-topic that is not their origin (docs/dlq.md)",
+    )
+    again.set_defaults(run=_replay, to_topic=None, dsn=None)
     return parser
 
 
 def _fill_defaults(args: argparse.Namespace) -> None:
     """Take what the command line left open from the service's settings (defaults < environment)."""
-    needed = [args.brokers, args.dlq_topic, *([args.to_topic] if args.command == "replay" else [])]
+    needed = [args.brokers, args.dlq_topic, *([args.dsn] if args.command == "replay" else [])]
     if all(needed):
         return  # an unrelated bad variable (CONSUMER_WORKERS=-1) must not stop a fully specified run
     try:
@@ -247,7 +283,7 @@ def _fill_defaults(args: argparse.Namespace) -> None:
     args.brokers = args.brokers or settings.kafka.brokers
     args.dlq_topic = args.dlq_topic or settings.dlq_topic
     if args.command == "replay":
-        args.to_topic = args.to_topic or settings.kafka.topic
+        args.dsn = args.dsn or settings.postgres.dsn
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,12 +4,13 @@ Reading must never disturb the service: the consumer gets a throwaway group, is 
 partitions (it never joins a group) and never commits. It reads from the beginning to the end the
 topic had when the read started, so a tool run always terminates even while letters keep arriving.
 Every byte shown comes from producers we do not control, so text is escaped before it reaches a
-terminal (an order_uid holding an escape sequence must not repaint the operator's screen).
+terminal (an order_uid holding an escape sequence must not repaint the operator's screen), cut to a
+bound before it is printed, and parsed only by a parser with a depth limit: the tool exists for the
+letters nobody could read, so no letter may stop it.
 """
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -39,6 +40,7 @@ from internal.consumer.letters import (
 )
 from internal.domain.reasons import DeadLetterReason
 from internal.pkg.kafka_offsets import partition_ends
+from internal.tools.dlq_display import parse_json
 
 REASONS = DeadLetterReason.values()
 DLQ_PREFIX = "dlq."
@@ -47,6 +49,7 @@ CHECK_TIMEOUT_S = 5.0
 IDLE_TIMEOUT_S = 30.0
 
 Headers = tuple[tuple[str, bytes | None], ...]
+UNREADABLE_HEADERS = "(headers not readable)"
 
 
 class ToolError(Exception):
@@ -125,10 +128,7 @@ class Letter:
     @property
     def order_uid(self) -> str | None:
         """The value's order_uid when the value is a JSON object with a string one."""
-        try:
-            doc = json.loads(self.value or b"")
-        except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
-            return None
+        doc = parse_json(self.value)
         uid = doc.get("order_uid") if isinstance(doc, dict) else None
         return uid if isinstance(uid, str) else None
 
@@ -158,32 +158,6 @@ class Selection:
         if self.to_offset is not None and (offset is None or offset > self.to_offset):
             return False
         return self.uid is None or letter.order_uid == self.uid
-
-
-def printable(text: str) -> str:
-    """``text`` with every non-printable character (controls, escapes, line breaks) escaped."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
-
-
-def shorten(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def show_bytes(data: bytes | None, limit: int = 200) -> str:
-    """A safe one-line rendering: escaped text when it is UTF-8, else a hex preview of the first bytes."""
-    if data is None:
-        return "(none)"
-    try:
-        return shorten(printable(data.decode("utf-8")), limit)
-    except UnicodeDecodeError:
-        return f"(not UTF-8, {len(data)} bytes) {hex_preview(data, limit // 3)}"
-
-
-def hex_preview(data: bytes, count: int = 64) -> str:
-    """The first ``count`` bytes in hex, "..." when there are more."""
-    return data[:count].hex(" ") + (" ..." if len(data) > count else "")
 
 
 def quiet(_err: KafkaError) -> None:
@@ -222,11 +196,16 @@ def check_topic(client: Consumer | Producer, brokers: str, topic: str) -> int:
     return len(found.partitions)
 
 
-def _letter(topic: str, message: Message) -> Letter:
+def read_message(topic: str, message: Message) -> Letter:
     error = message.error()
     if error is not None:
         raise ToolError(f"reading {topic}: {error.str()}")
-    raw = message.headers() or []
+    try:
+        raw = message.headers() or []
+    except (UnicodeDecodeError, ValueError) as exc:
+        # The client decodes header names as UTF-8 and raises on any other name (another client wrote
+        # it): the letter is still listed, with the failure as its only header.
+        raw = [(UNREADABLE_HEADERS, str(exc).encode())]
     items = raw.items() if isinstance(raw, dict) else raw
     headers = tuple((k, v.encode() if isinstance(v, str) else v) for k, v in items)
     return Letter(message.offset() or 0, message.key(), message.value(), headers)
@@ -266,7 +245,7 @@ def _read(
         while pending:
             batch = consumer.consume(500, 0.5)
             for message in batch:
-                letter, p = _letter(topic, message), message.partition() or 0
+                letter, p = read_message(topic, message), message.partition() or 0
                 if p not in pending or letter.offset >= ends[p]:
                     continue  # newer than the end this run reads to
                 positions[p] = letter.offset + 1
@@ -301,7 +280,7 @@ def read_letter(brokers: str, topic: str, offset: int, partition: int = 0) -> Le
             message = consumer.poll(0.5)
             if message is None:
                 continue
-            letter = _letter(topic, message)
+            letter = read_message(topic, message)
             if letter.offset == offset:
                 return letter
             if letter.offset > offset:  # the offset was a gap (compaction, transaction marker)

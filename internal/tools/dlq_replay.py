@@ -5,20 +5,33 @@ A replayed message must look to the service exactly like the one the producer fi
 the ``dlq.*`` headers of the dead-lettering are removed (a fresh refusal adds new ones) and
 ``dlq.replay.count`` is set, so that a message that keeps coming back is recognisable and a loop of
 replays can be noticed by whoever reads the dead-letter topic.
+
+Where it goes: the topic the letter came from (``dlq.original.topic``); another only with
+``--to-topic`` and ``--force``; the dead-letter topic never (a letter sent there is a letter again).
+What is not sent: the same message twice in one run - a message refused again after a replay has
+a second letter with the same key and value, so the topic is read twice, once to find each message's
+highest replay count, once to send it once with that count + 1 -, and an order the database holds
+with the same content by now (that check holds across runs).
 """
 
 from __future__ import annotations
 
+import hashlib
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from datetime import UTC, datetime
+from typing import Any, Protocol, TextIO
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from internal.domain.errors import InvalidOrder, UndecodableMessage
+from internal.domain.order import content_hash
 from internal.domain.reasons import DeadLetterReason
+from internal.domain.validation import ValidationPolicy, decode_order
 from internal.pkg.kafka_produce import ProduceError, failure_text, produce
-from internal.tools.dlq_letters import Letter, Selection, ToolError, check_topic, printable, quiet
+from internal.tools.dlq_display import printable
+from internal.tools.dlq_letters import Letter, Selection, ToolError, check_topic, quiet
 
 H_REPLAY_COUNT = "dlq.replay.count"
 REPLAY_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -32,16 +45,52 @@ CONFLICT_RULE = (
     "conflict letters are not replayed without --force: the stored order wins (first write wins), so "
     "replaying a conflict only dead-letters it again unless the stored order was deleted"
 )
+TARGET_RULE = (
+    "a letter goes back to the topic it came from (dlq.original.topic); another topic needs --to-topic "
+    "and --force, and the dead-letter topic is never a target"
+)
+# Only the content hash is wanted: every rule that could refuse the order again is the service's.
+_PARSE_ONLY = ValidationPolicy(
+    max_message_bytes=REPLAY_MAX_MESSAGE_BYTES, cross_field_checks=False, plausibility_checks=False
+)
 
 
-def replay_headers(letter: Letter) -> list[tuple[str, bytes | None]]:
-    """The letter's original headers without any ``dlq.*`` one, plus the incremented replay count."""
+class StoredCheck(Protocol):
+    """The stored content hash of an order (internal/store/stored.py), None when it is not stored."""
+
+    def hash_of(self, order_uid: str) -> bytes | None: ...
+
+
+def replay_count(letter: Letter) -> int:
+    """How often the letter's message was replayed before (0 for a first refusal)."""
     previous = letter.header(H_REPLAY_COUNT)
     try:
-        count = int(previous) if previous is not None else 0
+        return max(0, int(previous)) if previous is not None else 0
     except ValueError:  # not written by this tool; start counting afresh rather than refuse the letter
-        count = 0
+        return 0
+
+
+def replay_headers(letter: Letter, count: int | None = None) -> list[tuple[str, bytes | None]]:
+    """The letter's original headers without any ``dlq.*`` one, plus the replay count: ``count`` + 1,
+    by default the letter's own count + 1."""
+    count = replay_count(letter) if count is None else count
     return [*letter.original_headers(), (H_REPLAY_COUNT, str(count + 1).encode())]
+
+
+def message_id(letter: Letter) -> bytes:
+    """What makes two letters the same message to replay: its key and value (a replay sends both
+    unchanged, so a message refused again has the same ones in its new letter)."""
+    key, value = letter.key or b"", letter.value or b""
+    return hashlib.sha256(len(key).to_bytes(8, "big") + key + value).digest()
+
+
+def stored_alike(letter: Letter, stored: StoredCheck) -> bool:
+    """Whether the letter's order is stored with the same content (replaying it would change nothing)."""
+    try:
+        order = decode_order(letter.value, _PARSE_ONLY, datetime.now(UTC))
+    except (InvalidOrder, UndecodableMessage):
+        return False  # no order in it: the service decides again
+    return stored.hash_of(order.order_uid) == content_hash(order)
 
 
 @dataclass
@@ -51,6 +100,8 @@ class ReplayStats:
     stubs: int = 0
     conflicts: int = 0
     duplicates: int = 0
+    stored: int = 0
+    wrong_target: int = 0
     queued: int = 0
     delivered: int = 0
     failures: list[str] = field(default_factory=list)
@@ -70,12 +121,14 @@ class ReplayStats:
         sent = f"would send {self.queued}" if self.dry_run else f"sent {self.delivered}, failed {self.failed}"
         return (
             f"replay: selected {self.selected}, skipped conflicts {self.conflicts}, "
-            f"skipped stubs {self.stubs}, duplicates skipped {self.duplicates}, {sent}"
+            f"skipped stubs {self.stubs}, duplicates skipped {self.duplicates}, "
+            f"already stored {self.stored}, other target {self.wrong_target}, {sent}"
         )
 
 
-def open_producer(brokers: str, topic: str) -> Producer:
-    """An idempotent ``acks=all`` producer, after checking that the broker answers and ``topic`` exists."""
+def open_producer(brokers: str, topic: str | None) -> Producer:
+    """An idempotent ``acks=all`` producer, after checking that the broker answers and ``topic``
+    exists (the one named by --to-topic; per-letter targets are checked when first met)."""
     try:
         producer = Producer(
             {
@@ -94,7 +147,8 @@ def open_producer(brokers: str, topic: str) -> Producer:
         )
     except KafkaException as exc:
         raise ToolError(f"bad Kafka settings: {exc.args[0].str()}") from None
-    check_topic(producer, brokers, topic)
+    if topic is not None:
+        check_topic(producer, brokers, topic)
     return producer
 
 
@@ -106,57 +160,103 @@ def _describe(letter: Letter) -> str:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Targets:
+    """Where letters may go: ``to_topic`` (--to-topic) or each letter's origin; never ``dlq_topic``."""
+
+    brokers: str
+    dlq_topic: str
+    to_topic: str | None = None
+
+    def of(self, letter: Letter, force: bool) -> tuple[str | None, str]:
+        """The letter's target, or None and why it has none."""
+        origin = letter.original_topic
+        target = self.to_topic or origin
+        if target is None:
+            return None, "the letter does not name its original topic (use --to-topic and --force)"
+        if target == self.dlq_topic:
+            return None, "its original topic is the dead-letter topic itself"
+        if target != origin and not force:
+            return None, f"it came from {printable(origin or '-')}, not {printable(target)} (use --force)"
+        return target, ""
+
+
 def replay(
-    letters: Iterable[Letter],
+    read: Callable[[], Iterable[Letter]],
     selection: Selection,
     producer: Producer,
-    topic: str,
+    targets: Targets,
+    stored: StoredCheck | None,
     *,
     force: bool,
     dry_run: bool,
     out: TextIO | None = None,
 ) -> ReplayStats:
-    """Send every selected letter once to ``topic``; conflicts only with ``force``; nothing on a dry run."""
+    """Send every selected message once, to its target; conflicts only with ``force``; nothing on a
+    dry run. ``read`` gives the letters from the start of the topic each time it is called."""
     out = out or sys.stdout  # looked up per call, so that a redirected stdout is honoured
     stats = ReplayStats(dry_run)
-    first_of: dict[tuple[str | None, int | None, int | None], int] = {}
-    for letter in letters:
+    highest: dict[bytes, int] = {}  # message -> its highest replay count among the selected letters
+    for letter in read():
+        if selection.matches(letter) and not letter.truncated:
+            key = message_id(letter)
+            highest[key] = max(highest.get(key, 0), replay_count(letter))
+    first_of: dict[bytes, int] = {}
+    checked: set[str] = set()
+    for letter in read():
         if not selection.matches(letter):
             continue
         stats.selected += 1
-        origin = letter.origin
-        if None not in origin:  # a letter that does not say where it came from cannot be matched
-            if origin in first_of:
-                stats.duplicates += 1
-                print(f"skip {_describe(letter)}: repeats dlq offset {first_of[origin]}", file=out)
-                continue
-            first_of[origin] = letter.offset
-        if letter.truncated:  # --force does not help: the bytes to send are not here
-            stats.stubs += 1
-            print(
-                f"skip {_describe(letter)}: a stub letter (the original value of {letter.original_size} "
-                "bytes did not fit the dead-letter topic)",
-                file=out,
-            )
+        skip = _skip(letter, stats, first_of, force)
+        target, why = targets.of(letter, force) if skip is None else (None, "")
+        if skip is None and target is None:
+            stats.wrong_target += 1
+            skip = f"not sent: {why}"
+        if skip is None and stored is not None and stored_alike(letter, stored):
+            stats.stored += 1
+            skip = "its order is stored with this content already"
+        if skip is not None or target is None:
+            print(f"skip {_describe(letter)}: {skip}", file=out)
             continue
-        if letter.reason == DeadLetterReason.CONFLICT.value and not force:
-            stats.conflicts += 1
-            print(f"skip {_describe(letter)}: conflict (use --force to send it anyway)", file=out)
-            continue
-        headers = replay_headers(letter)
+        if target not in checked and not dry_run:
+            check_topic(producer, targets.brokers, target)
+            checked.add(target)
+        headers = replay_headers(letter, highest.get(message_id(letter)))
         count = (headers[-1][1] or b"").decode()
         verb = "would send" if dry_run else "send"
-        print(f"{verb} {_describe(letter)} -> {topic} with {H_REPLAY_COUNT}={count}", file=out)
+        print(f"{verb} {_describe(letter)} -> {printable(target)} with {H_REPLAY_COUNT}={count}", file=out)
         stats.queued += 1
         if not dry_run:
-            _produce(producer, topic, letter, headers, stats)
+            _produce(producer, target, letter, headers, stats)
     if not dry_run:
         producer.flush(DELIVERY_TIMEOUT_MS / 1000 + 5)
-    if stats.stubs:
-        print(STUB_RULE, file=out)
-    if stats.conflicts:
-        print(CONFLICT_RULE, file=out)
+    for skipped, rule in (
+        (stats.stubs, STUB_RULE),
+        (stats.conflicts, CONFLICT_RULE),
+        (stats.wrong_target, TARGET_RULE),
+    ):
+        if skipped:
+            print(rule, file=out)
     return stats
+
+
+def _skip(letter: Letter, stats: ReplayStats, first_of: dict[bytes, int], force: bool) -> str | None:
+    """Why the letter is not sent, by the rules that need no lookup; None when they let it go."""
+    if letter.truncated:  # --force does not help: the bytes to send are not here
+        stats.stubs += 1
+        return (
+            f"a stub letter (the original value of {letter.original_size} bytes did not fit the "
+            "dead-letter topic)"
+        )
+    key = message_id(letter)
+    if key in first_of:
+        stats.duplicates += 1
+        return f"repeats dlq offset {first_of[key]}"
+    first_of[key] = letter.offset
+    if letter.reason == DeadLetterReason.CONFLICT.value and not force:
+        stats.conflicts += 1
+        return "conflict (use --force to send it anyway)"
+    return None
 
 
 def _produce(

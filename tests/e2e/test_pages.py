@@ -7,12 +7,14 @@ from __future__ import annotations
 import http.client
 import json
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Topics
 from tests.e2e.helpers import make_input, produce, wait_committed_to_end
+from tests.orders import order_doc
 from tests.service_proc import HttpAnswer, ServiceProcess, StartService
 from tests.support import wait_until
 
@@ -134,3 +136,57 @@ def test_the_home_page_lists_an_order_within_a_second_of_its_commit(
         lambda: f"/orders/{uid}" in service.get("/").body.decode(), timeout_s=2.5, what="home listing it"
     )
     assert time.monotonic() - stored_at < 2.5
+
+
+def sent_spellings(created: datetime) -> list[str]:
+    """The instant ``created`` (UTC, whole seconds) written with other offsets and 0-9 fraction digits."""
+    spellings = []
+    for n, minutes in enumerate([0, 180, -570, 840, -720, 345, 0, 0, 60, -60]):
+        zone = "Z" if minutes == 0 else f"{'+-'[minutes < 0]}{abs(minutes) // 60:02}:{abs(minutes) % 60:02}"
+        local = (created + timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%S")
+        spellings.append(f"{local}{'.' + '000000000'[:n] if n else ''}{zone}")
+    return spellings
+
+
+def test_date_created_is_served_and_shown_as_sent_from_the_cache_and_from_the_database(
+    tmp_path: Path,
+    topics: Topics,
+    kafka_brokers: str,
+    service_env: dict[str, str],
+    start_service: StartService,
+) -> None:
+    """Z, +03:00, -09:30, +14:00, -12:00, +05:45 and 0-9 fraction digits: the consumer's cached copy and
+    the copy PostgreSQL assembles after a restart are the same bytes, the text as sent, and the page
+    shows the time with its offset."""
+    docs = []
+    for n in range(10):
+        doc = order_doc(800 + n, seed=17)
+        created = datetime.fromisoformat(doc["date_created"]).replace(microsecond=0)
+        doc["date_created"] = sent_spellings(created)[n]
+        docs.append(doc)
+    path = tmp_path / "as-sent.json"
+    path.write_text(json.dumps(docs), encoding="utf-8")
+    cold = {**service_env, "CACHE_WARMUP_ORDERS": "0"}
+    first = start_service(cold, name="first")
+    produce(path, topics.orders, kafka_brokers)
+    wait_committed_to_end(
+        kafka_brokers, topics.orders, topics.group, len(docs), timeout_s=60, services=[first]
+    )
+    cached: dict[str, tuple[bytes, str]] = {}
+    for doc in docs:
+        answer = first.get(f"/api/orders/{doc['order_uid']}")
+        assert (answer.status, answer.headers["X-Cache"]) == (200, "HIT")
+        assert json.loads(answer.body)["date_created"] == doc["date_created"]
+        cached[doc["order_uid"]] = (answer.body, answer.headers["ETag"])
+    assert first.stop() == 0
+    second = start_service(cold, name="second")  # no warm-up: every look-up reads PostgreSQL
+    for doc in docs:
+        sent = doc["date_created"]
+        answer = second.get(f"/api/orders/{doc['order_uid']}")
+        assert (answer.status, answer.headers["X-Cache"]) == (200, "MISS")
+        assert (answer.body, answer.headers["ETag"]) == cached[doc["order_uid"]]
+        page = second.get(f"/orders/{doc['order_uid']}").body.decode()
+        zone = "UTC" if sent.endswith("Z") else sent[-6:]
+        assert f"<dd>{sent[:10]} {sent[11:19]} {zone} <span" in page
+        assert f'<span class="raw">{sent}</span>' in page
+    assert second.stop() == 0

@@ -162,8 +162,8 @@ def test_a_partition_held_stuck_fails_readiness_by_name_and_recovers_by_itself(
     with psycopg.connect(schema_dsn) as blocker:  # an uncommitted row with the same uid: the writer waits
         blocker.execute(
             "INSERT INTO orders (order_uid, track_number, entry, locale, internal_signature, customer_id,"
-            " delivery_service, shardkey, sm_id, date_created, oof_shard, content_hash)"
-            " VALUES (%s, 'T', 'E', 'en', '', 'c', 'd', '1', 1, now(), '1', '\\x00')",
+            " delivery_service, shardkey, sm_id, date_created, date_created_text, oof_shard, content_hash)"
+            " VALUES (%s, 'T', 'E', 'en', '', 'c', 'd', '1', 1, now(), '2021-11-26T06:22:19Z', '1', '\\x00')",
             (held["order_uid"],),
         )
         send(kafka_brokers, topics.orders, [order_bytes(0, seed=94)], partition=0)

@@ -15,13 +15,18 @@ from dataclasses import dataclass
 
 import pytest
 from confluent_kafka import Message, Producer
+from psycopg_pool import ConnectionPool
 
 from internal.consumer.dlq import KafkaDeadLetterSink
 from internal.consumer.letters import DLQ_HEADERS, letter_headers
 from internal.consumer.messages import DeadLetter, Inbound
+from internal.domain.order import Order
 from internal.domain.reasons import DeadLetterReason
+from internal.domain.records import OrderRecord
 from internal.pkg.kafka_offsets import partition_ends
 from internal.pkg.kafka_topics import TopicSpec, delete_topics, ensure_topics
+from internal.store import migrations
+from internal.store.writer import PostgresOrderWriter
 from internal.tools.dlq import main
 from tests.conftest import Topics
 from tests.e2e.helpers import read_topic
@@ -81,7 +86,17 @@ def put_letters(brokers: str, topics: Topics, specs: list[Spec]) -> None:
 
 
 @pytest.fixture
-def letters(kafka_brokers: str, topics: Topics) -> Topics:
+def db(schema_dsn: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The test's own schema, migrated, as the database replay checks stored orders in (env POSTGRES_DSN,
+    as in a shell set up for the service)."""
+    migrations.apply_pending(schema_dsn)
+    monkeypatch.setenv("POSTGRES_DSN", schema_dsn)
+    monkeypatch.setenv("CONFIG_FILE", "")
+    return schema_dsn
+
+
+@pytest.fixture
+def letters(kafka_brokers: str, topics: Topics, db: str) -> Topics:
     put_letters(kafka_brokers, topics, SPECS)
     return topics
 
@@ -209,7 +224,8 @@ def test_replay_dry_run_prints_what_it_would_send_and_sends_nothing(
     assert code == 0
     assert out.count("would send dlq offset") == 5  # 7 - the repeated letter - the conflict
     assert out.splitlines()[-1] == (
-        "replay: selected 7, skipped conflicts 1, skipped stubs 0, duplicates skipped 1, would send 5"
+        "replay: selected 7, skipped conflicts 1, skipped stubs 0, duplicates skipped 1, already stored 0, "
+        "other target 0, would send 5"
     )
     assert sum(partition_ends(kafka_brokers, letters.orders).values()) == 0
 
@@ -233,7 +249,8 @@ def test_replay_sends_key_value_and_own_headers_once_and_counts_replays(
     assert code == 0
     assert "skip dlq offset 5 (db_rejected, from p2@12" in out
     assert out.splitlines()[-1] == (
-        "replay: selected 4, skipped conflicts 0, skipped stubs 0, duplicates skipped 1, sent 3, failed 0"
+        "replay: selected 4, skipped conflicts 0, skipped stubs 0, duplicates skipped 1, already stored 0, "
+        "other target 0, sent 3, failed 0"
     )
     sent = read_topic(kafka_brokers, letters.orders)
     assert len(sent) == 3  # the repeated letter of p2@12 went once
@@ -261,7 +278,9 @@ def test_replay_sends_key_value_and_own_headers_once_and_counts_replays(
     assert code == 0
     assert (
         out.splitlines()[-1]
-        == "replay: selected 1, skipped conflicts 0, skipped stubs 0, duplicates skipped 0, sent 1, failed 0"
+        == "replay: selected 1, skipped conflicts 0, skipped stubs 0, duplicates skipped 0, "
+        "already stored 0, "
+        "other target 0, sent 1, failed 0"
     )
     copies_of_a = [m for m in read_topic(kafka_brokers, letters.orders) if m.key() == UID_A.encode()]
     assert [m.value() for m in copies_of_a] == [VALUE_A, VALUE_A]
@@ -280,14 +299,16 @@ def test_conflict_is_refused_without_force_and_sent_with_it(
     assert "skip dlq offset 4 (conflict" in out
     assert "the stored order wins" in out
     assert out.splitlines()[-1].endswith(
-        "skipped conflicts 1, skipped stubs 0, duplicates skipped 0, sent 0, failed 0"
+        "skipped conflicts 1, skipped stubs 0, duplicates skipped 0, already stored 0, other target 0, "
+        "sent 0, failed 0"
     )
     assert sum(partition_ends(kafka_brokers, letters.orders).values()) == 0
 
     code, out, _ = run(capsys, kafka_brokers, letters, *args, "--force")
     assert code == 0
     assert out.splitlines()[-1].endswith(
-        "skipped conflicts 0, skipped stubs 0, duplicates skipped 0, sent 1, failed 0"
+        "skipped conflicts 0, skipped stubs 0, duplicates skipped 0, already stored 0, other target 0, "
+        "sent 1, failed 0"
     )
     [sent] = read_topic(kafka_brokers, letters.orders)
     assert (sent.key(), sent.value()) == (UID_C.encode(), VALUE_C)
@@ -331,7 +352,7 @@ def test_brokers_and_topics_default_to_the_service_settings_from_the_environment
 
 
 @pytest.fixture
-def stub(kafka_brokers: str, topics: Topics) -> Iterator[tuple[Topics, bytes]]:
+def stub(kafka_brokers: str, topics: Topics, db: str) -> Iterator[tuple[Topics, bytes]]:
     """One stub letter in the dead-letter topic, written by the service's own sink: a topic that
     takes at most 50,000 bytes per message and a 300,000-byte refused value."""
     small = Topics(topics.orders, f"{topics.dlq}-small", topics.group)
@@ -376,5 +397,103 @@ def test_replay_refuses_stub_letters_even_with_force(
     assert code == 0
     assert "a stub letter (the original value of 300000 bytes did not fit the dead-letter topic)" in out
     assert "stub letters are never replayed" in out
-    assert out.splitlines()[-1].endswith("skipped stubs 1, duplicates skipped 0, sent 0, failed 0")
+    assert out.splitlines()[-1].endswith(
+        "skipped stubs 1, duplicates skipped 0, already stored 0, other target 0, sent 0, failed 0"
+    )
     assert sum(partition_ends(kafka_brokers, topics.orders).values()) == 0  # nothing was sent
+
+
+# --- where replays go, and what is not sent again ---------------------------------------------------------
+
+
+def test_replay_goes_to_each_letters_original_topic_by_default(
+    capsys: pytest.CaptureFixture[str], kafka_brokers: str, letters: Topics
+) -> None:
+    code, out, _ = run(capsys, kafka_brokers, letters, "replay", "--reason", "db_rejected")
+    assert code == 0
+    assert f"-> {letters.orders} with dlq.replay.count=1" in out
+    assert sorted(m.key() or b"" for m in read_topic(kafka_brokers, letters.orders)) == sorted(
+        [UID_A.encode(), UID_B.encode()]
+    )
+
+
+def test_another_target_needs_to_topic_and_force_and_the_dlq_is_never_one(
+    capsys: pytest.CaptureFixture[str], kafka_brokers: str, letters: Topics
+) -> None:
+    other = f"{letters.orders}-other"
+    ensure_topics(kafka_brokers, [TopicSpec(other, 1)])
+    try:
+        args = ("replay", "--reason", "db_rejected", "--to-topic", other)
+        code, out, _ = run(capsys, kafka_brokers, letters, *args)
+        assert code == 0
+        assert f"not sent: it came from {letters.orders}, not {other} (use --force)" in out
+        assert "other target 2, sent 0" in out.splitlines()[-1]
+        assert sum(partition_ends(kafka_brokers, other).values()) == 0
+        code, out, _ = run(capsys, kafka_brokers, letters, *args, "--force")
+        assert (code, sum(partition_ends(kafka_brokers, other).values())) == (0, 2)
+        for forced in ((), ("--force",)):
+            code, out, err = run(capsys, kafka_brokers, letters, "replay", "--to-topic", letters.dlq, *forced)
+            assert (code, out) == (2, "")
+            assert err == f"l0-dlq: --to-topic {letters.dlq} is the dead-letter topic: never a target\n"
+    finally:
+        delete_topics(kafka_brokers, [other])
+
+
+def test_a_letter_naming_the_dead_letter_topic_or_no_topic_as_origin_is_not_sent(
+    capsys: pytest.CaptureFixture[str], kafka_brokers: str, topics: Topics, db: str
+) -> None:
+    producer = Producer({"bootstrap.servers": kafka_brokers})
+    producer.produce(
+        topics.dlq, key=b"k1", value=VALUE_A, headers=[("dlq.original.topic", topics.dlq.encode())]
+    )
+    producer.produce(topics.dlq, key=b"k2", value=VALUE_B, headers=[("dlq.reason", b"db_rejected")])
+    assert producer.flush(30) == 0
+    code, out, _ = run(capsys, kafka_brokers, topics, "replay", "--force")
+    assert code == 0
+    assert "its original topic is the dead-letter topic itself" in out
+    assert "does not name its original topic" in out
+    assert sum(partition_ends(kafka_brokers, topics.dlq).values()) == 2  # nothing was added to it
+    assert sum(partition_ends(kafka_brokers, topics.orders).values()) == 0
+
+
+def test_a_stored_order_is_skipped_in_every_later_run(
+    capsys: pytest.CaptureFixture[str], kafka_brokers: str, letters: Topics, db: str
+) -> None:
+    """The service stored A since its letter was written (the cause was fixed and it was sent again):
+    no run sends it again; B, stored with other content, is still sent (the service calls it)."""
+    with ConnectionPool(db, min_size=1, max_size=1) as pool:
+        stored_b = json.loads(VALUE_B)
+        stored_b["customer_id"] = "someone else"
+        PostgresOrderWriter(pool).write_batch(
+            [
+                OrderRecord.of(Order.model_validate_json(VALUE_A)),
+                OrderRecord.of(Order.model_validate_json(json.dumps(stored_b))),
+            ]
+        )
+    for _ in range(2):
+        code, out, _ = run(capsys, kafka_brokers, letters, "replay", "--reason", "db_rejected")
+        assert code == 0
+        assert (
+            "skip dlq offset 2 (db_rejected, from p2@12, order_uid " + UID_A + "): its order is stored" in out
+        )
+        assert "already stored 1" in out.splitlines()[-1]
+    assert [m.key() for m in read_topic(kafka_brokers, letters.orders)] == [UID_B.encode(), UID_B.encode()]
+
+
+def test_a_message_refused_again_after_a_replay_is_sent_once_with_the_next_count(
+    capsys: pytest.CaptureFixture[str], kafka_brokers: str, letters: Topics
+) -> None:
+    """Run 1 sends A; the cause is not fixed, so A is refused again: a second letter, same key and value,
+    another origin. Run 2 must send A once (not once per letter, doubling each run), counted 2."""
+    first = ("replay", "--uid", UID_A)
+    assert run(capsys, kafka_brokers, letters, *first)[0] == 0
+    [again] = read_topic(kafka_brokers, letters.orders)
+    refused = Spec("db_rejected", again.partition() or 0, again.offset() or 0, again.value(), again.key(),
+                   tuple(raw_headers(again)))  # fmt: skip
+    put_letters(kafka_brokers, letters, [refused])
+    code, out, _ = run(capsys, kafka_brokers, letters, *first)
+    assert code == 0
+    assert out.count("send dlq offset") == 1
+    assert "skip dlq offset 7 (db_rejected" in out  # the letter of the second refusal repeats offset 2
+    copies = [m for m in read_topic(kafka_brokers, letters.orders) if m.key() == UID_A.encode()]
+    assert [dict(raw_headers(m))["dlq.replay.count"] for m in copies] == [b"1", b"2"]

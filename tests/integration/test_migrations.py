@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import psycopg
 import pytest
 
+from internal.pkg.paths import migrations_dir
 from internal.store import migrations
 
 pytestmark = pytest.mark.integration
 TABLES = {"orders", "deliveries", "payments", "items"}
-ALL = ["0001_orders_schema", "0002_search_indexes", "0003_search_keyset_indexes"]
+ALL = ["0001_orders_schema", "0002_search_indexes", "0003_search_keyset_indexes", "0004_date_created_as_sent"]
 
 
 def tables(dsn: str) -> set[str]:
@@ -18,6 +22,15 @@ def tables(dsn: str) -> set[str]:
             "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
         ).fetchall()
     return {r[0] for r in rows}
+
+
+def columns(dsn: str) -> dict[str, str]:
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT table_name || '.' || column_name, data_type FROM information_schema.columns"
+            " WHERE table_schema = current_schema()"
+        ).fetchall()
+    return {str(name): str(kind) for name, kind in rows}
 
 
 def indexes(dsn: str) -> dict[str, str]:
@@ -31,13 +44,7 @@ def test_apply_on_empty_schema_creates_every_table_and_index(schema_dsn: str) ->
     applied = migrations.apply_pending(schema_dsn)
     assert applied == ALL
     assert tables(schema_dsn) >= TABLES
-    with psycopg.connect(schema_dsn) as conn:
-        column_types: dict[str, str] = dict(
-            conn.execute(
-                "SELECT table_name || '.' || column_name, data_type FROM information_schema.columns"
-                " WHERE table_schema = current_schema()"
-            ).fetchall()
-        )
+    column_types = columns(schema_dsn)
     index = indexes(schema_dsn)
     assert "UNIQUE" in index["orders_order_uid_key"]
     assert '(order_id, "position")' in index["items_pkey"]  # serves look-ups by order id
@@ -48,6 +55,35 @@ def test_apply_on_empty_schema_creates_every_table_and_index(schema_dsn: str) ->
     assert column_types["payments.payment_dt"] == "bigint"
     assert column_types["items.chrt_id"] == "bigint"
     assert column_types["orders.sm_id"] == "bigint"
+    assert column_types["orders.date_created_text"] == "text"
+
+
+def test_orders_stored_before_0004_keep_the_text_they_were_served_with(
+    schema_dsn: str, tmp_path: Path
+) -> None:
+    """Their offset was not kept: 0004 fills in the UTC form the reader served until then."""
+    before = tmp_path / "sql"
+    before.mkdir()
+    for path in migrations_dir().glob("000[123]_*.sql"):
+        shutil.copy(path, before)
+    migrations.apply_pending(schema_dsn, before)
+    instants = ["2021-11-26 09:22:19+03", "2021-11-26 06:22:19.5+00", "2021-11-26 06:22:19.000001+00"]
+    with psycopg.connect(schema_dsn) as conn:
+        for n, instant in enumerate(instants):
+            conn.execute(
+                "INSERT INTO orders (order_uid, track_number, entry, locale, internal_signature, customer_id,"
+                " delivery_service, shardkey, sm_id, date_created, oof_shard, content_hash)"
+                " VALUES (%s,'t','e','en','','c','d','1',1,%s,'1','\\x00')",
+                (f"u{n}", instant),
+            )
+    assert migrations.apply_pending(schema_dsn) == ["0004_date_created_as_sent"]
+    with psycopg.connect(schema_dsn) as conn:
+        texts = conn.execute("SELECT date_created_text FROM orders ORDER BY order_uid").fetchall()
+    assert [t for (t,) in texts] == [
+        "2021-11-26T06:22:19Z",
+        "2021-11-26T06:22:19.500000Z",
+        "2021-11-26T06:22:19.000001Z",
+    ]
 
 
 def test_reapply_is_a_no_op(schema_dsn: str) -> None:
@@ -58,6 +94,8 @@ def test_reapply_is_a_no_op(schema_dsn: str) -> None:
 
 def test_rollback_removes_the_tables(schema_dsn: str) -> None:
     migrations.apply_pending(schema_dsn)
+    assert migrations.rollback(schema_dsn, count=1) == ["0004_date_created_as_sent"]
+    assert "orders.date_created_text" not in columns(schema_dsn)
     assert migrations.rollback(schema_dsn, count=1) == ["0003_search_keyset_indexes"]
     assert "(track_number)" in indexes(schema_dsn)["orders_track_number_idx"]
     assert migrations.rollback(schema_dsn, count=1) == ["0002_search_indexes"]
@@ -73,8 +111,9 @@ def test_child_rows_cascade_with_their_order(schema_dsn: str) -> None:
     with psycopg.connect(schema_dsn) as conn:
         (order_id,) = conn.execute(
             "INSERT INTO orders (order_uid, track_number, entry, locale, internal_signature, customer_id,"
-            " delivery_service, shardkey, sm_id, date_created, oof_shard, content_hash)"
-            " VALUES ('u1','t','e','en','','c','d','1',1,now(),'1','\\x00') RETURNING id"
+            " delivery_service, shardkey, sm_id, date_created, date_created_text, oof_shard, content_hash)"
+            " VALUES ('u1','t','e','en','','c','d','1',1,now(),'2021-11-26T06:22:19Z','1','\\x00')"
+            " RETURNING id"
         ).fetchone() or (None,)
         conn.execute(
             "INSERT INTO deliveries VALUES (%s,'n','+10000000','1','c','a','r','e@x.io')", (order_id,)

@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from structlog.testing import capture_logs
 
 from internal.store.observe import DbObserver
 from internal.store.probe import DatabaseProbe
@@ -26,10 +27,16 @@ def test_a_reachable_database_is_no_problem(pg_dsn: str) -> None:
     conn.close()
 
 
-def test_an_unreachable_database_is_a_problem_at_once() -> None:
+def test_an_unreachable_database_is_a_problem_at_once_in_fixed_words() -> None:
+    """Readiness answers anyone: it says "unreachable"; the driver's text (host, port) is logged, once."""
     probe = DatabaseProbe("postgresql://orders:orders@127.0.0.1:1/orders", DbObserver(), timeout_s=1)
-    assert probe.probe_once(None) is None
-    assert probe.problem() == "unreachable: OperationalError"
+    with capture_logs() as logs:
+        assert probe.probe_once(None) is None
+        assert probe.probe_once(None) is None
+    assert probe.problem() == "unreachable"
+    (failed,) = [e for e in logs if e["event"] == "db_probe_failed"]
+    assert "port 1 failed" in failed["error"]
+    assert failed["error_type"] == "OperationalError"
 
 
 def test_a_database_that_stops_answering_is_a_problem_after_stale_after_s(pg_dsn: str) -> None:

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import closing
+from datetime import datetime
 
 import psycopg
 import pytest
@@ -99,6 +100,56 @@ def test_database_json_is_byte_identical_to_the_encoder(
     back = PostgresOrderReader(pool).get(rec.uid)
     assert back is not None
     assert back.json == rec.json
+
+
+# date_created as sent: offsets at the edges of real zones, odd ones, RFC 3339's "unknown" -00:00,
+# lower-case letters, and fractions of 0 to 9 digits (more than PostgreSQL's microseconds).
+SENT_DATES = [
+    "2021-11-26T06:22:19Z",
+    "2021-11-26T09:22:19+03:00",
+    "2021-11-25T20:52:19-09:30",
+    "2021-11-26T20:22:19+14:00",
+    "2021-11-25T18:22:19-12:00",
+    "2021-11-26T12:07:19+05:45",
+    "2021-11-26T06:22:19-00:00",
+    "2021-11-26t06:22:19z",
+    *[f"2021-11-26T09:22:19{'.' + '123456789'[:n] if n else ''}+03:00" for n in range(10)],
+    "2021-11-26T06:22:19.000000000Z",
+    "2024-02-29T23:59:59.999999999-12:00",  # a leap day, the last nanosecond before the next UTC day
+]
+
+
+def test_date_created_comes_back_as_sent_on_every_path(pool: ConnectionPool, db: str) -> None:
+    """The text the producer sent is what the database assembles and what the consumer caches, byte for
+    byte; the stored instant is the validator's (fractions past microseconds cut, never rounded)."""
+    records = [record(600 + i, items=2, date_created=sent) for i, sent in enumerate(SENT_DATES)]
+    assert PostgresOrderWriter(pool).write_batch(records) == [WriteResult.STORED] * len(records)
+    reader = PostgresOrderReader(pool)
+    latest = {o.uid: o.json for o in reader.latest(len(records))}
+    with psycopg.connect(db) as conn:
+        instants: dict[str, datetime] = dict(
+            conn.execute("SELECT order_uid, date_created FROM orders").fetchall()
+        )
+    for rec, sent in zip(records, SENT_DATES, strict=True):
+        back = reader.get(rec.uid)
+        assert back is not None
+        assert json.loads(back.json)["date_created"] == sent
+        assert back.json == rec.json == latest[rec.uid]
+        assert instants[rec.uid] == rec.order.created_at
+
+
+def test_the_same_instant_spelt_otherwise_is_a_duplicate_and_the_first_spelling_stays(
+    pool: ConnectionPool,
+) -> None:
+    writer = PostgresOrderWriter(pool)
+    first = record(700, date_created="2021-11-26T09:22:19.5+03:00")
+    writer.write_batch([first])
+    again = record(700, date_created="2021-11-26T06:22:19.500000000Z")
+    later = record(700, date_created="2021-11-26T06:22:19.500001Z")
+    assert writer.write_batch([again, later]) == [WriteResult.DUPLICATE, WriteResult.CONFLICT]
+    stored = PostgresOrderReader(pool).get(first.uid)
+    assert stored is not None
+    assert stored.json == first.json
 
 
 def test_items_json_is_byte_identical_in_their_order_with_odd_text(pool: ConnectionPool) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import gc
 import hashlib
+import json
 import random
 import sys
 import threading
@@ -249,9 +250,15 @@ def test_warm_skips_oversize_and_broken_records_and_keeps_cached_ones() -> None:
 
 
 def test_write_through_etag_from_the_content_hash_equals_the_etag_of_the_bytes() -> None:
-    # put_many takes the ETag from OrderRecord.content_hash; a look-up that reads the database hashes
-    # the bytes: both must give one ETag, or a client's If-None-Match breaks after a restart.
+    # put_many takes the ETag from OrderRecord.json_sha256 (the content hash for orders sent in UTC
+    # with "Z"); a look-up that reads the database hashes the bytes: both must give one ETag, or a
+    # client's If-None-Match breaks after a restart - whatever the spelling of date_created.
     records = [record(i, items=1 + i % 4) for i in range(8)]
+    for n, sent in enumerate(["2021-11-26T09:22:19+03:00", "2021-11-26T06:22:19.5Z", "2021-11-26t06:22:19z"]):
+        doc = json.loads(order_bytes(20 + n))
+        doc["date_created"] = sent
+        records.append(OrderRecord.of(Order.model_validate_json(json.dumps(doc))))
+        assert records[-1].json_sha256 is None  # its content hash is not the digest of its bytes
     by_hash, by_bytes = OrderCache(BIG, BIG, BIG), OrderCache(BIG, BIG, BIG)
     by_hash.put_many(records)
     for r in records:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,8 @@ import pytest
 from internal.app import main
 from internal.config import ConfigError, Settings, load_settings
 from internal.config.example import render_example
+from internal.config.settings import SECRET, secret_of
+from internal.config.show import describe, secret_values
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -94,3 +97,73 @@ def test_example_file_is_generated_from_the_settings() -> None:
 
 def test_example_file_loads_to_the_defaults() -> None:
     assert load_settings(ROOT / "config.yaml.example", environ={}) == Settings()
+
+
+PASSWORD = "Zq8-distinctive-S3cret"  # noqa: S105 - the secret the tests look for
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        f"postgresql://orders:{PASSWORD}@db:5432/orders",
+        f"host=db user=orders password={PASSWORD} dbname=orders sslpassword={PASSWORD}x",
+        f"postgresql://orders:{PASSWORD}@db:5432/orders?sslpassword={PASSWORD}",
+    ],
+)
+def test_check_config_masks_the_dsn_password(dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("POSTGRES_DSN", dsn)
+        patch.setenv("CONFIG_FILE", "")
+        # Logging would be bound to this test's captured stdout, closed after it: later tests' loggers
+        # would write to a closed file.
+        patch.setattr("internal.app.configure_logging", lambda *_args, **_kw: None)
+        assert main(["check-config"]) == 0
+    out = capsys.readouterr().out
+    assert PASSWORD not in out
+    (shown,) = [line for line in out.splitlines() if line.strip().startswith("postgres.dsn:")]
+    assert "password=********" in shown
+    assert "host=db" in shown  # the rest stays readable
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        f"postgresql://orders:{PASSWORD}%zz@db/orders",  # libpq: invalid percent-encoded token: "..."
+        f"host=db password={PASSWORD} {PASSWORD}",  # libpq: missing "=" after "..."
+        f"postgresql://orders:{PASSWORD}@[::1/orders",  # libpq quotes the whole URI
+    ],
+)
+def test_a_malformed_dsn_is_refused_without_repeating_it(dsn: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, environ={"POSTGRES_DSN": dsn})
+    assert caught.value.key == "postgres.dsn"
+    assert PASSWORD not in str(caught.value)
+
+
+def test_every_setting_marked_secret_is_masked_and_collected() -> None:
+    settings = load_settings(None, environ={"POSTGRES_DSN": f"postgresql://u:{PASSWORD}@db/x"})
+    lines = describe(settings)
+    assert len(lines) == sum(
+        len(dataclasses.fields(getattr(settings, s.name))) for s in dataclasses.fields(settings)
+    )
+    assert PASSWORD not in "\n".join(lines)
+    assert secret_values(settings) == [PASSWORD]
+    marked = [
+        f"{s.name}.{f.name}"
+        for s in dataclasses.fields(Settings)
+        for f in dataclasses.fields(getattr(Settings(), s.name))
+        if secret_of(f)
+    ]
+    assert marked == ["postgres.dsn"]  # a new secret setting is marked with SECRET (settings.py)
+    assert SECRET.shown("token") == "********"
+    assert SECRET.values("token") == ["token"]
+
+
+def test_a_malformed_dsn_with_an_alias_part_is_refused_without_repeating_it(tmp_path: Path) -> None:
+    """A malformed postgres.dsn in the file, a part of it from POSTGRES_USER (issue 13's aliases):
+    refused as a bad DSN, not a traceback quoting the password."""
+    path = write(tmp_path, f'postgres:\n  dsn: "postgresql://u:{PASSWORD}%zz@h/db"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={"POSTGRES_USER": "someone"})
+    assert caught.value.key == "postgres.dsn"
+    assert PASSWORD not in str(caught.value)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+from typing import cast
 
-from internal.tools.dlq_letters import Letter, Selection, printable, show_bytes
+import pytest
+from confluent_kafka import Message
+
+from internal.tools.dlq_display import printable, show_bytes
+from internal.tools.dlq_letters import UNREADABLE_HEADERS, Letter, Selection, read_message
 from internal.tools.dlq_replay import replay_headers
 
 
@@ -29,10 +33,39 @@ def test_the_last_header_of_a_name_wins_and_bad_numbers_read_as_unknown() -> Non
         (b"\xff\xfe", None),
         (b'{"order_uid": "ab', None),
         (None, None),
+        (b"[" * 100_000, None),  # past any parser's depth: json.loads raised RecursionError here
+        (b'{"order_uid": "x", "deep": ' + b"[" * 5000 + b"]" * 5000 + b"}", None),
     ],
 )
 def test_order_uid_only_from_a_json_object_with_a_string_uid(value: bytes | None, uid: str | None) -> None:
     assert letter([], value).order_uid == uid
+
+
+class HeadersNotUtf8:
+    """A message whose header names another client wrote in bytes that are not UTF-8: confluent-kafka
+    raises when asked for its headers."""
+
+    def error(self) -> None:
+        return None
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+
+    def offset(self) -> int:
+        return 7
+
+    def key(self) -> bytes:
+        return b"k"
+
+    def value(self) -> bytes:
+        return b"{}"
+
+
+def test_a_letter_whose_headers_cannot_be_read_is_still_a_letter() -> None:
+    read = read_message("orders.dlq", cast(Message, HeadersNotUtf8()))
+    assert (read.offset, read.key, read.value) == (7, b"k", b"{}")
+    assert [name for name, _ in read.headers] == [UNREADABLE_HEADERS]
+    assert read.reason == "-"
 
 
 def test_selection_combines_filters_and_offsets_are_inclusive() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from html.parser import HTMLParser
 from typing import Any
 
@@ -127,9 +127,25 @@ FREE = TEXT | ODD
 ALNUM = st.text("abcXYZ019", min_size=1, max_size=64)
 BIGINT = st.integers(1, BIGINT_MAX)
 MONEY = st.integers(0, BIGINT_MAX)
-MOMENT = st.datetimes(datetime(1, 1, 2), datetime(9999, 12, 30), timezones=st.just(UTC)) | st.just(
-    datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+# date_created over the validator's whole range: local times of any year, every offset of a real zone
+# (-12:00..+14:00, odd ones like +05:45), 0-9 fraction digits, either letter case; the instant stays
+# within years 1..9999 in UTC, as the validator requires.
+LOCAL = st.datetimes(datetime(1, 1, 2), datetime(9999, 12, 30))
+OFFSET = st.integers(-12 * 60, 14 * 60).map(lambda m: f"{'+-'[m < 0]}{abs(m) // 60:02}:{abs(m) % 60:02}")
+FRACTION = st.integers(0, 9).flatmap(
+    lambda n: st.just("") if n == 0 else st.text("0123456789", min_size=n, max_size=n).map(lambda d: "." + d)
 )
+SENT = st.builds(
+    lambda local, fraction, zone, lower: (
+        local.isoformat(sep="tT"[not lower], timespec="seconds")
+        + fraction
+        + (zone.lower() if lower else zone)
+    ),
+    LOCAL,
+    FRACTION,
+    st.just("Z") | st.just("-00:00") | OFFSET,
+    st.booleans(),
+) | st.sampled_from(["0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999999999Z", "0001-01-01T14:00:00+14:00"])
 
 
 @st.composite
@@ -139,7 +155,7 @@ def orders(draw: st.DrawFn) -> Order:
             "name": draw(FREE), "sale": draw(st.integers(0, 100)), "size": draw(FREE),
             "total_price": draw(MONEY), "nm_id": draw(BIGINT), "brand": draw(FREE),
             "status": draw(st.integers(0, INTEGER_MAX))}  # fmt: skip
-    moment = draw(MOMENT)
+    moment = draw(SENT)
     return Order.model_validate(
         {
             "order_uid": draw(ALNUM),
@@ -192,6 +208,8 @@ def test_any_valid_order_renders_a_200_page_showing_its_values(order: Order) -> 
     found = asyncio.run(page_answer(lookup, PAGES, order.order_uid, None, "rid-1"))
     assert found.status == 200
     text = shown_text(found.body)
+    sent = order.date_created
+    assert f"{sent[:10]} {sent[11:19]} {'UTC' if sent[-1] in 'Zz' else sent[-6:]}" in text  # as sent
     for field, shown in values_of(json.loads(body)).items():
         assert shown[0] in text, f"{field} = {shown[0]!r} is not on the page"
     assert "rid-1" not in found.body.decode()  # an order page carries no request id
@@ -235,7 +253,9 @@ def test_time_helpers_show_what_they_cannot_format(value: object) -> None:
 
 def test_time_helpers_format_what_they_can() -> None:
     assert unix_time(1637907727) == "2021-11-26 06:22:07 UTC"
-    assert iso_time("2021-11-26T09:22:19+03:00") == "2021-11-26 06:22:19 UTC"
+    assert iso_time("2021-11-26T09:22:19+03:00") == "2021-11-26 09:22:19 +03:00"  # as sent, not converted
+    assert iso_time("2021-11-26T06:22:19.123456789Z") == "2021-11-26 06:22:19 UTC"
+    assert iso_time("2021-11-26t06:22:19.5-00:00") == "2021-11-26 06:22:19 -00:00"
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,39 @@
+"""Is this order stored with this content? One connection of its own, for the DLQ tool's replay.
+
+A letter whose order is stored by now - with the same content - needs no replay: the service would
+only count it as a duplicate. Asking the database makes that hold across runs of the tool, which
+remembers nothing itself (docs/dlq.md).
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+from internal.domain.errors import TransientError
+from internal.store.writer import stored_hashes
+
+
+class StoredContent:
+    def __init__(self, dsn: str, connect_timeout_s: int = 5) -> None:
+        try:
+            self._conn: psycopg.Connection[tuple[object, ...]] = psycopg.connect(
+                dsn, autocommit=True, connect_timeout=connect_timeout_s, application_name="l0-dlq"
+            )
+        except psycopg.Error as exc:
+            raise TransientError(f"PostgreSQL: {_first_line(exc)}") from None
+
+    def hash_of(self, order_uid: str) -> bytes | None:
+        """The stored content hash of ``order_uid``, None when no order has it."""
+        try:
+            with self._conn.cursor() as cur:
+                return stored_hashes(cur, [order_uid]).get(order_uid)
+        except psycopg.Error as exc:
+            raise TransientError(f"PostgreSQL: {_first_line(exc)}") from None
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _first_line(exc: psycopg.Error) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
