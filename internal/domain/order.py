@@ -83,6 +83,7 @@ _RFC3339 = re.compile(
 # The text is stored as sent and PostgreSQL reads the instant from it: its timestamptz takes offsets up
 # to 15:59 only. Real zones span -12:00..+14:00; anything beyond is a producer bug, refused here.
 _MAX_EAST_MINUTES, _MAX_WEST_MINUTES = 14 * 60, 12 * 60
+_EDGE_YEARS = frozenset({"0001", "9999"})
 
 
 def instant(text: str) -> datetime:
@@ -111,10 +112,11 @@ def _require_rfc3339(value: object) -> str:
         raise PydanticCustomError(
             "datetime_parsing", "must be a valid RFC 3339 date-time ({error})", {"error": str(exc)}
         ) from None
-    try:
-        moment.astimezone(UTC)
-    except OverflowError:  # 0001-01-01T00:00:00+01:00 is in year 0 in UTC
-        raise PydanticCustomError("rfc3339_instant", INSTANT_MESSAGE) from None
+    if value[:4] in _EDGE_YEARS:  # only there can an offset move the instant out of years 1..9999
+        try:
+            moment.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00:00+01:00 is in year 0 in UTC
+            raise PydanticCustomError("rfc3339_instant", INSTANT_MESSAGE) from None
     return value
 
 

@@ -81,10 +81,11 @@ def decode_order(raw: bytes | None, policy: ValidationPolicy, now: datetime) -> 
         if repeated:
             raise InvalidOrder(repeated)
     violations: list[Violation] = []
+    created = order.created_at  # parsed once for both kinds of rule
     if policy.cross_field_checks:
-        violations += _cross_field_violations(order, policy, now)
+        violations += _cross_field_violations(order, created, policy, now)
     if policy.plausibility_checks:
-        violations += _plausibility_violations(order, policy)
+        violations += _plausibility_violations(order, created, policy)
     if violations:
         raise InvalidOrder(violations)
     return order
@@ -154,7 +155,9 @@ def _message(error: ErrorDetails) -> str:
     return error["msg"] if template is None else template.format_map(ctx)
 
 
-def _cross_field_violations(order: Order, policy: ValidationPolicy, now: datetime) -> list[Violation]:
+def _cross_field_violations(
+    order: Order, created: datetime, policy: ValidationPolicy, now: datetime
+) -> list[Violation]:
     if now.utcoffset() is None:
         # A naive clock would make the skew check compare against an unknown zone; that is a caller bug.
         raise ValueError("now must be a timezone-aware datetime")
@@ -178,20 +181,20 @@ def _cross_field_violations(order: Order, policy: ValidationPolicy, now: datetim
         message = f"must be goods_total + delivery_cost + custom_fee = {expected}, got {payment.amount}"
         violations.append(Violation("payment.amount", message))
     skew = policy.max_future_skew_seconds
-    if order.created_at > now + timedelta(seconds=skew):
+    if created > now + timedelta(seconds=skew):
         violations.append(
             Violation("date_created", f"must not be more than {skew} s after the time of receipt")
         )
     return violations
 
 
-def _plausibility_violations(order: Order, policy: ValidationPolicy) -> list[Violation]:
+def _plausibility_violations(order: Order, created: datetime, policy: ValidationPolicy) -> list[Violation]:
     """``payment_dt`` (Unix seconds) within [date_created - before, date_created + after].
 
     Compared in whole microseconds, so the window's edges are exact whatever the fraction of
     ``date_created``. A value a thousand times too large is named as milliseconds, the usual bug.
     """
-    created_us = (order.created_at - _EPOCH) // _MICROSECOND
+    created_us = (created - _EPOCH) // _MICROSECOND
     paid = order.payment.payment_dt
     before, after = policy.payment_max_before_s, policy.payment_max_after_s
     low, high = created_us - before * 1_000_000, created_us + after * 1_000_000
