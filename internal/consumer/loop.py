@@ -141,8 +141,8 @@ class ConsumerLoop:
             if room or self._paused:
                 # Messages waiting here (behind a running batch, or for a batch to fill) need the
                 # loop back soon to be dispatched; otherwise it may block until the next message.
-                # Paused, the batch they wait behind is retrying: no hurry for an outage's length.
-                # Paused, consume() hands out nothing of the paused partitions but keeps the group
+                # Paused, the batch they wait behind is retrying (no hurry for an outage's length),
+                # and consume() hands out nothing of the paused partitions but keeps the group
                 # membership, the commit answers and the statistics going, budget full or not.
                 busy = self._lanes.waiting() and not self._paused
                 now = self._clock()

@@ -18,7 +18,7 @@ from internal.consumer.commits import CommitConfirmations
 from internal.consumer.control import Abandoned, Control
 from internal.consumer.dlq import KafkaDeadLetterSink
 from internal.consumer.lanes import BatchLimits
-from internal.consumer.loop import ConsumerLoop, LoopPolicy
+from internal.consumer.loop import COMMIT_EVERY_S, ConsumerLoop, LoopPolicy
 from internal.consumer.messages import BatchReport, Inbound, Outcome
 from internal.consumer.offsets import OffsetTracker
 from internal.consumer.processor import BatchProcessor, ProcessingPolicy
@@ -164,6 +164,38 @@ def test_a_backlog_is_written_in_full_batches(start: Callable[..., Running]) -> 
     wait_until(lambda: run.committed(0) == 25, timeout_s=TIMEOUT_S, what="the backlog committed")
     # The last five came in a chunk that was not full: the backlog was over, they went at once.
     assert [len(b) for b in handler.batches] == [10, 10, 5]
+
+
+def test_async_commits_are_sent_at_most_every_commit_interval() -> None:
+    handler = Handler()
+    consumer = FakeConsumer()
+    consumer.add(0, 20)
+    consumer.rebalance(assign=[0])
+    tracker = OffsetTracker()
+    consumer.on_commit = CommitConfirmations(tracker, lambda: None)
+    now = [100.0]  # the loop's clock, moved by the test only
+    loop = ConsumerLoop(
+        consumer,
+        handler,
+        policy(batch=BatchLimits(max_messages=1, max_bytes=1_000_000, max_wait_s=60)),
+        ConsumerState(),
+        tracker=tracker,
+        clock=lambda: now[0],
+    )
+    thread = threading.Thread(target=loop.run, name="consumer-poll", daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: len(handler.finished) == 20, timeout_s=TIMEOUT_S, what="20 batches of one")
+        early = list(consumer.commits)
+        assert len(early) <= 1  # the loop's first turn, before any batch finished: nothing new since
+        now[0] += COMMIT_EVERY_S
+        wait_until(
+            lambda: consumer.committed_positions().get(0) == 20, timeout_s=TIMEOUT_S, what="the commit"
+        )
+        assert len(consumer.commits) == len(early) + 1  # twenty batches, one commit request
+    finally:
+        loop.stop()
+        thread.join(TIMEOUT_S)
 
 
 def test_a_partition_is_committed_only_up_to_its_first_unfinished_message(
