@@ -31,6 +31,7 @@ CHUNK_SIZE = 64 * 1024
 HEADER_CREATED_AT = "created-at-ms"
 TOPIC_CHECK_TIMEOUT_S = 5.0
 INTERRUPT_FLUSH_S = 10.0
+MIN_WAIT_S = 0.001  # librdkafka's timeouts are whole milliseconds
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _NUMBER_TAIL = re.compile(r"[0-9.eE+-]*")
@@ -250,8 +251,12 @@ def send_messages(
     start = clock()
     for i, message in enumerate(messages):
         # Sending on a fixed schedule absorbs the time spent producing, so the rate does not drift.
-        while rps > 0 and not stop.is_set() and (delay := start + i / rps - clock()) > 0:
-            producer.poll(min(delay, 0.1))
+        while rps > 0 and not stop.is_set() and (delay := start + i / rps - clock()) >= MIN_WAIT_S / 2:
+            # librdkafka counts whole milliseconds: a shorter wait would be poll(0), and at rates
+            # near 1,000/s and above nearly every wait is shorter - the loop would spin a core. So a
+            # message goes up to half a millisecond early, or up to one late (the schedule catches up:
+            # the next ones are due at once).
+            producer.poll(min(max(delay, MIN_WAIT_S), 0.1))
             stats.tick()
         if stop.is_set():
             return

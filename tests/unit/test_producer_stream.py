@@ -288,6 +288,31 @@ def test_rps_follows_a_fixed_schedule_without_drift(produce_cost_s: float) -> No
     assert (stats.sent, stats.delivered, stats.failed) == (20, 20, 0)
 
 
+@pytest.mark.parametrize("rps", [1000, 2500, 10_000])
+def test_pacing_never_waits_less_than_a_millisecond_and_keeps_the_rate(rps: int) -> None:
+    # librdkafka rounds a poll timeout down to whole milliseconds: poll(0.0004) is poll(0), and a
+    # pacing loop of such waits spins a core (it did: 100 % of one at 1,000/s).
+    clock = FakeClock()
+    fake = FakeProducer(clock)
+    waits: list[float] = []
+    poll = fake.poll
+
+    def recording_poll(timeout: float) -> int:
+        if timeout > 0:
+            waits.append(timeout)
+        return poll(timeout)
+
+    fake.poll = recording_poll  # type: ignore[method-assign]
+    n = rps  # one second of messages
+    send_messages(fake, "t", messages(n), rps=rps, stats=Stats(clock))
+    assert waits
+    assert min(waits) >= 0.001
+    assert len(waits) <= 1000  # at most one wait per millisecond of the run
+    lateness = [at - 100.0 - i / rps for i, (at, *_) in enumerate(fake.produced)]
+    assert min(lateness) >= -0.0005 - 1e-9  # at most half a millisecond early
+    assert max(lateness) <= 0.001 + 1e-9  # at most one wait late: the schedule catches up
+
+
 def test_full_queue_is_drained_and_the_same_message_retried() -> None:
     fake = FakeProducer(FakeClock(), full_times=3)
     stats = Stats(fake.clock)
