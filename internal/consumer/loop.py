@@ -51,6 +51,10 @@ STUCK_CHECK_S = 1.0  # how often, at most, the stuck detector looks (a few local
 # bound only paces commits, the stuck check and stop().
 BUSY_POLL_S = 0.001
 IDLE_POLL_S = 0.01
+# Nothing waiting, nothing in flight, nothing to commit: only the stuck check and stop() need the loop,
+# and an arrival still wakes consume() at once. Each wake-up takes the GIL from the event loop that
+# answers HTTP (a forced switch, and the cache lines it evicts), so a quiet service wakes rarely.
+QUIET_POLL_S = 0.25
 # Async commits at most this often: with batches that form by themselves, hundreds finish a second at
 # everyday rates, and a commit request each would cost the broker and librdkafka more than the writes.
 # A later commit only means more redelivery after a crash, which the idempotent writer absorbs; stops
@@ -144,9 +148,8 @@ class ConsumerLoop:
                 # Paused, the batch they wait behind is retrying (no hurry for an outage's length),
                 # and consume() hands out nothing of the paused partitions but keeps the group
                 # membership, the commit answers and the statistics going, budget full or not.
-                busy = self._lanes.waiting() and not self._paused
                 now = self._clock()
-                for message in self._poll(BUSY_POLL_S if busy else IDLE_POLL_S):
+                for message in self._poll(self._poll_timeout()):
                     self._accept(message, now)
             else:
                 # Full: wait for a batch to finish instead of pausing (a finishing batch sets the
@@ -155,6 +158,13 @@ class ConsumerLoop:
                 self._progress.wait(IDLE_POLL_S)
             self._progress.clear()
             self._dispatch()
+
+    def _poll_timeout(self) -> float:
+        if self._lanes.waiting() and not self._paused:
+            return BUSY_POLL_S
+        if self._tracker.in_flight() or self._tracker.to_commit():
+            return IDLE_POLL_S
+        return QUIET_POLL_S
 
     def _poll(self, timeout: float) -> Sequence[KafkaMessage]:
         """What librdkafka has queued, without waiting; when nothing is, wait up to ``timeout`` for

@@ -75,6 +75,8 @@ class FakeConsumer:
     closed: bool = False
     rebalances: int = 0  # rebalances whose callbacks have run
     consumes: int = 0  # calls of consume()
+    watermark_reads: int = 0  # calls of get_watermark_offsets() (the stuck detector's looks)
+    waits: list[float] = field(default_factory=list)  # the timeout of each consume() that found nothing
     fail_on: dict[str, Exception] = field(default_factory=dict)  # method name -> what it raises
 
     # ---- scripting (test thread) ---------------------------------------------------------
@@ -150,6 +152,8 @@ class FakeConsumer:
                 while queue and p not in self.paused and len(out) < num_messages:
                     out.append(queue.popleft())
         if not out:
+            with self.lock:
+                self.waits.append(timeout)
             time.sleep(max(0.0, timeout))  # like a real poll that finds nothing
         return out
 
@@ -190,6 +194,7 @@ class FakeConsumer:
         self, partition: TopicPartition, timeout: float = -1, cached: bool = False
     ) -> tuple[int, int]:
         with self.lock:
+            self.watermark_reads += 1
             return (0, self.ends.get(partition.partition, 0))
 
     def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:

@@ -18,7 +18,7 @@ from internal.consumer.commits import CommitConfirmations
 from internal.consumer.control import Abandoned, Control
 from internal.consumer.dlq import KafkaDeadLetterSink
 from internal.consumer.lanes import BatchLimits
-from internal.consumer.loop import COMMIT_EVERY_S, ConsumerLoop, LoopPolicy
+from internal.consumer.loop import COMMIT_EVERY_S, IDLE_POLL_S, QUIET_POLL_S, ConsumerLoop, LoopPolicy
 from internal.consumer.messages import BatchReport, Inbound, Outcome
 from internal.consumer.offsets import OffsetTracker
 from internal.consumer.processor import BatchProcessor, ProcessingPolicy
@@ -437,6 +437,26 @@ def test_a_partition_starved_by_the_budget_is_reported_stuck(start: Callable[...
     wait_until(lambda: not run.state.stuck, timeout_s=TIMEOUT_S, what="moving again")
 
 
+def test_the_loop_comes_back_soon_while_work_is_in_flight_and_rarely_when_all_is_committed(
+    start: Callable[..., Running],
+) -> None:
+    consumer = FakeConsumer()
+    consumer.add(0, 3)
+    consumer.rebalance(assign=[0])
+    release = threading.Event()
+    handler = Handler(hold={0: release})
+    run = start(handler, consumer)
+    wait_until(lambda: handler.batches, timeout_s=TIMEOUT_S, what="a batch in flight")
+    seen = len(consumer.waits)
+    wait_until(lambda: len(consumer.waits) > seen + 5, timeout_s=TIMEOUT_S, what="polls meanwhile")
+    # A worker cannot wake a blocked consume(): the loop must be back soon to collect and commit.
+    assert max(consumer.waits[seen:]) <= IDLE_POLL_S
+    release.set()
+    wait_until(lambda: run.committed(0) == 3, timeout_s=TIMEOUT_S, what="committed")
+    # Nothing in flight or to commit: it may block longer (an arrival would wake a real consume()).
+    wait_until(lambda: QUIET_POLL_S in consumer.waits, timeout_s=TIMEOUT_S, what="a quiet poll")
+
+
 def test_a_partition_whose_end_is_past_its_last_message_is_not_stuck(start: Callable[..., Running]) -> None:
     consumer = FakeConsumer()
     consumer.add(0, 5)
@@ -444,8 +464,11 @@ def test_a_partition_whose_end_is_past_its_last_message_is_not_stuck(start: Call
     consumer.rebalance(assign=[0])
     run = start(Handler(), consumer, stuck_after_s=1.0)
     wait_until(lambda: run.committed(0) == 5, timeout_s=TIMEOUT_S, what="committed")
-    checks = consumer.consumes
-    wait_until(lambda: consumer.consumes > checks + 300, timeout_s=TIMEOUT_S, what="well past stuck_after_s")
+    # The detector looks every stuck_after_s / 4 at most: eight more looks span well past stuck_after_s.
+    looks = consumer.watermark_reads
+    wait_until(
+        lambda: consumer.watermark_reads > looks + 8, timeout_s=TIMEOUT_S, what="well past stuck_after_s"
+    )
     assert not run.state.stuck
 
 
