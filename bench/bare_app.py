@@ -14,6 +14,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from internal.api.security import PAGE_HEADERS as SECURITY_PAGE_HEADERS
+
 # 1-5 generated items make an order of ~1.3 KB of JSON (docs/cache.md); bench/http.py prints the real mean.
 BODY_BYTES = 1300
 BODY = b'{"padding":"' + b"x" * (BODY_BYTES - len(b'{"padding":""}')) + b'"}'
@@ -34,3 +36,20 @@ async def fixed_page(_request: Request) -> Response:
 
 
 app = Starlette(routes=[Route("/api/orders/{order_uid}", fixed), Route("/orders/{order_uid}", fixed_page)])
+
+# The third reference: the page-sized body with every header a page hit of the service carries
+# (ETag, X-Cache, X-Request-ID and the security set of internal/api/security.py). The issue's
+# reference is the bare endpoint above; this one shows what the required headers alone cost.
+PAGE_HEADERS = {
+    "etag": '"4f1f6c0e2b6b4a3e9c1d7e5f3a2b1c0d-1a2b3c4d"',
+    "x-cache": "HIT",
+    "x-request-id": "0123456789ab-1f",
+    **{name.decode(): value.decode() for name, value in SECURITY_PAGE_HEADERS},
+}
+
+
+async def fixed_page_with_headers(_request: Request) -> Response:
+    return Response(PAGE, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+
+
+app_with_headers = Starlette(routes=[Route("/orders/{order_uid}", fixed_page_with_headers)])

@@ -45,6 +45,31 @@ def machine() -> str:
     )
 
 
+class CpuMeter:
+    """The share of the machine's CPU time the hypervisor gave to others ("steal") and the share left
+    idle, since the meter was made. On this VM the steal swings from ~0 to ~30 % within minutes, and
+    the latency figures with it: every latency figure is printed next to the steal of its window."""
+
+    def __init__(self) -> None:
+        self._start = _cpu_times()
+
+    def line(self) -> str:
+        now = _cpu_times()
+        spent = [b - a for a, b in zip(self._start, now, strict=True)]
+        total = sum(spent) or 1
+        # /proc/stat: user nice system idle iowait irq softirq steal ...
+        return f"CPU stolen by the host {spent[7] / total:.1%}, idle {spent[3] / total:.1%}"
+
+
+def _cpu_times() -> list[int]:
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = stat.readline().split()[1:]
+    except OSError:  # not Linux: the figures are printed without it
+        return [0] * 10
+    return [int(x) for x in fields[:10]] + [0] * (10 - len(fields[:10]))
+
+
 def orders_file(n: int, seed: int = 1) -> Path:
     """A cached file of ``n`` valid generated orders (1-5 items), made once per size and seed."""
     CACHE.mkdir(parents=True, exist_ok=True)

@@ -23,13 +23,14 @@ import threading
 import time
 import urllib.request
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from confluent_kafka import Consumer, TopicPartition
 
 from bench.common import (
     BROKERS,
     CACHE,
+    CpuMeter,
     orders_file,
     produce,
     read_orders,
@@ -55,17 +56,20 @@ class Freshness:
     p99_ms: float
     max_ms: float
     within: tuple[tuple[int, float], ...] = ()  # (ms, share of orders visible within it)
+    cpu: str = ""  # the machine's CPU steal and idle share in the measured part
 
     def line(self, reference: Freshness | None = None) -> str:
         shares = ", ".join(f"{share:.1%} within {ms} ms" for ms, share in self.within)
         text = (
             f"freshness at {self.rps:,}/s:  p50 ~{self.p50_ms:.1f} ms, p99 ~{self.p99_ms:.1f} ms, "
             f"max <= {self.max_ms:.0f} ms; {shares} ({self.orders:,} orders, the service's histogram)"
+            f"\n  ({self.cpu})"
         )
         if reference is not None:
             text += (
                 f"\n  Kafka alone, same offer:  p50 {reference.p50_ms:.1f} ms, p99 "
                 f"{reference.p99_ms:.1f} ms, max {reference.max_ms:.1f} ms (timestamp -> in a bare consumer)"
+                f"\n  ({reference.cpu})"
             )
         return text
 
@@ -84,14 +88,14 @@ def measure(dsn: str, topic: str, rps: int, seconds: int, port: int) -> Freshnes
         # The measured part starts when the lead-in is committed (a few measured orders committed
         # before that are left out, a slightly pessimistic cut).
         wait_committed(topic, group, WARMUP_ORDERS + LEAD_IN_SECONDS * rps, poll_s=0.01)
-        before = _scrape(port)
+        before, meter = _scrape(port), CpuMeter()
         offer.join()
         wait_committed(topic, group, WARMUP_ORDERS + (LEAD_IN_SECONDS + seconds) * rps)
-        after = _scrape(port)
+        after, cpu = _scrape(port), meter.line()
     finally:
         service.stop()
     counts = {le: after[le] - before.get(le, 0.0) for le in after}
-    return _from_buckets(rps, counts)
+    return replace(_from_buckets(rps, counts), cpu=cpu)
 
 
 def _scrape(port: int) -> Buckets:
@@ -143,7 +147,9 @@ def kafka_alone(topic: str, rps: int, seconds: int) -> Freshness:
         if not assigned.wait(60):
             raise TimeoutError("the reference consumer got no partitions in 60 s")
         produce(orders_file(WARMUP_ORDERS, seed=5), topic)
+        meter = CpuMeter()
         measured = _offer(topic, rps, seconds)
+        cpu = meter.line()
         total = WARMUP_ORDERS + (LEAD_IN_SECONDS + seconds) * rps
         deadline = time.monotonic() + 120
         while len(received) < total and time.monotonic() < deadline:
@@ -152,7 +158,7 @@ def kafka_alone(topic: str, rps: int, seconds: int) -> Freshness:
         stop.set()
         reader.join(5)
         consumer.close()
-    return _figures(rps, measured, received, _message_times(topic))
+    return replace(_figures(rps, measured, received, _message_times(topic)), cpu=cpu)
 
 
 def _offer(topic: str, rps: int, seconds: int) -> set[str]:

@@ -3,7 +3,9 @@ same run, and the cache warm-up time for 100,000 orders next to the raw read of 
 
 1. Reference: a bare Starlette endpoint returning fixed bytes (bench/bare_app.py), served by uvicorn
    in its own process with the service's settings; once with a JSON-sized body (the reference of
-   every figure) and once with a page-sized one (the pages send 3-7 times the bytes).
+   every figure) and once with a page-sized one (the pages send 3-7 times the bytes); a third bare app
+   sends the page-sized body with every header of a page hit (the security set, ETag, X-Cache,
+   X-Request-ID): what those headers alone cost uvicorn, for reading the page figures.
 2. On the service over N ingested orders, all in the cache (the consumer writes each stored order
    through to it): JSON hit ``GET /api/orders/<uid>``; page hit ``GET /orders/<uid>`` after a run
    that rendered and attached every page; the home page ``GET /`` (a snapshot at most 1 s old).
@@ -89,6 +91,7 @@ def http_runs(args: argparse.Namespace) -> None:
         produce(path, topic)
         group = f"bench-{uuid.uuid4().hex[:8]}"
         bare = start_bare(args.bare_port)
+        headed = start_bare(args.bare_port + 1, "app_with_headers")
         try:
             service = started_service(dsn, topic, args.port, group)
             try:
@@ -100,11 +103,16 @@ def http_runs(args: argparse.Namespace) -> None:
                 wrk(args.port, page_paths, PAGE_PRIME_SECONDS, args.threads, args.connections)
                 page_hit = compare("page hit", (args.port, page_paths), bare_json, args)
                 page_sized = compare("page hit", (args.port, page_paths), bare_page, args, "page-sized bare")
+                headed_ref = (args.bare_port + 1, page_paths)
+                page_headed = compare(
+                    "page hit", (args.port, page_paths), headed_ref, args, "page-sized bare, same headers"
+                )
                 home = compare("home page", (args.port, home_paths), bare_json, args)
             finally:
                 service.stop()
         finally:
             stop(bare)
+            stop(headed)
         # The same group: its offsets are at the end, so this instance ingests nothing during the run.
         service = started_service(dsn, topic, args.port, group, CACHE_MAX_ENTRIES="0")
         try:
@@ -125,7 +133,8 @@ def http_runs(args: argparse.Namespace) -> None:
         f"JSON miss >= {MISS_RPS:,.0f} req/s and p99 <= {MISS_P99_MS:.0f} ms: "
         f"{met(miss.rps >= MISS_RPS and miss.p99_ms <= MISS_P99_MS)}")  # fmt: skip
     say(f"         page hit >= {HIT_VS_BARE} x bare and p99 <= {HIT_P99_MS:.0f} ms: {met(page_ok)} "
-        f"({page_sized.ratio:.2f} x the page-sized bare); "
+        f"({page_sized.ratio:.2f} x the page-sized bare, "
+        f"{page_headed.ratio:.2f} x it with the same headers); "
         f"page miss >= {PAGE_MISS_VS_JSON_MISS} x JSON miss: "
         f"{met(page_miss.ratio >= PAGE_MISS_VS_JSON_MISS)}; "
         f"home >= {HOME_VS_BARE} x bare: {met(home.ratio >= HOME_VS_BARE)}")  # fmt: skip

@@ -14,7 +14,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import CACHE, ROOT, Service, say, start_service
+from bench.common import CACHE, ROOT, CpuMeter, Service, say, start_service
 
 WRK_SCRIPT = ROOT / "bench" / "wrk_paths.lua"
 UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
@@ -111,7 +111,7 @@ def compare(
     machines. The ratio of each pair is taken, and the median reported."""
     for port, paths in (reference, target):  # connections opened, code paths and caches warm
         wrk(port, paths, args.prime_seconds, args.threads, args.connections)
-    pairs = []
+    pairs, meter = [], CpuMeter()
     for _ in range(args.pairs):
         ref = wrk(*reference, args.seconds, args.threads, args.connections)
         got = wrk(*target, args.seconds, args.threads, args.connections)
@@ -119,7 +119,7 @@ def compare(
     pairs.sort(key=lambda pair: pair[0])
     ratio, result, ref = pairs[len(pairs) // 2]
     say(f"  {name:<30}{result.line()}   = {ratio:.2f} x {reference_name} ({ref.rps:,.0f} req/s)   "
-        f"pairs {' '.join(f'{r:.2f}' for r, _g, _f in pairs)}")  # fmt: skip
+        f"pairs {' '.join(f'{r:.2f}' for r, _g, _f in pairs)}; {meter.line()}")  # fmt: skip
     return Compared(result, ref, ratio, tuple(r for r, _g, _f in pairs))
 
 
@@ -145,13 +145,15 @@ def wait_http(port: int, path: str, proc: subprocess.Popen[bytes], what: str, ti
     raise TimeoutError(f"{what} did not answer 200 on {path} within {timeout_s:.0f}s")
 
 
-def start_bare(port: int) -> subprocess.Popen[bytes]:
+def start_bare(port: int, app: str = "app") -> subprocess.Popen[bytes]:
+    """A bare_app.py app (``app``, or ``app_with_headers``) in its own uvicorn process."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--port", str(port),
+        [sys.executable, "-m", "uvicorn", f"bench.bare_app:{app}", "--port", str(port),
          "--log-level", "warning", "--no-access-log", "--no-server-header"],
         cwd=ROOT,
     )  # fmt: skip
-    wait_http(port, "/api/orders/probe", proc, "the bare app")
+    probe = "/orders/probe" if app == "app_with_headers" else "/api/orders/probe"
+    wait_http(port, probe, proc, "the bare app")
     return proc
 
 
