@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from internal.api.fallbacks import Fallbacks
 from internal.api.json_api import JsonApi
 from internal.api.lookup import OrderLookup
 from internal.api.middleware import ObservabilityMiddleware
@@ -70,6 +71,7 @@ def create_api(
     ui = Ui(lookup, OrderSearch(search_pool, observer), pages, recent, search_pages_bytes)
     app = Starlette(
         lifespan=lifespan,
+        exception_handlers=Fallbacks(pages).handlers(),
         routes=[
             Route("/api/orders/{order_uid}", api.get_order),
             Route("/order/{order_uid}", api.get_order),

@@ -58,7 +58,7 @@ def test_every_route_carries_the_headers_for_personal_data(
     html_paths = [
         "/", f"/orders/{uid}", "/orders/NoSuchOrder1", "/orders/not-a-uid!", "/orders/" + "a" * 65,
         "/search?q=x", f"/search?q={uid[:3]}", "/search?q=x&after=bogus", "/search?q=%00",
-        "/orders/%F0%9F%9A%9A",
+        "/orders/%F0%9F%9A%9A", "/nowhere", "/orders/a%2Fb", "/orders/",
     ]  # fmt: skip
     for path in html_paths:
         for method in ("GET", "HEAD"):
@@ -83,6 +83,33 @@ def test_every_route_carries_the_headers_for_personal_data(
         answer = service.get(path)
         assert answer.headers["X-Content-Type-Options"] == "nosniff", path
     assert service.get("/static/style.css").headers["Cache-Control"] == "public, max-age=3600"
+
+
+def test_an_address_no_route_serves_answers_in_the_service_shapes_not_plain_text(
+    service_env: dict[str, str], start_service: StartService
+) -> None:
+    service = start_service(service_env)
+    for path in ("/nowhere", "/orders/a%2Fb", "/orders/a/b", "/orders/", "/static/nope.css", "/%FF"):
+        answer = service.get(path)
+        assert answer.status == 404, path
+        assert answer.headers["Content-Type"] == "text/html; charset=utf-8", path
+        assert b"Page not found" in answer.body, path
+        assert answer.headers["X-Request-ID"].encode() in answer.body, path  # what to quote to support
+        assert b'action="/search"' in answer.body, path  # the way on: the search box
+        assert_page_headers(answer, path)
+    for path in ("/api/nowhere", "/api/orders/a%2Fb", "/api/orders/", "/order/a/b"):
+        answer = service.get(path)
+        assert answer.status == 404, path
+        assert answer.json() == {
+            "error": "no endpoint at this path (see /openapi.json)",
+            "status": 404,
+            "request_id": answer.headers["X-Request-ID"],
+        }, path
+    posted = service.get("/api/orders/abc", method="POST")
+    assert posted.status == 405
+    assert "GET" in posted.headers["Allow"]
+    assert posted.json()["error"] == "method not allowed at this path"
+    assert service.get("/orders/abc", method="DELETE").status == 405
 
 
 def test_the_order_page_comes_from_the_cache_with_its_etag_and_head_is_like_get(

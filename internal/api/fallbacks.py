@@ -1,0 +1,55 @@
+"""What an address no route serves answers: in the service's own shapes, not Starlette's plain text.
+
+A person who mistypes an address in the browser gets the UI's error page (with the search box and a
+way home); a client of the JSON API gets the API's one error shape (``order_endpoint.error_body``:
+message, status, request id). JSON for the paths under ``/api/`` and the original service's
+``/order/``, HTML for everything else. A 405 keeps its ``Allow`` header.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from internal.api.middleware import request_id
+from internal.api.order_endpoint import error_body
+from internal.api.pages import Pages
+
+JSON_PREFIXES = ("/api/", "/order/")
+# status -> (page title, page text, API error)
+TEXTS = {
+    404: (
+        "Page not found",
+        "There is no page at this address.",
+        "no endpoint at this path (see /openapi.json)",
+    ),
+    405: (
+        "Method not allowed",
+        "This address does not answer that method.",
+        "method not allowed at this path",
+    ),
+}
+
+
+class Fallbacks:
+    def __init__(self, pages: Pages) -> None:
+        self._pages = pages
+
+    def handlers(self) -> dict[int, Callable[[Request, Exception], Awaitable[Response]]]:
+        """Starlette's ``exception_handlers`` for the statuses its router raises."""
+        return dict.fromkeys(TEXTS, self.answer)
+
+    async def answer(self, request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 404
+        headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else {}
+        title, message, api_error = TEXTS.get(status, TEXTS[404])
+        rid = request_id(request)
+        if request.url.path.startswith(JSON_PREFIXES):
+            body = error_body(status, api_error, rid)
+            return Response(body, status, headers, media_type="application/json")
+        return Response(
+            self._pages.message(title, message, rid), status, headers, media_type="text/html; charset=utf-8"
+        )
