@@ -33,6 +33,10 @@ class CacheFigures(Protocol):
     def misses(self) -> int: ...
     @property
     def evictions(self) -> int: ...
+    @property
+    def oversize_skipped(self) -> int: ...
+    @property
+    def pages_oversize(self) -> int: ...
 
 
 # (topic, partition, stuck) for every assigned partition (internal/consumer/state.py).
@@ -65,6 +69,8 @@ METRIC_NAMES = (
     "cache_hits_total",
     "cache_misses_total",
     "cache_evictions_total",
+    "cache_oversize_skipped_total",
+    "cache_pages_not_kept_total",
     "cache_entries",
     "cache_bytes",
     "cache_warmup_duration_seconds",
@@ -234,6 +240,18 @@ class CacheCollector(Collector):
         yield CounterMetricFamily("cache_misses", "Look-ups that had to read the database", value=s.misses)
         yield CounterMetricFamily(
             "cache_evictions", "Entries evicted to respect the bounds", value=s.evictions
+        )
+        # Orders served from the database on every look-up, and pages rendered on every view: a
+        # 1,000-item order is both, so an operator sees why its look-ups cost what they cost.
+        yield CounterMetricFamily(
+            "cache_oversize_skipped",
+            "Orders not cached because they cost more than cache.max_entry_bytes",
+            value=s.oversize_skipped,
+        )
+        yield CounterMetricFamily(
+            "cache_pages_not_kept",
+            "Order pages served but not kept with their entry (JSON and page over cache.max_entry_bytes)",
+            value=s.pages_oversize,
         )
         yield GaugeMetricFamily("cache_entries", "Orders in the cache", value=s.entries)
         yield GaugeMetricFamily(

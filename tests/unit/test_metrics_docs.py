@@ -8,10 +8,13 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from internal.cache.lru import OrderCache
+from internal.cache.lru import OrderCache, entry_cost, make_entry
 from internal.consumer.messages import BatchReport, Inbound, Outcome
 from internal.consumer.observe import LagFromStatistics, ReportMetrics
+from internal.domain.order import Order
+from internal.domain.records import OrderRecord
 from internal.pkg.metrics import FAST, METRIC_NAMES, Metrics
+from tests.orders import order_bytes
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
 
@@ -101,6 +104,22 @@ def test_stuck_partitions_are_exported_at_scrape_time_and_vanish_when_unassigned
         metrics.registry.get_sample_value("consumer_partition_stuck", {"topic": "orders", "partition": "0"})
         is None
     )
+
+
+def test_what_the_cache_cannot_keep_is_counted_at_scrape_time() -> None:
+    small = OrderRecord.of(Order.model_validate_json(order_bytes(0, items=1)))
+    big = OrderRecord.of(Order.model_validate_json(order_bytes(1, items=40)))
+    cap = entry_cost(make_entry(small.json)) + 100  # room for the small JSON, not for its page too
+    cache = OrderCache(100, 10_000_000, cap)
+    metrics = Metrics("test")
+    metrics.watch_cache(cache.stats)
+    cache.put_many([small, big])
+    entry = cache.get(small.uid)
+    assert entry is not None
+    cache.attach_page(small.uid, entry, b"<p>" + b"x" * 1000)
+    assert value(metrics, "cache_oversize_skipped_total") == 1
+    assert value(metrics, "cache_pages_not_kept_total") == 1
+    assert value(metrics, "cache_entries") == 1
 
 
 def test_a_report_counts_its_stub_letters() -> None:
