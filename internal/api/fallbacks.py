@@ -3,7 +3,8 @@
 A person who mistypes an address in the browser gets the UI's error page (with the search box and a
 way home); a client of the JSON API gets the API's one error shape (``order_endpoint.error_body``:
 message, status, request id). JSON for the paths under ``/api/`` and the original service's
-``/order/``, HTML for everything else. A 405 keeps its ``Allow`` header.
+``/order/`` and for the machine endpoints (a POST to ``/readyz`` is a client's, not a person's), HTML
+for everything else. A 405 keeps its ``Allow`` header.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from internal.api.order_endpoint import error_body
 from internal.api.pages import Pages
 
 JSON_PREFIXES = ("/api/", "/order/")
+JSON_PATHS = frozenset({"/openapi.json", "/healthz", "/readyz", "/metrics"})
 # status -> (page title, page text, API error)
 TEXTS = {
     404: (
@@ -47,7 +49,8 @@ class Fallbacks:
         headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else {}
         title, message, api_error = TEXTS.get(status, TEXTS[404])
         rid = request_id(request)
-        if request.url.path.startswith(JSON_PREFIXES):
+        path = request.url.path
+        if path.startswith(JSON_PREFIXES) or path in JSON_PATHS:
             body = error_body(status, api_error, rid)
             return Response(body, status, headers, media_type="application/json")
         return Response(

@@ -110,6 +110,7 @@ def test_an_address_no_route_serves_answers_in_the_service_shapes_not_plain_text
     assert "GET" in posted.headers["Allow"]
     assert posted.json()["error"] == "method not allowed at this path"
     assert service.get("/orders/abc", method="DELETE").status == 405
+    assert service.get("/readyz", method="POST").json()["status"] == 405  # a client's, not a person's
 
 
 def test_the_order_page_comes_from_the_cache_with_its_etag_and_head_is_like_get(
