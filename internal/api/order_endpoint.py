@@ -183,7 +183,7 @@ class OrderEndpoint:
         app: ASGIApp,
         lookup: OrderLookup,
         pages: Pages,
-        home: Callable[[], Awaitable[Answer]],
+        home: Callable[[str | None], Awaitable[Answer]],
         search: Callable[[QueryParams, str], Awaitable[Answer]],
     ) -> None:
         self.app = app
@@ -197,7 +197,8 @@ class OrderEndpoint:
             path: str = scope["path"]
             if path == "/":
                 scope["route"] = HOME_ROUTE
-                await self._guarded(self._home(), scope, send, html=True)
+                inm = _header(scope["headers"], b"if-none-match")
+                await self._guarded(self._home(inm), scope, send, html=True)
                 return
             if path == "/search":
                 scope["route"] = SEARCH_ROUTE

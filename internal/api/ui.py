@@ -15,7 +15,7 @@ from starlette.responses import RedirectResponse, Response
 
 from internal.api.lookup import OrderLookup, valid_uid
 from internal.api.middleware import request_id
-from internal.api.order_endpoint import Answer, html_answer, page_answer
+from internal.api.order_endpoint import Answer, etag_matches, html_answer, page_answer
 from internal.api.pages import Pages
 from internal.api.snapshots import Snapshots
 from internal.domain.errors import ServiceError
@@ -76,10 +76,15 @@ class Ui:
         self._home = Snapshots(SNAPSHOT_MAX_AGE_S, HOME_BYTES)
         self._searches = Snapshots(SNAPSHOT_MAX_AGE_S, search_pages_bytes)
 
-    async def home_answer(self) -> Answer:
-        """The home page, shared by the plain-ASGI GET and the routed HEAD."""
+    async def home_answer(self, if_none_match: str | None = None) -> Answer:
+        """The home page, shared by the plain-ASGI GET and the routed HEAD; 304 while the browser's
+        copy is the current snapshot's (its ETag is the body's hash, made once per snapshot)."""
         page = await self._home.get("", self._read_home)
-        return html_answer(page.status, page.body)
+        etag = (b"etag", page.etag.encode())
+        if page.status == 200 and etag_matches(if_none_match, page.etag):
+            return Answer(304, [etag], b"")
+        answer = html_answer(page.status, page.body)
+        return Answer(answer.status, [*answer.headers, etag], answer.body)
 
     async def _read_home(self) -> tuple[int, bytes]:
         try:
@@ -89,8 +94,8 @@ class Ui:
             recent, problem = [], RECENT_UNAVAILABLE
         return 200, self._pages.home(recent, problem)
 
-    async def home(self, _request: Request) -> Response:
-        return respond(await self.home_answer())
+    async def home(self, request: Request) -> Response:
+        return respond(await self.home_answer(request.headers.get("if-none-match")))
 
     async def lookup_form(self, request: Request) -> Response:
         uid = request.query_params.get("order_uid", "").strip()

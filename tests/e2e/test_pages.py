@@ -166,6 +166,35 @@ def test_the_home_page_lists_an_order_within_a_second_of_its_commit(
     assert time.monotonic() - stored_at < 2.5
 
 
+def test_the_home_page_revalidates_with_its_etag_until_an_order_changes_it(
+    tmp_path: Path,
+    topics: Topics,
+    kafka_brokers: str,
+    service_env: dict[str, str],
+    start_service: StartService,
+) -> None:
+    service = start_service(service_env)
+    ingest(tmp_path, topics, kafka_brokers, service, n=1, seed=74)
+    first = service.get("/")
+    etag = first.headers["ETag"]
+    # The snapshot is read again every second, but its body (and so its hash) stays while no order comes.
+    for _ in range(3):
+        again = service.get("/", headers={"If-None-Match": etag})
+        assert (again.status, again.body) == (304, b"")
+        assert_page_headers(again, "home 304")
+    data = make_input(tmp_path, 1, invalid_rate=0.0, seed=75)
+    (uid,) = data.valid
+    produce(data.path, topics.orders, kafka_brokers)
+
+    def new_page() -> HttpAnswer | None:
+        answer = service.get("/", headers={"If-None-Match": etag})
+        return answer if answer.status == 200 else None
+
+    changed = wait_until(new_page, timeout_s=60, what="a new home page")
+    assert f"/orders/{uid}" in changed.body.decode()
+    assert changed.headers["ETag"] != etag
+
+
 def sent_spellings(created: datetime) -> list[str]:
     """The instant ``created`` (UTC, whole seconds) written with other offsets and 0-9 fraction digits."""
     spellings = []
