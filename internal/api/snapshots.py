@@ -24,7 +24,6 @@ least recently used pages go first.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -43,11 +42,6 @@ class Snapshot:
     taken: float  # monotonic time the read that made it started
     status: int
     body: bytes
-    etag: str = ""  # a strong ETag of the body, made once per snapshot (not per request)
-
-
-def body_etag(body: bytes) -> str:
-    return f'"{hashlib.blake2b(body, digest_size=16).hexdigest()}"'
 
 
 def _cost(snapshot: Snapshot) -> int:
@@ -82,7 +76,7 @@ class Snapshots:
         started = self._clock()
         try:
             status, body = await read()
-            snapshot = Snapshot(started, status, body, body_etag(body))
+            snapshot = Snapshot(started, status, body)
             if self._enabled and _cost(snapshot) <= self._kept.maxsize:
                 self._kept[key] = snapshot
             return snapshot

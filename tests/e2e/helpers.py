@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from confluent_kafka import Consumer, Message, TopicPartition
@@ -24,6 +24,9 @@ from internal.store.reader import PostgresOrderReader
 from internal.tools import producer
 from tests.service_proc import ROOT, ServiceProcess
 from tests.support import wait_until
+
+if TYPE_CHECKING:  # conftest imports this module
+    from tests.conftest import Topics
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,16 @@ class BackgroundProducer:
     def finish(self, timeout_s: float = 120) -> None:
         output, _ = self._proc.communicate(timeout=timeout_s)
         assert self._proc.returncode == 0, f"producer exited with {self._proc.returncode}: {output[-2000:]!r}"
+
+
+def ingest(
+    tmp_path: Path, topics: Topics, brokers: str, service: ServiceProcess, n: int = 30, seed: int = 41
+) -> InputFile:
+    """``n`` valid orders produced to the test's topic and committed by ``service``."""
+    data = make_input(tmp_path, n, invalid_rate=0.0, seed=seed)
+    produce(data.path, topics.orders, brokers)
+    wait_committed_to_end(brokers, topics.orders, topics.group, n, timeout_s=60, services=[service])
+    return data
 
 
 def wait_committed_to_end(

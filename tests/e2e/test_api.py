@@ -14,18 +14,11 @@ import pytest
 
 from internal.domain.order import Order
 from tests.conftest import Topics
-from tests.e2e.helpers import InputFile, make_input, produce, stack, wait_committed_to_end
+from tests.e2e.helpers import ingest, stack
 from tests.service_proc import ServiceProcess, StartService
 from tests.support import wait_until
 
 pytestmark = pytest.mark.e2e
-
-
-def ingest(tmp_path: Path, topics: Topics, brokers: str, service: ServiceProcess, n: int = 30) -> InputFile:
-    data = make_input(tmp_path, n, invalid_rate=0.0, seed=41)
-    produce(data.path, topics.orders, brokers)
-    wait_committed_to_end(brokers, topics.orders, topics.group, n, timeout_s=60, services=[service])
-    return data
 
 
 def test_miss_then_hit_and_warm_after_restart(

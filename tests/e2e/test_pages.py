@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Topics
-from tests.e2e.helpers import make_input, produce, wait_committed_to_end
+from tests.e2e.helpers import ingest, make_input, produce, wait_committed_to_end
 from tests.orders import order_doc
-from tests.service_proc import HttpAnswer, ServiceProcess, StartService
+from tests.service_proc import HttpAnswer, StartService
 from tests.support import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -29,15 +29,6 @@ PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "private, no-cache",
 }
-
-
-def ingest(
-    tmp_path: Path, topics: Topics, brokers: str, service: ServiceProcess, n: int, seed: int
-) -> list[str]:
-    data = make_input(tmp_path, n, invalid_rate=0.0, seed=seed)
-    produce(data.path, topics.orders, brokers)
-    wait_committed_to_end(brokers, topics.orders, topics.group, n, timeout_s=60, services=[service])
-    return list(data.valid)
 
 
 def assert_page_headers(answer: HttpAnswer, path: str) -> None:
@@ -54,7 +45,7 @@ def test_every_route_carries_the_headers_for_personal_data(
     start_service: StartService,
 ) -> None:
     service = start_service(service_env)
-    uid = ingest(tmp_path, topics, kafka_brokers, service, n=2, seed=71)[0]
+    uid = next(iter(ingest(tmp_path, topics, kafka_brokers, service, n=2, seed=71).valid))
     html_paths = [
         "/", f"/orders/{uid}", "/orders/NoSuchOrder1", "/orders/not-a-uid!", "/orders/" + "a" * 65,
         "/search?q=x", f"/search?q={uid[:3]}", "/search?q=x&after=bogus", "/search?q=%00",
@@ -121,7 +112,7 @@ def test_the_order_page_comes_from_the_cache_with_its_etag_and_head_is_like_get(
     start_service: StartService,
 ) -> None:
     service = start_service(service_env)
-    uid = ingest(tmp_path, topics, kafka_brokers, service, n=3, seed=72)[0]
+    uid = next(iter(ingest(tmp_path, topics, kafka_brokers, service, n=3, seed=72).valid))
     order = service.get(f"/api/orders/{uid}")
     first = service.get(f"/orders/{uid}", headers={"X-Request-ID": "first-view"})
     again = service.get(f"/orders/{uid}", headers={"X-Request-ID": "second-view"})
