@@ -4,8 +4,10 @@ paths), ``/search?q=`` by uid prefix, track number or customer id (``internal/st
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
 import structlog
@@ -17,7 +19,7 @@ from internal.api.lookup import OrderLookup, valid_uid
 from internal.api.middleware import request_id
 from internal.api.order_endpoint import Answer, etag_matches, html_answer, page_answer
 from internal.api.pages import Pages
-from internal.api.snapshots import Snapshots
+from internal.api.snapshots import Snapshot, Snapshots
 from internal.domain.errors import ServiceError
 from internal.store.reader import OrderSummary
 from internal.store.search import BIGINT_MAX, COUNT_BOUND, Cursor, OrderSearch
@@ -32,6 +34,25 @@ HOME_BYTES = 1 << 20
 log = structlog.get_logger(component="api")
 _ID = re.compile(r"[1-9][0-9]{0,18}")
 _SIZE = re.compile(r"[1-9][0-9]{0,2}")
+
+
+@dataclass(frozen=True, slots=True)
+class HomeAnswers:
+    """The home page's two answers, made once per snapshot: the page with its ETag (the body's hash),
+    and the 304 for a browser whose copy is that page."""
+
+    snapshot: Snapshot
+    etag: str
+    page: Answer
+    not_modified: Answer
+
+    @classmethod
+    def of(cls, snapshot: Snapshot) -> HomeAnswers:
+        etag = f'"{hashlib.blake2b(snapshot.body, digest_size=16).hexdigest()}"'
+        header = (b"etag", etag.encode())
+        page = html_answer(snapshot.status, snapshot.body)
+        with_etag = Answer(page.status, [*page.headers, header], page.body)
+        return cls(snapshot, etag, with_etag, Answer(304, [header], b""))
 
 
 def parse_cursor(text: str) -> Cursor | None:
@@ -56,7 +77,7 @@ def format_cursor(cursor: Cursor) -> str:
 
 def respond(found: Answer) -> Response:
     response = Response(found.body, status_code=found.status)
-    response.raw_headers = found.headers
+    response.raw_headers = list(found.headers)  # answers may be shared (HomeAnswers): never mutated
     return response
 
 
@@ -74,17 +95,17 @@ class Ui:
         self._pages = pages
         self._recent = recent
         self._home = Snapshots(SNAPSHOT_MAX_AGE_S, HOME_BYTES)
+        self._home_answers: HomeAnswers | None = None
         self._searches = Snapshots(SNAPSHOT_MAX_AGE_S, search_pages_bytes)
 
     async def home_answer(self, if_none_match: str | None = None) -> Answer:
         """The home page, shared by the plain-ASGI GET and the routed HEAD; 304 while the browser's
-        copy is the current snapshot's (its ETag is the body's hash, made once per snapshot)."""
+        copy is the current snapshot's."""
         page = await self._home.get("", self._read_home)
-        etag = (b"etag", page.etag.encode())
-        if page.status == 200 and etag_matches(if_none_match, page.etag):
-            return Answer(304, [etag], b"")
-        answer = html_answer(page.status, page.body)
-        return Answer(answer.status, [*answer.headers, etag], answer.body)
+        answers = self._home_answers
+        if answers is None or answers.snapshot is not page:  # a new snapshot: at most once a second
+            answers = self._home_answers = HomeAnswers.of(page)
+        return answers.not_modified if etag_matches(if_none_match, answers.etag) else answers.page
 
     async def _read_home(self) -> tuple[int, bytes]:
         try:
