@@ -7,10 +7,14 @@ remembers nothing itself (docs/dlq.md).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import psycopg
 
 from internal.domain.errors import TransientError
 from internal.store.writer import stored_hashes
+
+CHUNK = 1000  # uids per query: a short array parameter, an index look-up each
 
 
 class StoredContent:
@@ -22,13 +26,17 @@ class StoredContent:
         except psycopg.Error as exc:
             raise TransientError(f"PostgreSQL: {_first_line(exc)}") from None
 
-    def hash_of(self, order_uid: str) -> bytes | None:
-        """The stored content hash of ``order_uid``, None when no order has it."""
+    def hashes_of(self, order_uids: Sequence[str]) -> dict[str, bytes]:
+        """The stored content hashes of those of ``order_uids`` that are stored: one query per
+        ``CHUNK`` uids, not one per letter."""
+        found: dict[str, bytes] = {}
         try:
             with self._conn.cursor() as cur:
-                return stored_hashes(cur, [order_uid]).get(order_uid)
+                for start in range(0, len(order_uids), CHUNK):
+                    found.update(stored_hashes(cur, order_uids[start : start + CHUNK]))
         except psycopg.Error as exc:
             raise TransientError(f"PostgreSQL: {_first_line(exc)}") from None
+        return found
 
     def close(self) -> None:
         self._conn.close()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TextIO
@@ -56,9 +56,9 @@ _PARSE_ONLY = ValidationPolicy(
 
 
 class StoredCheck(Protocol):
-    """The stored content hash of an order (internal/store/stored.py), None when it is not stored."""
+    """The stored content hashes of those orders that are stored (internal/store/stored.py)."""
 
-    def hash_of(self, order_uid: str) -> bytes | None: ...
+    def hashes_of(self, order_uids: Sequence[str]) -> dict[str, bytes]: ...
 
 
 def replay_count(letter: Letter) -> int:
@@ -84,13 +84,13 @@ def message_id(letter: Letter) -> bytes:
     return hashlib.sha256(len(key).to_bytes(8, "big") + key + value).digest()
 
 
-def stored_alike(letter: Letter, stored: StoredCheck) -> bool:
-    """Whether the letter's order is stored with the same content (replaying it would change nothing)."""
+def order_identity(letter: Letter) -> tuple[str, bytes] | None:
+    """The letter's order uid and content hash; None when it holds no order (the service decides)."""
     try:
         order = decode_order(letter.value, _PARSE_ONLY, datetime.now(UTC))
     except (InvalidOrder, UndecodableMessage):
-        return False  # no order in it: the service decides again
-    return stored.hash_of(order.order_uid) == content_hash(order)
+        return None
+    return order.order_uid, content_hash(order)
 
 
 @dataclass
@@ -186,7 +186,7 @@ def replay(
     selection: Selection,
     producer: Producer,
     targets: Targets,
-    stored: StoredCheck | None,
+    stored: StoredCheck,
     *,
     force: bool,
     dry_run: bool,
@@ -196,23 +196,24 @@ def replay(
     dry run. ``read`` gives the letters from the start of the topic each time it is called."""
     out = out or sys.stdout  # looked up per call, so that a redirected stdout is honoured
     stats = ReplayStats(dry_run)
-    highest: dict[bytes, int] = {}  # message -> its highest replay count among the selected letters
-    for letter in read():
-        if selection.matches(letter) and not letter.truncated:
-            key = message_id(letter)
-            highest[key] = max(highest.get(key, 0), replay_count(letter))
+    highest, orders = _survey(read(), selection)
+    # One look-up for all of them, now: a letter whose order is stored with the same content needs no
+    # replay (this run or an earlier one sent it, or the service stored it meanwhile).
+    stored_now = stored.hashes_of(sorted({uid for uid, _ in orders.values()}))
     first_of: dict[bytes, int] = {}
     checked: set[str] = set()
     for letter in read():
         if not selection.matches(letter):
             continue
         stats.selected += 1
-        skip = _skip(letter, stats, first_of, force)
+        key = message_id(letter)
+        skip = _skip(letter, key, stats, first_of, force)
         target, why = targets.of(letter, force) if skip is None else (None, "")
         if skip is None and target is None:
             stats.wrong_target += 1
             skip = f"not sent: {why}"
-        if skip is None and stored is not None and stored_alike(letter, stored):
+        order = orders.get(key)
+        if skip is None and order is not None and stored_now.get(order[0]) == order[1]:
             stats.stored += 1
             skip = "its order is stored with this content already"
         if skip is not None or target is None:
@@ -221,7 +222,7 @@ def replay(
         if target not in checked and not dry_run:
             check_topic(producer, targets.brokers, target)
             checked.add(target)
-        headers = replay_headers(letter, highest.get(message_id(letter)))
+        headers = replay_headers(letter, highest.get(key))
         count = (headers[-1][1] or b"").decode()
         verb = "would send" if dry_run else "send"
         print(f"{verb} {_describe(letter)} -> {printable(target)} with {H_REPLAY_COUNT}={count}", file=out)
@@ -240,7 +241,25 @@ def replay(
     return stats
 
 
-def _skip(letter: Letter, stats: ReplayStats, first_of: dict[bytes, int], force: bool) -> str | None:
+def _survey(
+    letters: Iterable[Letter], selection: Selection
+) -> tuple[dict[bytes, int], dict[bytes, tuple[str, bytes]]]:
+    """The first pass over the selected letters: per message, its highest replay count and its
+    order's (uid, content hash)."""
+    highest: dict[bytes, int] = {}
+    orders: dict[bytes, tuple[str, bytes]] = {}
+    for letter in letters:
+        if selection.matches(letter) and not letter.truncated:
+            key = message_id(letter)
+            highest[key] = max(highest.get(key, 0), replay_count(letter))
+            if key not in orders and (identity := order_identity(letter)) is not None:
+                orders[key] = identity
+    return highest, orders
+
+
+def _skip(
+    letter: Letter, key: bytes, stats: ReplayStats, first_of: dict[bytes, int], force: bool
+) -> str | None:
     """Why the letter is not sent, by the rules that need no lookup; None when they let it go."""
     if letter.truncated:  # --force does not help: the bytes to send are not here
         stats.stubs += 1
@@ -248,7 +267,6 @@ def _skip(letter: Letter, stats: ReplayStats, first_of: dict[bytes, int], force:
             f"a stub letter (the original value of {letter.original_size} bytes did not fit the "
             "dead-letter topic)"
         )
-    key = message_id(letter)
     if key in first_of:
         stats.duplicates += 1
         return f"repeats dlq offset {first_of[key]}"
