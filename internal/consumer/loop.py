@@ -148,8 +148,9 @@ class ConsumerLoop:
                 # Paused, the batch they wait behind is retrying (no hurry for an outage's length),
                 # and consume() hands out nothing of the paused partitions but keeps the group
                 # membership, the commit answers and the statistics going, budget full or not.
-                now = self._clock()
-                for message in self._poll(self._poll_timeout()):
+                messages = self._poll(self._poll_timeout())
+                now = self._clock()  # after the poll: it may have blocked up to QUIET_POLL_S
+                for message in messages:
                     self._accept(message, now)
             else:
                 # Full: wait for a batch to finish instead of pausing (a finishing batch sets the
@@ -162,7 +163,7 @@ class ConsumerLoop:
     def _poll_timeout(self) -> float:
         if self._lanes.waiting() and not self._paused:
             return BUSY_POLL_S
-        if self._tracker.in_flight() or self._tracker.to_commit():
+        if self._tracker.in_flight() or self._tracker.has_to_commit():
             return IDLE_POLL_S
         return QUIET_POLL_S
 

@@ -76,10 +76,12 @@ class OffsetTracker:
         return {
             tp: s.committable
             for tp, s in self._partitions.items()
-            if (partitions is None or tp in partitions)
-            and s.committable is not None
-            and s.committable != s.committed
+            if (partitions is None or tp in partitions) and _moved(s) and s.committable is not None
         }
+
+    def has_to_commit(self) -> bool:
+        """Whether ``to_commit()`` would offer anything (the poll loop asks every turn: no dict)."""
+        return any(_moved(s) for s in self._partitions.values())
 
     def committed(self, positions: dict[tuple[str, int], int]) -> None:
         """The positions were sent in a commit (not yet confirmed)."""
@@ -110,3 +112,7 @@ class OffsetTracker:
         if state is None:
             return None
         return state.confirmed if state.confirmed is not None else state.first
+
+
+def _moved(state: _PartitionState) -> bool:
+    return state.committable is not None and state.committable != state.committed
