@@ -55,6 +55,8 @@ class CpuMeter:
 
     def line(self) -> str:
         now = _cpu_times()
+        if not any(now):
+            return "CPU steal unknown (no /proc/stat)"
         spent = [b - a for a, b in zip(self._start, now, strict=True)]
         total = sum(spent) or 1
         # /proc/stat: user nice system idle iowait irq softirq steal ...

@@ -41,18 +41,16 @@ class Fallbacks:
         self._pages = pages
 
     def handlers(self) -> dict[int, Callable[[Request, Exception], Awaitable[Response]]]:
-        """Starlette's ``exception_handlers`` for the statuses its router raises."""
+        """Starlette's ``exception_handlers``: it calls one for an HTTPException of its status only."""
         return dict.fromkeys(TEXTS, self.answer)
 
     async def answer(self, request: Request, exc: Exception) -> Response:
-        status = exc.status_code if isinstance(exc, HTTPException) else 404
-        headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else {}
-        title, message, api_error = TEXTS.get(status, TEXTS[404])
+        assert isinstance(exc, HTTPException)  # registered by status: Starlette's own 404/405
+        title, message, api_error = TEXTS[exc.status_code]
         rid = request_id(request)
         path = request.url.path
         if path.startswith(JSON_PREFIXES) or path in JSON_PATHS:
-            body = error_body(status, api_error, rid)
-            return Response(body, status, headers, media_type="application/json")
-        return Response(
-            self._pages.message(title, message, rid), status, headers, media_type="text/html; charset=utf-8"
-        )
+            return Response(error_body(exc.status_code, api_error, rid), exc.status_code, exc.headers,
+                            media_type="application/json")  # fmt: skip
+        return Response(self._pages.message(title, message, rid), exc.status_code, exc.headers,
+                        media_type="text/html; charset=utf-8")  # fmt: skip
