@@ -26,7 +26,8 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from internal.api.app import create_api
 from internal.cache.lru import OrderCache
 from internal.cache.warmup import warm_up
-from internal.config import ConfigError, Settings, config_path, load_settings
+from internal.config import Settings
+from internal.config.cli import add_config_option, settings_for
 from internal.config.show import describe, secret_values
 from internal.consumer.commits import CommitConfirmations
 from internal.consumer.dlq import KafkaDeadLetterSink
@@ -388,9 +389,7 @@ def _threads_that_block_exit() -> list[threading.Thread]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="l0-service", description="The L0 order service.")
-    parser.add_argument(
-        "--config", help="YAML config file (default: $CONFIG_FILE, else ./config.yaml if present)"
-    )
+    add_config_option(parser)
     parser.add_argument(
         "command",
         nargs="?",
@@ -400,11 +399,7 @@ def main(argv: list[str] | None = None) -> int:
         "create-topics: create the Kafka topics; check-config: validate and print the settings",
     )
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings(config_path(args.config))
-    except ConfigError as exc:
-        print("\n".join(exc.lines()), file=sys.stderr)
-        return 2
+    settings = settings_for(args)
     secrets = secret_values(settings)
     configure_logging(settings.log.level, settings.log.format, secrets)
     try:

@@ -15,9 +15,10 @@ from internal.config.settings import Settings
 
 HEADER = """\
 # L0 order service configuration. Copy to config.yaml and change what you need.
-# Precedence: built-in defaults < this file < environment variables.
+# Read by every command - l0-service, l0-producer and l0-dlq - from --config PATH, else $CONFIG_FILE,
+# else ./config.yaml. Precedence: built-in defaults < this file < environment variables < a command's flags.
 # Every key is shown with its default; the environment variable that overrides it is named after it.
-# An unknown key, a wrong type or an invalid value stops the service with one line naming the key (exit 2).
+# An unknown key, a wrong type or an invalid value stops any command with one line naming the key (exit 2).
 # Generated from internal/config/settings.py by `make config-example`; do not edit by hand.
 """
 

@@ -42,6 +42,18 @@ def env_name(section: str, key: str) -> str:
     return f"{section}_{key}".upper()
 
 
+def environment_names() -> list[str]:
+    """Every environment variable the settings are read from: ours, the original's aliases and DSN parts,
+    and CONFIG_FILE (for tests and tools that must start from a clean environment)."""
+    ours = [
+        env_name(section.name, item.name)
+        for section in dataclasses.fields(Settings)
+        for item in dataclasses.fields(_section_class(section.name))
+    ]
+    originals = [alias.original for alias in aliases.ENV_ALIASES]
+    return ["CONFIG_FILE", *ours, *originals, *aliases.DSN_PARTS]
+
+
 def config_path(arg: str | None) -> Path | None:
     """The config file: ``--config``, else $CONFIG_FILE (set but empty: none), else ./config.yaml if any."""
     if arg:

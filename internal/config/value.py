@@ -8,20 +8,17 @@ A configuration error prints the same lines as the service and exits 2.
 
 from __future__ import annotations
 
+import argparse
 import sys
 
-from internal.config.loader import ConfigError, config_path, load_settings
+from internal.config.cli import settings_for
 
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1 or argv[0].count(".") != 1:
         print("usage: python -m internal.config.value SECTION.KEY", file=sys.stderr)
         return 2
-    try:
-        settings = load_settings(config_path(None))
-    except ConfigError as exc:
-        print("\n".join(exc.lines()), file=sys.stderr)
-        return 2
+    settings = settings_for(argparse.Namespace(config=None))
     section, key = argv[0].split(".")
     try:
         print(getattr(getattr(settings, section), key))

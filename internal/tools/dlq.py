@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import NoReturn
 
-from internal.config import ConfigError, load_settings
+from internal.config.cli import add_config_option, settings_for
 from internal.config.settings import dsn_secrets
 from internal.consumer.letters import H_ERROR
 from internal.domain.errors import TransientError
@@ -220,11 +220,10 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
+    add_config_option(common)
+    common.add_argument("--brokers", help="bootstrap servers (default: the setting kafka.brokers)")
     common.add_argument(
-        "--brokers", help="bootstrap servers (default: env KAFKA_BROKERS, else 127.0.0.1:9092)"
-    )
-    common.add_argument(
-        "--dlq-topic", help="dead-letter topic (default: env KAFKA_DLQ_TOPIC, else <KAFKA_TOPIC>.dlq)"
+        "--dlq-topic", help="dead-letter topic (default: the setting kafka.dlq_topic, else <kafka.topic>.dlq)"
     )
     filters = _Parser(add_help=False)
     add = filters.add_argument
@@ -259,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--to-topic", help="send here instead of each letter's original topic (needs --force when it differs)"
     )
     again.add_argument(
-        "--dsn", help="PostgreSQL of the service, to skip stored orders (default: env POSTGRES_DSN)"
+        "--dsn", help="PostgreSQL of the service, to skip stored orders (default: the setting postgres.dsn)"
     )
     again.add_argument("--dry-run", action="store_true", help="print what would be sent, send nothing")
     again.add_argument(
@@ -272,14 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _fill_defaults(args: argparse.Namespace) -> None:
-    """Take what the command line left open from the service's settings (defaults < environment)."""
-    needed = [args.brokers, args.dlq_topic, *([args.dsn] if args.command == "replay" else [])]
-    if all(needed):
-        return  # an unrelated bad variable (CONSUMER_WORKERS=-1) must not stop a fully specified run
-    try:
-        settings = load_settings(None)
-    except ConfigError as exc:
-        raise ToolError(f"config: {exc}") from None
+    """Take what the command line left open from the service's settings (internal/config/cli.py)."""
+    settings = settings_for(args)
     args.brokers = args.brokers or settings.kafka.brokers
     args.dlq_topic = args.dlq_topic or settings.dlq_topic
     if args.command == "replay":

@@ -25,6 +25,7 @@ from typing import Protocol, TextIO
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from internal.config.cli import add_config_option, settings_for
 from internal.pkg import kafka_produce
 
 CHUNK_SIZE = 64 * 1024
@@ -320,28 +321,47 @@ def _non_negative(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    env = os.environ.get
     parser = argparse.ArgumentParser(
         prog="producer",
         allow_abbrev=False,
         description="Replay an orders file into a Kafka topic: its values, then broken ones.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add, count = parser.add_argument, _non_negative
-    add("-file", "--file", default="mock.json", help="JSON array, JSON Lines or one object")
-    add("-rps", "--rps", type=count, default=1, help="messages per second, 0 = no limit")
-    add("-invalid-json", "--invalid-json", type=count, default=0, metavar="N", help="truncated orders to add")
-    add("-gibberish", "--gibberish", type=count, default=0, metavar="N", help="random-byte messages to add")
-    add("-topic", "--topic", default=env("KAFKA_TOPIC") or "orders", help="env KAFKA_TOPIC")
-    add("-brokers", "--brokers", default=env("KAFKA_BROKERS") or "localhost:9092", help="env KAFKA_BROKERS")
-    client_id = env("KAFKA_CLIENT_ID") or "orders-producer"
-    add("-client-id", "--client-id", default=client_id, help="env KAFKA_CLIENT_ID")
+    add(
+        "-file",
+        "--file",
+        default="mock.json",
+        help="JSON array, JSON Lines or one object (default: mock.json)",
+    )
+    add("-rps", "--rps", type=count, default=1, help="messages per second, 0 = no limit (default: 1)")
+    add(
+        "-invalid-json",
+        "--invalid-json",
+        type=count,
+        default=0,
+        metavar="N",
+        help="truncated orders to add (default: 0)",
+    )
+    add(
+        "-gibberish",
+        "--gibberish",
+        type=count,
+        default=0,
+        metavar="N",
+        help="random-byte messages to add (default: 0)",
+    )
+    # Where to send: the service's settings (kafka.topic, kafka.brokers, kafka.client_id: config file,
+    # then environment, the original's names included); these flags override them.
+    add("-topic", "--topic", help="default: the setting kafka.topic (env KAFKA_TOPIC)")
+    add("-brokers", "--brokers", help="default: the setting kafka.brokers (env KAFKA_BROKERS)")
+    add("-client-id", "--client-id", help="default: the setting kafka.client_id (env KAFKA_CLIENT_ID)")
+    add_config_option(parser, "-config")
     add(
         "-message-timeout-ms",
         "--message-timeout-ms",
         type=count,
         default=30_000,
-        help="per message, 0 = none",
+        help="per message, 0 = none (default: 30000)",
     )
     return parser
 
@@ -353,6 +373,10 @@ def _fail(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    settings = settings_for(args)
+    args.topic = args.topic or settings.kafka.topic
+    args.brokers = args.brokers or settings.kafka.brokers
+    args.client_id = args.client_id or settings.kafka.client_id
     try:
         with open(args.file, encoding="utf-8-sig", newline="") as source:
             return _run(args, source)

@@ -78,7 +78,9 @@ def test_dsn_errors_do_not_echo_the_password() -> None:
 
 def test_service_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, "consumer:\n  workers: -3\n")
-    assert main(["--config", str(path), "check-config"]) == 2
+    with pytest.raises(SystemExit) as stop:
+        main(["--config", str(path), "check-config"])
+    assert stop.value.code == 2  # a bad setting ends every command the same way
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["config: consumer.workers: must be >= 1 (got -3) (" + str(path) + ")"]
 

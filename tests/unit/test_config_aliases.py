@@ -90,7 +90,9 @@ def test_conflict_stops_the_start_with_one_line_and_exit_2(
     monkeypatch.setenv("CONFIG_FILE", "")
     monkeypatch.setenv("HTTP_PORT", "8080")
     monkeypatch.setenv("HTTP_SERVER_PORT", "9090")
-    assert main(["check-config"]) == 2
+    with pytest.raises(SystemExit) as stop:
+        main(["check-config"])
+    assert stop.value.code == 2  # a bad setting ends every command the same way
     err = capsys.readouterr().err
     assert err.splitlines() == [
         "config: http.port: HTTP_SERVER_PORT (the original service's name) and HTTP_PORT are both set "
@@ -181,7 +183,9 @@ def test_an_original_config_gets_a_hint_for_each_key_not_read(
 ) -> None:
     path = tmp_path / "config.yaml"
     path.write_text(ORIGINAL_CONFIG, encoding="utf-8")
-    assert main(["--config", str(path), "check-config"]) == 2
+    with pytest.raises(SystemExit) as stop:
+        main(["--config", str(path), "check-config"])
+    assert stop.value.code == 2  # a bad setting ends every command the same way
     lines = capsys.readouterr().err.splitlines()
     assert lines[0] == f"config: cache.capacity: unknown key ({path})"
     hinted = [re.match(r"config: hint: (\S+) is the original service's; ", line) for line in lines[1:]]
