@@ -155,7 +155,10 @@ class Service:
         self.metrics.watch_partitions(self.state.partitions)
         # Readiness's database check: a recent answer, from a connection of its own (store/probe.py).
         self.db_probe = DatabaseProbe(
-            s.postgres.dsn, observer, timeout_s=min(2.0, s.postgres.connect_timeout_s)
+            s.postgres.dsn,
+            observer,
+            timeout_s=min(2.0, s.postgres.connect_timeout_s),
+            application_name=f"{s.postgres.application_name}-probe",
         )
         self.health = Health(self.state, self.db_probe.problem)
         self.dead_letters = KafkaDeadLetterSink(
@@ -341,7 +344,7 @@ def _lookup_pool(settings: Settings, name: str = "lookup", size: int | None = No
 def _connection_kwargs(settings: Settings, name: str) -> dict[str, Any]:
     return {
         "connect_timeout": max(1, int(settings.postgres.connect_timeout_s)),
-        "application_name": f"l0-orders-{name}",
+        "application_name": f"{settings.postgres.application_name}-{name}",
         # Every statement is its own transaction: a look-up is one round trip, not SELECT + COMMIT
         # (the writer and the warm-up's reads open explicit transactions where they need them).
         "autocommit": True,

@@ -95,6 +95,11 @@ def schema_dsn(pg_dsn: str) -> Iterator[str]:
         conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 
 
+def app_name(topics: Topics) -> str:
+    """The application_name prefix of the service a test starts (its connections: <prefix>-writer ...)."""
+    return f"l0-{topics.group}"
+
+
 def _safe(dsn: str) -> str:
     params = conninfo_to_dict(dsn)
     params.pop("password", None)
@@ -110,6 +115,8 @@ def service_env(schema_dsn: str, topics: Topics, kafka_brokers: str) -> dict[str
         "KAFKA_TOPIC": topics.orders,
         "KAFKA_DLQ_TOPIC": topics.dlq,
         "KAFKA_GROUP_ID": topics.group,
+        # The test's own name in pg_stat_activity, so that it counts its service's connections only.
+        "POSTGRES_APPLICATION_NAME": app_name(topics),
         "KAFKA_SESSION_TIMEOUT_MS": "6000",
         "HTTP_PORT": str(free_port()),
         "LOG_FORMAT": "json",

@@ -160,6 +160,12 @@ class PostgresSettings:
         10000, "server-side limit of one statement of the writer", at_least(1)
     )
     migrate_on_start: bool = setting(True, "apply pending migrations from sql/ when the service starts")
+    application_name: str = setting(
+        "l0-orders",
+        "how the service's connections are named in pg_stat_activity: <this>-writer, -lookup, -search, "
+        "-reader, -probe; give instances that share a database names of their own to tell them apart",
+        non_empty,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ class DatabaseProbe:
         interval_s: float = 1.0,
         stale_after_s: float = 5.0,
         timeout_s: float = 2.0,
+        application_name: str = "l0-orders-probe",
         connect: Callable[..., psycopg.Connection[tuple[object, ...]]] = psycopg.connect,
     ) -> None:
         self._dsn = dsn
@@ -38,6 +39,7 @@ class DatabaseProbe:
         self._interval_s = interval_s
         self._stale_after_s = stale_after_s
         self._timeout_s = timeout_s
+        self._application_name = application_name
         self._connect = connect
         self._last_ok: float | None = None
         self._error: str | None = "not probed yet"
@@ -68,7 +70,7 @@ class DatabaseProbe:
                     self._dsn,
                     autocommit=True,
                     connect_timeout=max(1, int(self._timeout_s)),
-                    application_name="l0-orders-probe",
+                    application_name=self._application_name,
                     options=f"-c statement_timeout={int(self._timeout_s * 1000)}",
                 )
             conn.execute("SELECT 1")

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from internal.domain.order import Order
-from tests.conftest import Topics
+from tests.conftest import Topics, app_name
 from tests.e2e.helpers import ingest, stack
 from tests.service_proc import ServiceProcess, StartService
 from tests.support import wait_until
@@ -136,8 +136,8 @@ def test_misses_use_at_most_lookup_pool_size_connections(
     start_service: StartService,
 ) -> None:
     """60 concurrent cache misses share the look-up pool (postgres.lookup_pool_size = 2): every one
-    is answered, and PostgreSQL never sees more than two look-up connections (by application name;
-    the suite runs one service at a time)."""
+    is answered, and PostgreSQL never sees more than two look-up connections of this service (counted
+    by the application name the test gave it, so other services on the same server do not count)."""
     service = start_service({**service_env, "CACHE_MAX_ENTRIES": "0", "POSTGRES_LOOKUP_POOL_SIZE": "2"})
     data = ingest(tmp_path, topics, kafka_brokers, service, n=60)
     seen: list[int] = []
@@ -147,7 +147,8 @@ def test_misses_use_at_most_lookup_pool_size_connections(
         with psycopg.connect(pg_dsn, autocommit=True) as conn:
             while not done.wait(0.01):  # a sample every 10 ms until the requests are answered
                 row = conn.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'l0-orders-lookup'"
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                    (f"{app_name(topics)}-lookup",),
                 ).fetchone()
                 seen.append(int(row[0]) if row else 0)
 

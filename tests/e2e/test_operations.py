@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.conftest import Topics
+from tests.conftest import Topics, app_name
 from tests.e2e.helpers import (
     final_outcomes,
     make_input,
@@ -70,7 +70,8 @@ def test_a_hung_database_cannot_keep_the_process_alive_past_the_timeout(
         def writer_waiting() -> bool:
             row = locker.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                " AND application_name = 'l0-orders-writer'"
+                " AND application_name = %s",
+                (f"{app_name(topics)}-writer",),
             ).fetchone()
             return bool(row and row[0] > 0)
 

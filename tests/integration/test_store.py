@@ -237,19 +237,21 @@ def test_writer_racing_another_writer_on_the_same_uid_sees_a_duplicate(pool: Con
                 target=lambda: results.append(PostgresOrderWriter(pool).write_batch([rec]))
             )
             racer.start()
+            holder = other.info.backend_pid
             wait_until(
-                lambda: _waiting_on_lock(db), timeout_s=10, what="the racing writer to wait on the uid"
+                lambda: _blocked_by(db, holder), timeout_s=10, what="the racing writer to wait on the uid"
             )
         racer.join(timeout=30)
     assert results == [[WriteResult.DUPLICATE]]
     assert counts(db)["orders"] == 1
 
 
-def _waiting_on_lock(dsn: str) -> bool:
+def _blocked_by(dsn: str, holder: int) -> bool:
+    """Whether a session waits on a lock of ``holder`` - this test's own transaction, so that other
+    sessions on the same server never count."""
     with psycopg.connect(dsn) as conn:
         row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", (holder,)
         ).fetchone()
     return bool(row and row[0] > 0)
 
