@@ -57,11 +57,6 @@ def topic_name(v: str) -> str | None:
     return None if ok else "must be a Kafka topic name (letters, digits, '.', '_', '-')"
 
 
-def masked(_value: Any) -> str:
-    """How a secret setting is shown: not at all."""
-    return MASKED
-
-
 def masked_dsn(dsn: str) -> str:
     """A DSN with its password (and sslpassword) masked; the rest - host, port, database, user - is
     what an operator needs to see. A DSN libpq cannot parse is masked whole."""
@@ -94,7 +89,6 @@ class Secret:
     values: Callable[[Any], list[str]]
 
 
-SECRET = Secret(masked, lambda v: [str(v)] if v else [])  # a password, a token: never shown
 SECRET_DSN = Secret(masked_dsn, dsn_secrets)  # a DSN: shown without its password
 
 
