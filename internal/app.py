@@ -37,7 +37,6 @@ from internal.consumer.observe import LagFromStatistics, ReportMetrics
 from internal.consumer.offsets import OffsetTracker
 from internal.consumer.processor import BatchProcessor, ProcessingPolicy
 from internal.consumer.state import ConsumerState
-from internal.domain.validation import ValidationPolicy
 from internal.pkg.backoff import Backoff
 from internal.pkg.health import Health
 from internal.pkg.kafka_topics import TopicSpec, ensure_topics, topic_setting
@@ -176,14 +175,7 @@ class Service:
             stored_sink=self.cache,
             outage=self.state,
             policy=ProcessingPolicy(
-                validation=ValidationPolicy(
-                    max_message_bytes=c.max_message_bytes,
-                    cross_field_checks=c.cross_field_checks,
-                    max_future_skew_seconds=c.max_future_skew_seconds,
-                    plausibility_checks=c.plausibility_checks,
-                    payment_max_before_s=c.payment_max_before_s,
-                    payment_max_after_s=c.payment_max_after_s,
-                ),
+                validation=c.validation_policy(),
                 backoff=Backoff(c.retry_initial_ms / 1000, c.retry_max_ms / 1000),
                 max_attempts=c.max_attempts,
             ),
