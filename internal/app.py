@@ -38,6 +38,7 @@ from internal.consumer.offsets import OffsetTracker
 from internal.consumer.processor import BatchProcessor, ProcessingPolicy
 from internal.consumer.state import ConsumerState
 from internal.pkg.backoff import Backoff
+from internal.pkg.exc_text import first_line
 from internal.pkg.health import Health
 from internal.pkg.kafka_topics import TopicSpec, ensure_topics, topic_setting
 from internal.pkg.logging import configure_logging, redactor
@@ -347,9 +348,7 @@ def _retry_at_start(what: str, step: Callable[[], T]) -> T:
         except (psycopg.OperationalError, KafkaException) as exc:
             if time.monotonic() > deadline:
                 raise
-            log.warning(
-                "startup_step_failed", step=what, error=str(exc).splitlines()[0] if str(exc) else repr(exc)
-            )
+            log.warning("startup_step_failed", step=what, error=first_line(exc))
             time.sleep(1.0)
 
 
@@ -402,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _command(args.command, settings)
     except (psycopg.OperationalError, KafkaException) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        first = first_line(exc)
         print(
             f"l0-service {args.command}: cannot reach a dependency: {redactor(secrets)(first)}",
             file=sys.stderr,
