@@ -101,7 +101,7 @@ loc-build: venv ## build the wheel into dist/ (DIST=...) and check that its entr
 	@rm -rf build $(DIST)/l0_orders-*.whl
 	$(PY) -m pip wheel --quiet --no-deps -w $(DIST) .
 	@rm -rf build
-	$(PY) -m internal.tools.wheel_check $(DIST)/l0_orders-*.whl
+	$(PY) -m devtools.wheel_check $(DIST)/l0_orders-*.whl
 
 loc-runs: venv infra-up ## run the service in the foreground (Ctrl-C stops it cleanly)
 	$(PY) cmd/service.py serve

@@ -38,8 +38,8 @@ from internal.consumer.observe import LagFromStatistics, ReportMetrics
 from internal.consumer.offsets import OffsetTracker
 from internal.consumer.processor import BatchProcessor, ProcessingPolicy
 from internal.consumer.state import ConsumerState
-from internal.domain.validation import ValidationPolicy
 from internal.pkg.backoff import Backoff
+from internal.pkg.exc_text import first_line
 from internal.pkg.health import Health
 from internal.pkg.kafka_topics import TopicSpec, ensure_topics, topic_setting
 from internal.pkg.logging import configure_logging, redactor
@@ -180,14 +180,7 @@ class Service:
             stored_sink=self.cache,
             outage=self.state,
             policy=ProcessingPolicy(
-                validation=ValidationPolicy(
-                    max_message_bytes=c.max_message_bytes,
-                    cross_field_checks=c.cross_field_checks,
-                    max_future_skew_seconds=c.max_future_skew_seconds,
-                    plausibility_checks=c.plausibility_checks,
-                    payment_max_before_s=c.payment_max_before_s,
-                    payment_max_after_s=c.payment_max_after_s,
-                ),
+                validation=c.validation_policy(),
                 backoff=Backoff(c.retry_initial_ms / 1000, c.retry_max_ms / 1000),
                 max_attempts=c.max_attempts,
             ),
@@ -359,9 +352,7 @@ def _retry_at_start(what: str, step: Callable[[], T]) -> T:
         except (psycopg.OperationalError, KafkaException) as exc:
             if time.monotonic() > deadline:
                 raise
-            log.warning(
-                "startup_step_failed", step=what, error=str(exc).splitlines()[0] if str(exc) else repr(exc)
-            )
+            log.warning("startup_step_failed", step=what, error=first_line(exc))
             time.sleep(1.0)
 
 
@@ -408,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _command(args.command, settings)
     except (psycopg.OperationalError, KafkaException) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        first = first_line(exc)
         print(
             f"l0-service {args.command}: cannot reach a dependency: {redactor(secrets)(first)}",
             file=sys.stderr,

@@ -5,7 +5,7 @@
 #
 #   scripts/prometheus.sh up|down|status|url
 #
-# up      write the configuration (internal/tools/monitoring.py: the shipped prometheus.yml with the local
+# up      write the configuration (devtools/monitoring.py: the shipped prometheus.yml with the local
 #         target), start the server and wait until it is ready; when it already runs, reload it if the
 #         configuration changed (the service's port, say), else do nothing
 # down    stop the server this checkout started (its data is kept)
@@ -38,7 +38,7 @@ running_pid() { running_pid_of "$PIDFILE"; }
 write_config() {  # into $1
   local port
   port=$($PY -m internal.config.value http.port) || die "the service's configuration is invalid (above)"
-  $PY -m internal.tools.monitoring --target "127.0.0.1:$port" --out "$1"
+  $PY -m devtools.monitoring --target "127.0.0.1:$port" --out "$1"
   promtool check config "$1" >/dev/null || die "promtool rejects the generated $1"
 }
 

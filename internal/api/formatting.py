@@ -4,19 +4,16 @@ was stored before the rule, and its page must still answer 200)."""
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from internal.domain.order import RFC3339
+
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S UTC"
 NONE_SHOWN = "&mdash;"  # HTML: the pages put it in element content (and stay ASCII, order_page.py)
 LAST_SECOND = 253_402_300_799  # 9999-12-31 23:59:59 UTC: the last one datetime can show
-# date_created as the validator accepts it (RFC 3339 with a zone): shown as sent, by slicing.
-RFC3339_TEXT = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
-)
 
 
 def unix_time(seconds: object) -> str:
@@ -33,8 +30,9 @@ def unix_time(seconds: object) -> str:
 def iso_time(text: object) -> str:
     """An RFC 3339 text as sent - its date, its time to the second and its offset (``Z`` as UTC),
     e.g. ``2021-11-26 09:22:19 +03:00``; anything else as it is. Never converted: the page shows the
-    time the producer wrote (its fraction is in the raw text next to it)."""
-    if isinstance(text, str) and RFC3339_TEXT.fullmatch(text):
+    time the producer wrote (its fraction is in the raw text next to it). The pattern is the validator's,
+    so a text shown this way is one the consumer accepted."""
+    if isinstance(text, str) and RFC3339.fullmatch(text):
         zone = "UTC" if text[-1] in "Zz" else text[-6:]
         return f"{text[:10]} {text[11:19]} {zone}"
     return str(text)

@@ -8,12 +8,17 @@ config.yaml.example and the tests all read one source. The environment variable 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import Field, dataclass, field
+from dataclasses import Field, dataclass, field, fields
 from typing import Any
 
 from psycopg import conninfo
 
+from internal.domain.validation import ValidationPolicy
+
 Check = Callable[[Any], str | None]
+# The validator's knobs are ValidationPolicy's fields, with its defaults: the domain states them once and
+# consumer.* takes them from there (validation_policy() below hands them back).
+_POLICY = ValidationPolicy()
 MASKED = "********"
 # libpq parameters that carry a secret (a DSN's password, a client key's passphrase).
 DSN_SECRET_KEYS = frozenset({"password", "sslpassword"})
@@ -57,11 +62,6 @@ def topic_name(v: str) -> str | None:
     return None if ok else "must be a Kafka topic name (letters, digits, '.', '_', '-')"
 
 
-def masked(_value: Any) -> str:
-    """How a secret setting is shown: not at all."""
-    return MASKED
-
-
 def masked_dsn(dsn: str) -> str:
     """A DSN with its password (and sslpassword) masked; the rest - host, port, database, user - is
     what an operator needs to see. A DSN libpq cannot parse is masked whole."""
@@ -94,7 +94,6 @@ class Secret:
     values: Callable[[Any], list[str]]
 
 
-SECRET = Secret(masked, lambda v: [str(v)] if v else [])  # a password, a token: never shown
 SECRET_DSN = Secret(masked_dsn, dsn_secrets)  # a DSN: shown without its password
 
 
@@ -215,27 +214,33 @@ class ConsumerSettings:
         at_least(1),
     )
     max_message_bytes: int = setting(
-        1048576,
+        _POLICY.max_message_bytes,
         "larger messages are dead-lettered as undecodable without parsing; the dead-letter topic and "
         "its producer are sized from it, so that every letter fits",
         at_least(1),
     )
     cross_field_checks: bool = setting(
-        True, "check sums, track numbers, duplicate rids and future dates across fields"
+        _POLICY.cross_field_checks, "check sums, track numbers, duplicate rids and future dates across fields"
     )
     max_future_skew_seconds: int = setting(
-        300, "how far date_created may lie in the future (clock skew)", at_least(0)
+        _POLICY.max_future_skew_seconds,
+        "how far date_created may lie in the future (clock skew)",
+        at_least(0),
     )
     plausibility_checks: bool = setting(
-        True,
+        _POLICY.plausibility_checks,
         "check that payment.payment_dt is Unix seconds near date_created (the window below); "
         "false accepts any positive payment_dt, e.g. for historic data",
     )
     payment_max_before_s: int = setting(
-        86400, "payment_dt may lie at most this many seconds before date_created (1 day)", at_least(0)
+        _POLICY.payment_max_before_s,
+        "payment_dt may lie at most this many seconds before date_created (1 day)",
+        at_least(0),
     )
     payment_max_after_s: int = setting(
-        2592000, "payment_dt may lie at most this many seconds after date_created (30 days)", at_least(0)
+        _POLICY.payment_max_after_s,
+        "payment_dt may lie at most this many seconds after date_created (30 days)",
+        at_least(0),
     )
     retry_initial_ms: int = setting(
         100, "first backoff after a transient error (doubles up to retry_max_ms, with jitter)", at_least(1)
@@ -263,6 +268,10 @@ class ConsumerSettings:
     revoke_timeout_s: float = setting(
         10.0, "time in-flight batches get to finish when partitions are revoked", at_least(0)
     )
+
+    def validation_policy(self) -> ValidationPolicy:
+        """The validator's knobs: each field of ValidationPolicy is the setting of the same name."""
+        return ValidationPolicy(**{f.name: getattr(self, f.name) for f in fields(ValidationPolicy)})
 
 
 @dataclass(frozen=True, slots=True)

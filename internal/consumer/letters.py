@@ -50,7 +50,6 @@ H_TRUNCATED_CAUSE = "dlq.truncated.cause"  # why the full letter was refused (li
 H_ORIGINAL_SIZE = "dlq.original.size"  # bytes of the original value
 H_ORIGINAL_SHA256 = "dlq.original.sha256"  # hex SHA-256 of the original value
 H_HEADERS_DROPPED = "dlq.truncated.headers.dropped"  # original headers left out of the stub, if any
-STUB_HEADERS = (H_TRUNCATED, H_TRUNCATED_CAUSE, H_ORIGINAL_SIZE, H_ORIGINAL_SHA256, H_HEADERS_DROPPED)
 
 # The room a letter needs besides the original value and the error header: the original key and
 # headers, and the other dlq.* headers (about 400 bytes). Keys and headers larger than this still

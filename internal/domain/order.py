@@ -75,8 +75,9 @@ OFFSET_MESSAGE: Final = "must have an offset between -12:00 and +14:00 (the offs
 INSTANT_MESSAGE: Final = "must be an instant between 0001-01-01 and 9999-12-31 in UTC"
 # pydantic alone also takes "2021-11-26 06:22:19Z" and other ISO 8601 spellings; RFC 3339 is the contract.
 # Up to 9 fraction digits because Go producers send nanoseconds: the text keeps them all, the instant
-# (Python's datetime, PostgreSQL's timestamptz) is truncated to microseconds.
-_RFC3339 = re.compile(
+# (Python's datetime, PostgreSQL's timestamptz) is truncated to microseconds. The order page shows the
+# text by this same pattern (api/formatting.py). Groups: the offset's sign, hours, minutes (None for Z).
+RFC3339 = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?"
     r"(?:[Zz]|([+-])([0-9]{2}):([0-9]{2}))"
 )
@@ -98,7 +99,7 @@ def _require_rfc3339(value: object) -> str:
     # Python and PostgreSQL both hold.
     if not isinstance(value, str):
         raise PydanticCustomError("datetime_type", "must be an RFC 3339 date-time string")
-    match = _RFC3339.fullmatch(value)
+    match = RFC3339.fullmatch(value)
     if match is None:
         raise PydanticCustomError("rfc3339", RFC3339_MESSAGE)
     sign, hours, minutes = match.groups()

@@ -82,13 +82,6 @@ def topic_setting(brokers: str, topic: str, key: str, timeout_s: float = 10.0) -
     return None if entry is None else entry.value
 
 
-def topic_exists(brokers: str, name: str, timeout_s: float = 10.0) -> bool:
-    admin = _admin(brokers)
-    metadata = admin.list_topics(topic=name, timeout=timeout_s)
-    topic = metadata.topics.get(name)
-    return topic is not None and topic.error is None
-
-
 def _wait_for_leaders(admin: AdminClient, names: list[str], timeout_s: float) -> None:
     # CreateTopics returns once the controller accepted the topic; producing right away can still hit
     # "leader not available", so wait until the metadata shows a leader for every partition.

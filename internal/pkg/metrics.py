@@ -166,9 +166,10 @@ class HttpRequests(Collector):
     kept in plain dicts and exported at scrape time.
 
     Every request is answered on the one event loop thread, which is also where ``/metrics`` is
-    served: one writer, no lock. prometheus_client's Counter and Histogram take a lock and look up
-    their child on every update, about 3.3 us of a cache hit's ~60 us (docs/performance.md).
-    ``record`` must therefore only be called from the event loop."""
+    served: one writer, no lock. prometheus_client's Counter and Histogram take a lock per update and
+    the histogram walks its buckets in Python: ~15.7k instructions a request even with their children
+    kept, against ~5.1k here - a sixth of a JSON cache hit's ~67k (docs/performance.md, measured by
+    bench/metric_cost.py). ``record`` must therefore only be called from the event loop."""
 
     def __init__(self, buckets: Iterable[float]) -> None:
         self._bounds = tuple(buckets)

@@ -14,6 +14,7 @@ import psycopg
 from psycopg import errors as pg
 
 from internal.domain.errors import FatalError, RecordRejected, ServiceError, TimedOut, TransientError
+from internal.pkg.exc_text import first_line
 
 RECORD_ERRORS: tuple[type[Exception], ...] = (psycopg.DataError, psycopg.IntegrityError, pg.RaiseException)
 PROGRAM_LIMIT_CLASS = "54"  # psycopg's classes of 54xxx derive from OperationalError, not from 54000
@@ -32,15 +33,15 @@ FATAL_ERRORS: tuple[type[Exception], ...] = (
 def translate(exc: BaseException) -> ServiceError | None:
     """The service error for a database exception, or None when it is none of the known kinds."""
     if isinstance(exc, FATAL_ERRORS):
-        return FatalError(f"database: {_first_line(exc)}")
+        return FatalError(f"database: {_named(exc)}")
     if isinstance(exc, RECORD_ERRORS) or _sqlstate(exc).startswith(PROGRAM_LIMIT_CLASS):
-        return RecordRejected(_first_line(exc))
+        return RecordRejected(_named(exc))
     if isinstance(exc, pg.QueryCanceled):  # 57014: statement_timeout, or a cancel request
-        return TimedOut(f"database statement cancelled: {_first_line(exc)}")
+        return TimedOut(f"database statement cancelled: {_named(exc)}")
     # OperationalError covers refused/lost connections, admin shutdown, serialization failures,
     # deadlocks, lock timeouts and psycopg_pool's PoolTimeout.
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
-        return TransientError(f"database unavailable: {_first_line(exc)}")
+        return TransientError(f"database unavailable: {_named(exc)}")
     # Anything else (InternalError, NotSupportedError, an unexpected ProgrammingError) is not known to
     # pass with time: the writer lets it through as unexpected, so it is retried a bounded number of
     # times and isolated, never retried forever; a read answers 503 (its caller decides).
@@ -51,6 +52,5 @@ def _sqlstate(exc: BaseException) -> str:
     return (exc.sqlstate or "") if isinstance(exc, psycopg.Error) else ""
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+def _named(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {first_line(exc)}"

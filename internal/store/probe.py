@@ -16,6 +16,7 @@ from collections.abc import Callable
 import psycopg
 import structlog
 
+from internal.pkg.exc_text import first_line
 from internal.store.observe import DbObserver
 
 log = structlog.get_logger(component="store")
@@ -77,7 +78,7 @@ class DatabaseProbe:
         except psycopg.Error as exc:
             # Readiness shows fixed words; the driver's text (host, port, user) goes to the log only,
             # once per change of it, not once a second.
-            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            detail = first_line(exc)
             if detail != self._logged:
                 log.warning("db_probe_failed", error_type=type(exc).__name__, error=detail)
                 self._logged = detail

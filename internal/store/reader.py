@@ -1,4 +1,5 @@
-"""Reads orders back as the exact JSON bytes the API serves: by uid, the latest N, and summaries.
+"""Reads orders back as the exact JSON bytes the API serves: the latest N (the warm-up) and summaries;
+the API reads by uid through ``BY_UIDS`` (async_reader.py).
 
 PostgreSQL assembles each order's JSON itself (``row_to_json`` and ``array_to_json`` are compact and
 keep column order; ``json_agg`` would add spaces), in the byte-for-byte form of
@@ -48,7 +49,6 @@ SELECT o.order_uid, row_to_json(doc)::text
            o.date_created_text AS date_created, o.oof_shard
  ) AS doc
 """
-BY_UID = ORDER_JSON + " WHERE o.order_uid = %s"
 BY_UIDS = ORDER_JSON + " WHERE o.order_uid = ANY(%s)"  # the API's shared miss queries (async_reader.py)
 # Newest first: ids follow insertion order. Two id ranges let two connections build the JSON on two
 # cores at once (warm-up), the newer range first.
@@ -101,18 +101,6 @@ class PostgresOrderReader:
     def __init__(self, pool: ConnectionPool, observer: DbObserver | None = None) -> None:
         self._pool = pool
         self._observer = observer or DbObserver()
-
-    def get(self, order_uid: str, timeout_s: float | None = None) -> StoredOrder | None:
-        """The stored order, or None when no order has this uid. Raises TransientError when the
-        database cannot answer (``timeout_s`` bounds the wait for a connection)."""
-        with self._observer.op("get_order"):
-            try:
-                with self._pool.connection(timeout=timeout_s) as conn, conn.cursor() as cur:
-                    cur.execute(BY_UID, (order_uid,))
-                    row = cur.fetchone()
-            except psycopg.Error as exc:
-                raise translate(exc) or TransientError(str(exc)) from exc
-        return StoredOrder(str(row[0]), str(row[1]).encode()) if row else None
 
     def latest(self, limit: int) -> Generator[StoredOrder, None, None]:
         """The newest ``limit`` orders, newest first. For large counts the older half is read on a

@@ -68,8 +68,6 @@ def _by_id(before: bool) -> str:
     return SUMMARIES + f" WHERE o.id IN ({ids}) ORDER BY o.id DESC LIMIT %(limit)s"
 
 
-BY_ID_FIRST = _by_id(before=False)
-BY_ID_AFTER = _by_id(before=True)
 # Each kind counted on its own index, stopping after the bound: one index-only range scan each. Only
 # when two kinds match at once are they counted again as a set (COUNT_UNION), so an order matching
 # both is counted once; a hash of up to 3 x 1001 ids cost more than the three counts together.

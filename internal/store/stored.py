@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import psycopg
 
 from internal.domain.errors import TransientError
+from internal.pkg.exc_text import first_line
 from internal.store.writer import stored_hashes
 
 CHUNK = 1000  # uids per query: a short array parameter, an index look-up each
@@ -24,7 +25,7 @@ class StoredContent:
                 dsn, autocommit=True, connect_timeout=connect_timeout_s, application_name="l0-dlq"
             )
         except psycopg.Error as exc:
-            raise TransientError(f"PostgreSQL: {_first_line(exc)}") from None
+            raise TransientError(f"PostgreSQL: {first_line(exc)}") from None
 
     def hashes_of(self, order_uids: Sequence[str]) -> dict[str, bytes]:
         """The stored content hashes of those of ``order_uids`` that are stored: one query per
@@ -35,13 +36,8 @@ class StoredContent:
                 for start in range(0, len(order_uids), CHUNK):
                     found.update(stored_hashes(cur, order_uids[start : start + CHUNK]))
         except psycopg.Error as exc:
-            raise TransientError(f"PostgreSQL: {_first_line(exc)}") from None
+            raise TransientError(f"PostgreSQL: {first_line(exc)}") from None
         return found
 
     def close(self) -> None:
         self._conn.close()
-
-
-def _first_line(exc: psycopg.Error) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

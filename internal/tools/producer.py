@@ -118,6 +118,8 @@ def iter_json_values(stream: TextIO, chunk_size: int = CHUNK_SIZE) -> Iterator[J
     A top-level array is unrolled into its elements (gen_orders.py files, pretty-printed arrays); other
     top-level values follow each other freely (JSON Lines, a single object). Nested arrays stay whole.
     Raises ``JsonStreamError`` at the first syntax error, after yielding every value before it.
+    Not a streaming library's (ijson): none returns a value's source text, and parsing then dumping
+    would merge repeated keys and respell escapes and numbers (docs/producer.md, measured).
     """
     buf, decoder = _Buffer(stream, chunk_size), json.JSONDecoder()
     state = "top"  # or, inside the top-level array: "open" (after "["), "item" (after ","), "next"

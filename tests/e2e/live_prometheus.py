@@ -1,6 +1,6 @@
 """A real Prometheus (Debian's, scripts/install-prometheus.sh) scraping a service under test.
 
-Its configuration is made from the shipped one (internal/tools/monitoring.py: configs/prometheus/
+Its configuration is made from the shipped one (devtools/monitoring.py: configs/prometheus/
 prometheus.yml with the service's address as the target), with two test-only changes so that a test
 takes seconds, not the minutes the real rules wait:
 
@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 import yaml
 
-from internal.tools.monitoring import local_config, prometheus_dir
+from devtools.monitoring import local_config, prometheus_dir
 from tests.service_proc import ROOT, free_port
 from tests.support import wait_until
 

@@ -52,6 +52,13 @@ def pool(db: str) -> Iterator[ConnectionPool]:
         yield p
 
 
+def stored(pool: ConnectionPool, uid: str) -> StoredOrder | None:
+    """One order read back by uid with the API's query (the service reads by uid in async_reader.py)."""
+    with pool.connection() as conn:
+        row = conn.execute(reader_module.BY_UIDS, ([uid],)).fetchone()
+    return StoredOrder(str(row[0]), str(row[1]).encode()) if row else None
+
+
 def counts(dsn: str) -> dict[str, int]:
     with psycopg.connect(dsn) as conn:
         return {
@@ -69,17 +76,16 @@ def test_batch_is_stored_in_all_four_tables_and_reads_back_equal(pool: Connectio
         "payments": 50,
         "items": sum(1 + i % 4 for i in range(50)),
     }
-    reader = PostgresOrderReader(pool)
     for rec in records:
-        back = reader.get(rec.uid)
+        back = stored(pool, rec.uid)
         assert back is not None
         assert Order.model_validate_json(back.json) == rec.order  # every field of the four tables
         assert back.json == rec.json  # and byte for byte the form the consumer caches
     with psycopg.connect(db) as conn:
         rows = conn.execute("SELECT order_uid, content_hash FROM orders").fetchall()
-    stored = {str(uid): bytes(digest) for uid, digest in rows}
+    hashes = {str(uid): bytes(digest) for uid, digest in rows}
     # The hashes travel as one bytea, 32 bytes per order: each lands on its own order.
-    assert stored == {rec.uid: rec.content_hash for rec in records}
+    assert hashes == {rec.uid: rec.content_hash for rec in records}
 
 
 @pytest.mark.parametrize(
@@ -97,7 +103,7 @@ def test_database_json_is_byte_identical_to_the_encoder(
 ) -> None:
     rec = record(50, items=3, **changes)
     PostgresOrderWriter(pool).write_batch([rec])
-    back = PostgresOrderReader(pool).get(rec.uid)
+    back = stored(pool, rec.uid)
     assert back is not None
     assert back.json == rec.json
 
@@ -131,7 +137,7 @@ def test_date_created_comes_back_as_sent_on_every_path(pool: ConnectionPool, db:
             conn.execute("SELECT order_uid, date_created FROM orders").fetchall()
         )
     for rec, sent in zip(records, SENT_DATES, strict=True):
-        back = reader.get(rec.uid)
+        back = stored(pool, rec.uid)
         assert back is not None
         assert json.loads(back.json)["date_created"] == sent
         assert back.json == rec.json == latest[rec.uid]
@@ -147,9 +153,9 @@ def test_the_same_instant_spelt_otherwise_is_a_duplicate_and_the_first_spelling_
     again = record(700, date_created="2021-11-26T06:22:19.500000000Z")
     later = record(700, date_created="2021-11-26T06:22:19.500001Z")
     assert writer.write_batch([again, later]) == [WriteResult.DUPLICATE, WriteResult.CONFLICT]
-    stored = PostgresOrderReader(pool).get(first.uid)
-    assert stored is not None
-    assert stored.json == first.json
+    kept = stored(pool, first.uid)
+    assert kept is not None
+    assert kept.json == first.json
 
 
 def test_items_json_is_byte_identical_in_their_order_with_odd_text(pool: ConnectionPool) -> None:
@@ -161,7 +167,7 @@ def test_items_json_is_byte_identical_in_their_order_with_odd_text(pool: Connect
     doc["items"][1]["chrt_id"], doc["items"][3]["chrt_id"] = 1, 999999999  # not sorted by chrt_id
     rec = OrderRecord.of(Order.model_validate_json(json.dumps(doc)))
     PostgresOrderWriter(pool).write_batch([rec])
-    back = PostgresOrderReader(pool).get(rec.uid)
+    back = stored(pool, rec.uid)
     latest = list(PostgresOrderReader(pool).latest(1))
     assert back is not None
     assert back.json == rec.json
@@ -174,9 +180,9 @@ def test_rewrite_is_a_duplicate_and_changed_content_a_conflict(pool: ConnectionP
     writer.write_batch([original])
     changed = record(1, customer_id="someoneelse")
     assert writer.write_batch([original, changed]) == [WriteResult.DUPLICATE, WriteResult.CONFLICT]
-    stored = PostgresOrderReader(pool).get(original.uid)
-    assert stored is not None
-    assert stored.json == original.json  # first write wins
+    kept = stored(pool, original.uid)
+    assert kept is not None
+    assert kept.json == original.json  # first write wins
     assert counts(db)["orders"] == 1
 
 
@@ -310,7 +316,7 @@ def test_latest_closed_early_leaves_its_connections_usable(
         stream.close()
         assert first == newest[:3]
         assert [r.uid for r in reader.latest(40)] == newest  # the same connections, reused
-        assert reader.get(record(300).uid) is not None
+        assert stored(two, record(300).uid) is not None
 
 
 @pytest.mark.parametrize("parallel_from", [10_000, 1_000], ids=["one-query", "two-connections"])

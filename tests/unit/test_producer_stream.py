@@ -113,6 +113,15 @@ def test_unicode_text_and_escapes_are_kept_verbatim(chunk_size: int) -> None:
     assert values[0].value == {"order_uid": "ю-1", "name": "Тест Тестов 😀", "city": "Kiryaté", "note": "😀"}
 
 
+@pytest.mark.parametrize("chunk_size", CHUNK_SIZES)
+def test_what_a_parse_and_dump_would_change_is_sent_as_written(chunk_size: int) -> None:
+    """Why the reader is ours and not a streaming library's parse followed by a dump (docs/producer.md):
+    a repeated key (which the service must dead-letter), a lone surrogate and the spelling of numbers
+    would not survive the round trip (ijson: {"entry": "X"}, "?", Decimal("1E+2"))."""
+    lines = ['{"entry": "WBIL", "entry": "X"}', '{"note": "\\ud800", "p": 1.10, "q": 1E2, "r": -0.0}']
+    assert texts("[" + ",\n".join(lines) + "]", chunk_size) == lines
+
+
 def test_a_real_file_keeps_crlf_and_drops_a_byte_order_mark(tmp_path: Path) -> None:
     order = json.dumps(ORDERS[0] | {"name": "Тест"}, indent=2, ensure_ascii=False).replace("\n", "\r\n")
     path = tmp_path / "orders.json"

@@ -6,7 +6,7 @@ this machine instead: the same file with the service's address on this machine a
 rule files by absolute path, so that what runs locally is the file that is shipped, not a copy of it.
 The live monitoring test (tests/e2e/test_monitoring.py) starts from the same function.
 
-    python -m internal.tools.monitoring --target 127.0.0.1:8080 --out .local/prometheus/prometheus.yml
+    python -m devtools.monitoring --target 127.0.0.1:8080 --out .local/prometheus/prometheus.yml
 """
 
 from __future__ import annotations
@@ -48,12 +48,12 @@ def local_config(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m internal.tools.monitoring", description="Write the local Prometheus configuration."
+        prog="python -m devtools.monitoring", description="Write the local Prometheus configuration."
     )
     parser.add_argument("--target", required=True, help="the service's host:port, e.g. 127.0.0.1:8080")
     parser.add_argument("--out", required=True, type=Path, help="file to write")
     args = parser.parse_args(argv)
-    header = f"# Generated from {prometheus_dir() / 'prometheus.yml'} by internal/tools/monitoring.py.\n"
+    header = f"# Generated from {prometheus_dir() / 'prometheus.yml'} by devtools/monitoring.py.\n"
     args.out.write_text(header + yaml.safe_dump(local_config(args.target), sort_keys=False), encoding="utf-8")
     return 0
 

@@ -7,7 +7,7 @@ no PYTHONPATH) with the wheel first on sys.path; the child checks that the modul
 then calls the entry point as its console script would, with ``--help``. The dependencies come from the
 interpreter's environment, as they would for ``pip install`` of the wheel.
 
-    python -m internal.tools.wheel_check dist/l0_orders-0.1.0-py3-none-any.whl
+    python -m devtools.wheel_check dist/l0_orders-0.1.0-py3-none-any.whl
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def check(wheel: Path) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m internal.tools.wheel_check WHEEL", file=sys.stderr)
+        print("usage: python -m devtools.wheel_check WHEEL", file=sys.stderr)
         return 2
     problems = check(Path(args[0]))
     for problem in problems:
