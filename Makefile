@@ -72,11 +72,11 @@ browser: ## Debian's Chromium (browser UI tests) and Prometheus with promtool (a
 	@scripts/install-browser.sh
 	@scripts/install-prometheus.sh
 
-test: venv infra-up lint browser ## install, start the stack, lint, run the whole suite (chaos aside)
-	$(VENV)/bin/pytest -q -m "not chaos" $(PYTEST_ARGS)
+test: venv infra-up lint browser ## install, start the stack, lint, run the whole suite (chaos aside) on a database made for the run
+	scripts/fresh-db.sh $(VENV)/bin/pytest -q -m "not chaos" $(PYTEST_ARGS)
 
 chaos: venv infra-up ## fault scenarios: 10 SIGKILLs in 100k orders, 60 s database outage, broker restart, locked table, poison messages
-	$(VENV)/bin/pytest -q -s -m chaos tests/chaos $(PYTEST_ARGS)
+	scripts/fresh-db.sh $(VENV)/bin/pytest -q -s -m chaos tests/chaos $(PYTEST_ARGS)
 
 gen: ## generate mock.json (MOCK=...), 3600 orders (ORDERS=...), 10% invalid
 	$(PYTHON) gen_orders.py -n $(ORDERS) --invalid-rate 0.1 -o $(MOCK)

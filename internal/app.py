@@ -24,6 +24,7 @@ from confluent_kafka import Consumer, KafkaException
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from internal.api.app import create_api
+from internal.api.request_limits import RequestLimits
 from internal.cache.lru import OrderCache
 from internal.cache.warmup import warm_up
 from internal.config import Settings
@@ -266,6 +267,9 @@ class Service:
                 # No "server: uvicorn": it names the software to anyone, and each header costs every
                 # response about 1-2 us (docs/performance.md).
                 server_header=False,
+                http=RequestLimits(
+                    s.http.max_request_line_bytes, s.http.max_headers, s.http.max_header_bytes
+                ).protocol(),
                 timeout_graceful_shutdown=max(1, int(s.shutdown.timeout_s / 3)),
             ),
             self.health,

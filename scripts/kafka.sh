@@ -6,19 +6,36 @@
 # The jars come from Maven Central through configs/kafka/pom.xml into .local/kafka/libs-<version>
 # (git ignores .local). Storage is formatted once; .local/kafka/data survives restarts, so a message
 # produced before `down` is still there after `up`.
+#
+# The broker's address is the one the service is given: KAFKA_BROKERS (default 127.0.0.1:9092). A single
+# loopback HOST:PORT is run here (the controller on PORT+1, state under .local/kafka-PORT for a port
+# other than 9092), so a second checkout can own a broker of its own; any other address is a broker run
+# elsewhere: `up` only waits for it, `down` and `restart` refuse, never touching another broker.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CONF="$ROOT/configs/kafka"
-STATE="${KAFKA_STATE_DIR:-$ROOT/.local/kafka}"
+ADDRESS=${KAFKA_BROKERS:-127.0.0.1:9092}
+MANAGED=0
+if [[ $ADDRESS =~ ^(127\.0\.0\.1|localhost):([0-9]+)$ ]]; then
+  HOST=127.0.0.1
+  PORT=${BASH_REMATCH[2]}
+  MANAGED=1
+else
+  HOST=${ADDRESS%%,*}; HOST=${HOST%:*}
+  PORT=${ADDRESS%%,*}; PORT=${PORT##*:}
+fi
+CONTROLLER_PORT=$((PORT + 1))
+DEFAULT_STATE="$ROOT/.local/kafka"
+[[ $PORT == 9092 ]] || DEFAULT_STATE="$ROOT/.local/kafka-$PORT"
+STATE="${KAFKA_STATE_DIR:-$DEFAULT_STATE}"
 VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$CONF/pom.xml")
-LIBS="$STATE/libs-$VERSION"
+# The jars are the same for every broker of the checkout: resolved once.
+LIBS="$ROOT/.local/kafka/libs-$VERSION"
 DATA="$STATE/data"
 LOGS="$STATE/logs"
 PIDFILE="$STATE/broker.pid"
 PROPS="$STATE/server.properties"
-HOST=127.0.0.1
-PORT=9092
 START_TIMEOUT_S=${KAFKA_START_TIMEOUT_S:-90}
 
 log() { printf 'kafka: %s\n' "$*" >&2; }
@@ -50,7 +67,13 @@ resolve_jars() {
 
 write_properties() {
   mkdir -p "$DATA" "$LOGS"
-  { cat "$CONF/server.properties"; printf '\nlog.dirs=%s\n' "$DATA"; } >"$PROPS"
+  # The shipped file says 127.0.0.1:9092 (controller 9093); this broker's ports replace them.
+  { sed -e "s/:9093/:$CONTROLLER_PORT/g" -e "s/:9092/:$PORT/g" "$CONF/server.properties"
+    printf '\nlog.dirs=%s\n' "$DATA"; } >"$PROPS"
+}
+
+not_managed() {
+  log "$ADDRESS (KAFKA_BROKERS) is not a broker this script runs (only one 127.0.0.1 or localhost:PORT is): $1"
 }
 
 format_storage_once() {
@@ -64,6 +87,11 @@ format_storage_once() {
 }
 
 up() {
+  if [[ $MANAGED == 0 ]]; then
+    port_open || die "no broker answers at $HOST:$PORT (KAFKA_BROKERS=$ADDRESS), and it is not one this script runs"
+    log "using the broker at $ADDRESS (not run by this script)"
+    return
+  fi
   if pid=$(running_pid) && port_open; then
     log "already running (pid $pid) on $HOST:$PORT"
     return
@@ -96,6 +124,7 @@ up() {
 }
 
 down() {
+  [[ $MANAGED == 1 ]] || { not_managed "nothing to stop"; return; }
   # A controlled shutdown flushes the log; give it time before forcing.
   stop_pid kafka "$PIDFILE" 30
 }
@@ -116,7 +145,8 @@ case "${1:-}" in
   down) down ;;
   status) status ;;
   restart)
-    running_pid >/dev/null || die "cannot restart: no broker started by this checkout is running"
+    [[ $MANAGED == 1 ]] || { not_managed "cannot restart it"; exit 1; }
+    running_pid >/dev/null || die "cannot restart: no broker started by this checkout runs on $HOST:$PORT"
     down; up ;;
   *) echo "usage: $0 up|down|status|restart" >&2; exit 2 ;;
 esac

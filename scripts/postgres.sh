@@ -2,11 +2,16 @@
 # The PostgreSQL the service uses: the machine's PostgreSQL cluster (Debian's pg_ctlcluster), or any
 # server named by POSTGRES_DSN.
 #
-#   scripts/postgres.sh up|down|status|start|stop
+#   scripts/postgres.sh up|down|status|start|stop|create-db NAME|drop-db NAME
 #
-# up     start the local cluster if needed, wait until it accepts connections, create role and database
-# down   stop the local cluster (stop is the same; start is up without the role/database step)
-# With POSTGRES_DSN set to a server this script does not manage (PG_MANAGED=0), up only waits for it.
+# up         start the local cluster if needed, wait until it accepts connections, create role and database
+# down       stop the local cluster (stop is the same; start is up without the role/database step)
+# create-db  a new empty database NAME owned by the role; drop-db drops it, whoever is connected
+#            (scripts/fresh-db.sh gives `make test` a database of its own this way)
+# The server is the one the service is given: POSTGRES_DSN. One on this cluster's host and port
+# (127.0.0.1 or localhost, PG_PORT) is managed here, whatever its database: `up` creates the DSN's role
+# and database, `stop` stops the cluster. Any other server (or PG_MANAGED=0) is someone else's: up only
+# waits for it and down stops nothing.
 set -euo pipefail
 
 PG_VERSION=${PG_VERSION:-15}
@@ -16,9 +21,29 @@ PG_PORT=${PG_PORT:-5432}
 DB_USER=${DB_USER:-orders}
 DB_PASSWORD=${DB_PASSWORD:-orders}
 DB_NAME=${DB_NAME:-orders}
-LOCAL_DSN="postgresql://$DB_USER:$DB_PASSWORD@$PG_HOST:$PG_PORT/$DB_NAME"
-# A POSTGRES_DSN that differs from the local one means "someone else runs the server".
-if [[ -n "${POSTGRES_DSN:-}" && "${POSTGRES_DSN}" != "$LOCAL_DSN" ]]; then PG_MANAGED=${PG_MANAGED:-0}; fi
+if [[ -n "${POSTGRES_DSN:-}" ]]; then
+  # host, port, user, password and dbname of the DSN (URI or key=value), one a line; blank = not given.
+  mapfile -t DSN_PARTS < <(python3 - "$POSTGRES_DSN" <<'PY'
+import shlex, sys, urllib.parse
+dsn = sys.argv[1]
+if dsn.startswith(("postgresql://", "postgres://")):
+    url = urllib.parse.urlsplit(dsn)
+    parts = {"host": url.hostname or "", "port": str(url.port or ""), "user": urllib.parse.unquote(url.username or ""),
+             "password": urllib.parse.unquote(url.password or ""), "dbname": urllib.parse.unquote(url.path.lstrip("/"))}
+    parts.update({k: v[-1] for k, v in urllib.parse.parse_qs(url.query).items() if k in parts})
+else:
+    parts = dict(word.split("=", 1) for word in shlex.split(dsn) if "=" in word)
+for key in ("host", "port", "user", "password", "dbname"):
+    print(parts.get(key, ""))
+PY
+  )
+  dsn_host=${DSN_PARTS[0]:-localhost} dsn_port=${DSN_PARTS[1]:-5432}
+  if [[ ( $dsn_host == 127.0.0.1 || $dsn_host == localhost ) && $dsn_port == "$PG_PORT" ]]; then
+    DB_USER=${DSN_PARTS[2]:-$DB_USER} DB_PASSWORD=${DSN_PARTS[3]:-$DB_PASSWORD} DB_NAME=${DSN_PARTS[4]:-$DB_NAME}
+  else
+    PG_MANAGED=${PG_MANAGED:-0}
+  fi
+fi
 PG_MANAGED=${PG_MANAGED:-1}
 START_TIMEOUT_S=${PG_START_TIMEOUT_S:-60}
 
@@ -111,10 +136,23 @@ status() {
   fi
 }
 
+database_name() {
+  [[ ${1:-} =~ ^[a-z_][a-z0-9_]{0,62}$ ]] || { log "create-db and drop-db take a NAME of lower-case letters, digits and _"; exit 2; }
+  [[ $PG_MANAGED == 1 ]] || die "the server is not managed here (POSTGRES_DSN); create or drop databases there yourself"
+}
+
 case "${1:-}" in
   up) up ;;
   start) start_cluster ;;
   down|stop) down ;;
   status) status ;;
-  *) echo "usage: $0 up|down|status|start|stop" >&2; exit 2 ;;
+  create-db)
+    database_name "${2:-}"
+    start_cluster
+    DB_NAME=$2 create_role_and_database ;;
+  drop-db)
+    database_name "${2:-}"
+    psql_admin -c "DROP DATABASE IF EXISTS \"$2\" WITH (FORCE)"
+    log "dropped database $2" ;;
+  *) echo "usage: $0 up|down|status|start|stop|create-db NAME|drop-db NAME" >&2; exit 2 ;;
 esac

@@ -152,7 +152,7 @@ def start_service(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
 
 
 @pytest.fixture
-def postgres_restorer() -> Iterator[None]:
+def postgres_restorer(pg_dsn: str) -> Iterator[None]:
     """For tests that stop PostgreSQL: whatever happens in the test, it is running again afterwards."""
     yield
-    stack("postgres.sh", "start")
+    stack("postgres.sh", "start", pg_dsn)

@@ -126,6 +126,20 @@ class HttpSettings:
     request_timeout_ms: int = setting(
         2000, "database time budget of one request; over it the answer is 503", at_least(1)
     )
+    max_request_line_bytes: int = setting(
+        8192,
+        "a longer request target (path and query) is refused with 414 before the app runs",
+        at_least(256),
+    )
+    max_headers: int = setting(
+        100, "more header fields are refused with 431 before the app runs", at_least(8)
+    )
+    max_header_bytes: int = setting(
+        32768,
+        "header fields (names and values) over this many bytes in all are refused with 431 before the app "
+        "runs (Go's net/http: 1 MiB, nginx: 8-32 KiB)",
+        at_least(1024),
+    )
 
 
 @dataclass(frozen=True, slots=True)

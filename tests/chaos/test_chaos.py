@@ -153,18 +153,19 @@ def test_postgres_down_for_60s(
     service_env: dict[str, str],
     start_service: StartService,
     postgres_restorer: None,
+    pg_dsn: str,
 ) -> None:
     data = make_input(tmp_path, 30_000, invalid_rate=0.1, seed=72)
     service = start_service(service_env)
     producer = BackgroundProducer(data.path, topics.orders, kafka_brokers, rps=300)
     wait_stored(schema_dsn, 1000, [service])
-    stack("postgres.sh", "stop")
+    stack("postgres.sh", "stop", pg_dsn)
     began = time.monotonic()
     wait_until(lambda: service.get("/readyz").status == 503, timeout_s=30, what="readiness 503 in the outage")
     while time.monotonic() - began < 60:  # the outage lasts 60 s; readiness must say so all along
         assert service.get("/readyz").status == 503
         time.sleep(1)
-    stack("postgres.sh", "start")
+    stack("postgres.sh", "start", pg_dsn)
     back = time.monotonic()
     with psycopg.connect(schema_dsn) as conn:
         before = conn.execute("SELECT count(*) FROM orders").fetchone()
@@ -196,7 +197,7 @@ def test_broker_restart_during_a_run(
         data.path, topics.orders, kafka_brokers, rps=2000, message_timeout_ms=180_000
     )
     wait_stored(schema_dsn, 2000, [service])
-    stack("kafka.sh", "restart")
+    stack("kafka.sh", "restart", kafka_brokers)
     drain_and_tally("broker restart", producer, service, data, schema_dsn, kafka_brokers, topics, sent=20_000)
 
 

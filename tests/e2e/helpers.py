@@ -4,6 +4,7 @@ the producer, the committed offsets, the dead-letter topic and the database cont
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -173,10 +174,20 @@ def log_events(service: ServiceProcess) -> Iterator[dict[str, Any]]:
         yield json.loads(line)
 
 
-def stack(script: str, action: str) -> None:
-    """Drive the local stack (scripts/kafka.sh, scripts/postgres.sh) from a test: stop, start, restart."""
+STACK_ADDRESS = {"kafka.sh": "KAFKA_BROKERS", "postgres.sh": "POSTGRES_DSN"}
+
+
+def stack(script: str, action: str, address: str) -> None:
+    """Drive the local stack (scripts/kafka.sh, scripts/postgres.sh) from a test: stop, start, restart
+    the server at ``address`` - the broker list or DSN the test was given. The scripts act on that
+    server only, and refuse one they do not run, so a test never stops a server it was not given."""
     result = subprocess.run(
-        [str(ROOT / "scripts" / script), action], check=False, capture_output=True, text=True, timeout=180
+        [str(ROOT / "scripts" / script), action],
+        env={**os.environ, STACK_ADDRESS[script]: address},
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert result.returncode == 0, f"{script} {action} failed: {result.stderr}"
 

@@ -172,12 +172,13 @@ def test_database_down_cold_uid_is_503_and_cached_uid_still_served(
     service_env: dict[str, str],
     start_service: StartService,
     postgres_restorer: None,
+    pg_dsn: str,
 ) -> None:
     service = start_service({**service_env, "HTTP_REQUEST_TIMEOUT_MS": "1500"})
     data = ingest(tmp_path, topics, kafka_brokers, service, n=5)
     cached_uid = next(iter(data.valid))
     assert service.get(f"/api/orders/{cached_uid}").headers["X-Cache"] == "HIT"
-    stack("postgres.sh", "stop")
+    stack("postgres.sh", "stop", pg_dsn)
 
     started = time.monotonic()
     cold = service.get("/api/orders/neverstored42")
@@ -191,7 +192,7 @@ def test_database_down_cold_uid_is_503_and_cached_uid_still_served(
     assert page.status == 503
     assert b"Orders are unavailable" in page.body
 
-    stack("postgres.sh", "start")
+    stack("postgres.sh", "start", pg_dsn)
     wait_until(lambda: service.get("/api/orders/neverstored42").status == 404, timeout_s=30, what="404 again")
 
 
@@ -202,11 +203,12 @@ def test_database_down_at_start_warms_up_once_it_returns(
     service_env: dict[str, str],
     start_service: StartService,
     postgres_restorer: None,
+    pg_dsn: str,
 ) -> None:
     first = start_service(service_env, name="first")
     data = ingest(tmp_path, topics, kafka_brokers, first, n=10)
     assert first.stop() == 0
-    stack("postgres.sh", "stop")
+    stack("postgres.sh", "stop", pg_dsn)
     # Migrations need the database; a deployment that migrates separately starts without it.
     service = start_service({**service_env, "POSTGRES_MIGRATE_ON_START": "false"}, name="second", ready=False)
 
@@ -221,7 +223,7 @@ def test_database_down_at_start_warms_up_once_it_returns(
 
     wait_until(not_ready_while_cold, timeout_s=30, what="readiness 503 naming the database and the cache")
     assert service.get("/healthz").status == 200
-    stack("postgres.sh", "start")
+    stack("postgres.sh", "start", pg_dsn)
     service.wait_ready(timeout_s=60)
     for uid in data.valid:
         assert service.get(f"/api/orders/{uid}").headers["X-Cache"] == "HIT"  # warmed after the outage

@@ -71,12 +71,13 @@ def test_postgres_outage_of_20s_dead_letters_nothing_and_recovers_by_itself(
     service_env: dict[str, str],
     start_service: StartService,
     postgres_restorer: None,
+    pg_dsn: str,
 ) -> None:
     data = make_input(tmp_path, 2000, seed=32)
     service = start_service(service_env)
     producer = BackgroundProducer(data.path, topics.orders, kafka_brokers, rps=100)  # ~20 s of traffic
     wait_stored(schema_dsn, 100, [service])
-    stack("postgres.sh", "stop")
+    stack("postgres.sh", "stop", pg_dsn)
     outage_began = time.monotonic()
 
     def not_ready_naming_the_database() -> bool:
@@ -87,7 +88,7 @@ def test_postgres_outage_of_20s_dead_letters_nothing_and_recovers_by_itself(
     wait_until(not_ready_naming_the_database, timeout_s=30, what="readiness 503 naming the database")
     assert service.get("/healthz").status == 200  # alive: an outage must not get the process restarted
     time.sleep(max(0.0, 20 - (time.monotonic() - outage_began)))  # the outage itself lasts 20 s
-    stack("postgres.sh", "start")
+    stack("postgres.sh", "start", pg_dsn)
     producer.finish()
     wait_committed_to_end(kafka_brokers, topics.orders, topics.group, 2000, timeout_s=120, services=[service])
     wait_until(lambda: service.get("/readyz").status == 200, timeout_s=30, what="readiness back to 200")
@@ -108,7 +109,7 @@ def test_broker_restart_mid_stream_loses_nothing(
     service = start_service(service_env)
     producer = BackgroundProducer(data.path, topics.orders, kafka_brokers, rps=300)
     wait_stored(schema_dsn, 200, [service])
-    stack("kafka.sh", "restart")
+    stack("kafka.sh", "restart", kafka_brokers)
     producer.finish()
     wait_committed_to_end(kafka_brokers, topics.orders, topics.group, 2000, timeout_s=120, services=[service])
     assert_exact_result(data, schema_dsn, kafka_brokers, topics)

@@ -166,7 +166,8 @@ def test_up_kafka_and_up_psql_twice(target_env: dict[str, str]) -> None:
         output = make("up-kafka", "up-psql", env=target_env)
         assert re.search(r"kafka: (already running|a broker this checkout did not start)", output), output
         assert "postgres: " in output
-    assert subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1"], check=False, timeout=10).returncode == 0
+    ready = ["pg_isready", "-q", "-d", target_env["POSTGRES_DSN"]]  # the server the targets were given
+    assert subprocess.run(ready, check=False, timeout=10).returncode == 0
 
 
 def test_loc_runp_sends_the_file_at_the_original_default_rate(

@@ -121,6 +121,7 @@ def test_stopping_postgresql_fires_the_database_alerts_and_they_resolve_after(
     start_service: StartService,
     live_prometheus: Callable[[ServiceProcess], LivePrometheus],
     postgres_restorer: None,
+    pg_dsn: str,
 ) -> None:
     service = start_service({**service_env, "CONSUMER_STUCK_AFTER_S": "1"})
     prometheus = live_prometheus(service)
@@ -129,7 +130,7 @@ def test_stopping_postgresql_fires_the_database_alerts_and_they_resolve_after(
     wait_committed_to_end(kafka_brokers, topics.orders, topics.group, 60, timeout_s=60, services=[service])
     wait_until(lambda: prometheus.query("min(db_up) == 1"), timeout_s=30, what="db_up 1 in Prometheus")
 
-    stack("postgres.sh", "stop")
+    stack("postgres.sh", "stop", pg_dsn)
     during = make_input(tmp_path, 30, invalid_rate=0.0, seed=53)
     produce(during.path, topics.orders, kafka_brokers)  # messages that wait for the database
     (down,) = firing(prometheus, "DatabaseDown")
@@ -147,7 +148,7 @@ def test_stopping_postgresql_fires_the_database_alerts_and_they_resolve_after(
     assert not prometheus.active("PartitionStuck")
     assert service.get("/healthz").status == 200  # an outage is not a reason to restart the service
 
-    stack("postgres.sh", "start")
+    stack("postgres.sh", "start", pg_dsn)
     wait_committed_to_end(kafka_brokers, topics.orders, topics.group, 90, timeout_s=90, services=[service])
     for name in ("DatabaseDown", "ConsumerPausedByOutage"):
         resolved(prometheus, name)

@@ -3,7 +3,6 @@ goes into PostgreSQL and comes back."""
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 from confluent_kafka import Consumer, Message, Producer
 
 from tests.conftest import Topics
+from tests.e2e.helpers import stack
 from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
@@ -49,10 +49,7 @@ def test_message_survives_a_broker_restart(kafka_brokers: str, topics: Topics) -
     topic = topics.orders
     value = f"durable-{uuid.uuid4()}".encode()
     produce(kafka_brokers, topic, value)
-    restart = subprocess.run(
-        [str(ROOT / "scripts/kafka.sh"), "restart"], check=False, capture_output=True, text=True, timeout=180
-    )
-    assert restart.returncode == 0, restart.stderr
+    stack("kafka.sh", "restart", kafka_brokers)
     assert consume_one(kafka_brokers, topic, f"smoke-{uuid.uuid4().hex}").value() == value
 
 

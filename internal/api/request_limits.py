@@ -1,0 +1,119 @@
+"""Bounds on a request's head, enforced in the HTTP protocol before the application sees the request.
+
+uvicorn's httptools protocol accepts a request line and headers of any size: one 4 MiB header, or 200
+headers of 8,000 bytes, reached the application and answered 200. Go's net/http, which the original
+service uses, refuses a head over 1 MiB with 431; nginx over 8-32 KiB. Here a request line longer than
+``max_request_line_bytes`` is refused with 414, more than ``max_headers`` headers or more than
+``max_header_bytes`` of them with 431, and the connection is closed; the service keeps serving others.
+
+The check costs the fast path almost nothing: the raw bytes of a head still incomplete are counted
+per chunk read (which bounds what a slow or endless head can make the parser buffer to the limits plus
+one read), and the finished head is measured once in ``on_headers_complete``. No route takes a body,
+so none is bounded here; uvicorn's flow control stops reading one the application does not consume.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+SECURITY_HEADERS = b"x-content-type-options: nosniff\r\ncache-control: no-store\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestLimits:
+    max_request_line_bytes: int
+    max_headers: int
+    max_header_bytes: int
+
+    def protocol(self) -> type[HttpToolsProtocol]:
+        """uvicorn's httptools protocol with these limits (``uvicorn.Config(http=...)`` takes a class)."""
+        return type("BoundedHttpToolsProtocol", (BoundedHttpToolsProtocol,), {"limits": self})
+
+
+class _Refused(Exception):
+    """Raised in a parser callback to stop parsing; httptools re-raises it as an HttpParserError."""
+
+
+_REASONS = {414: b"URI Too Long", 431: b"Request Header Fields Too Large"}
+
+
+def refusal(status: int, message: str) -> bytes:
+    """The whole response of a refused request: a JSON error like the API's, then the connection closes."""
+    body = json.dumps({"error": message, "status": status}).encode()
+    return b"".join(
+        [
+            b"HTTP/1.1 %d %s\r\n" % (status, _REASONS[status]),
+            b"content-type: application/json\r\n",
+            SECURITY_HEADERS,
+            b"content-length: %d\r\n" % len(body),
+            b"connection: close\r\n\r\n",
+            body,
+        ]
+    )
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    limits: RequestLimits  # set on the subclass RequestLimits.protocol() makes
+    _in_head = True  # between a message's first byte and the end of its headers
+    _head_read = 0  # raw bytes read while the head was incomplete
+    _refusal: bytes | None = None
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_head:
+            self._head_read += len(data)
+        super().data_received(data)
+        limits = self.limits
+        if (
+            self._in_head
+            and self._head_read > limits.max_request_line_bytes + limits.max_header_bytes
+            and not self.transport.is_closing()
+        ):
+            # Still no end of the head after more bytes than a valid one can have: refused now, before
+            # the parser buffers more of it.
+            self._refuse(*self._head_too_large())
+            self.send_400_response("")
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head = True
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._head_read = 0
+        limits = self.limits
+        if len(self.url) > limits.max_request_line_bytes:
+            self._refuse(414, f"the request target is over {limits.max_request_line_bytes} bytes")
+            raise _Refused
+        if len(self.headers) > limits.max_headers:
+            self._refuse(431, f"more than {limits.max_headers} header fields")
+            raise _Refused
+        if sum(map(len, itertools.chain.from_iterable(self.headers))) > limits.max_header_bytes:
+            self._refuse(431, f"the header fields are over {limits.max_header_bytes} bytes")
+            raise _Refused
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_head = True
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn answers every parser error with 400; a refusal of ours answers with its own status."""
+        if self._refusal is None:
+            super().send_400_response(msg)
+            return
+        self.transport.write(self._refusal)
+        self.transport.close()
+
+    def _head_too_large(self) -> tuple[int, str]:
+        url: bytes = getattr(self, "url", b"")  # none before the parser saw a message begin
+        if not self.headers and len(url) > self.limits.max_request_line_bytes:
+            return 414, f"the request target is over {self.limits.max_request_line_bytes} bytes"
+        return 431, f"the request head is over {self.limits.max_header_bytes} bytes"
+
+    def _refuse(self, status: int, message: str) -> None:
+        self._refusal = refusal(status, message)
+        self.logger.info("request refused: %s (%d)", message, status)
