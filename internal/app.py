@@ -37,6 +37,8 @@ from internal.consumer.observe import LagFromStatistics, ReportMetrics
 from internal.consumer.offsets import OffsetTracker
 from internal.consumer.processor import BatchProcessor, ProcessingPolicy
 from internal.consumer.state import ConsumerState
+from internal.domain.causes import Cause
+from internal.domain.errors import failure_of
 from internal.domain.validation import ValidationPolicy
 from internal.pkg.backoff import Backoff
 from internal.pkg.health import Health
@@ -219,10 +221,13 @@ class Service:
         try:
             self._warm_then_consume()
         except Exception as exc:  # the loop records its own crashes; this is the warm-up's
-            self.state.crash(f"{type(exc).__name__}: {exc}")
-            log.critical("consumer_thread_crashed", error=self.state.crashed, exc_info=True)
+            failure = failure_of(exc, Cause.WARMUP_CRASHED)
+            self.state.crash(failure)
+            log.critical(
+                "consumer_thread_crashed", error=failure.detail, cause=failure.cause.value, exc_info=True
+            )
         if self.state.crashed and not self.stopping.is_set():
-            self.health.stop_requested = self.state.crashed
+            self.health.stop_requested = self.state.crashed.detail
 
     def _warm_then_consume(self) -> None:
         # Warm-up first: the consumer's fresher write-through entries must not be evicted by older

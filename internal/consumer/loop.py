@@ -40,7 +40,8 @@ from internal.consumer.ports import BatchHandler, KafkaConsumer, KafkaMessage
 from internal.consumer.state import ConsumerState
 from internal.consumer.storm import StormGuard
 from internal.consumer.stuck import Position, StuckDetector
-from internal.domain.errors import FatalError
+from internal.domain.causes import Cause
+from internal.domain.errors import FatalError, failure_of
 from internal.pkg.logging import KAFKA_LOG
 
 log = structlog.get_logger(component="consumer")
@@ -124,11 +125,16 @@ class ConsumerLoop:
             )
             self._poll_until_stopped()
         except FatalError as exc:
-            self._state.fatal = str(exc)
-            log.critical("consumer_stopped", reason=str(exc))
+            self._state.stop_for_good(failure_of(exc, exc.cause))
+            log.critical("consumer_stopped", reason=str(exc), cause=exc.cause.value)
         except Exception as exc:  # a bug: recorded, so that the service ends the process
-            self._state.crash(f"{type(exc).__name__}: {exc}")
-            log.critical("consumer_crashed", error=self._state.crashed, exc_info=True)
+            self._state.crash(failure_of(exc, Cause.POLL_THREAD_CRASHED))
+            log.critical(
+                "consumer_crashed",
+                error=f"{type(exc).__name__}: {exc}",
+                cause=Cause.POLL_THREAD_CRASHED.value,
+                exc_info=True,
+            )
         finally:
             self._stopping = True
             self._shut_down()
@@ -193,10 +199,10 @@ class ConsumerLoop:
             try:
                 step()
             except FatalError as exc:  # e.g. the storm guard on a batch collected in the revoke of close()
-                self._state.fatal = self._state.fatal or str(exc)
+                self._state.stop_for_good(failure_of(exc, exc.cause))
             except Exception as exc:
                 log.exception("consumer_shutdown_step_failed", step=name)
-                self._state.crash(self._state.crashed or f"{type(exc).__name__}: {exc}")
+                self._state.crash(failure_of(exc, Cause.POLL_THREAD_CRASHED))
 
     def _drain(self) -> None:
         """Give running batches revoke_timeout_s, take every result that came (one bad result must
@@ -206,10 +212,10 @@ class ConsumerLoop:
             try:
                 self._take(future)
             except FatalError as exc:
-                self._state.fatal = self._state.fatal or str(exc)
+                self._state.stop_for_good(failure_of(exc, exc.cause))
             except Exception as exc:
                 log.exception("batch_failed_unexpectedly")
-                self._state.crash(self._state.crashed or f"{type(exc).__name__}: {exc}")
+                self._state.crash(failure_of(exc, Cause.POLL_THREAD_CRASHED))
         self._commit(synchronous=True)
 
     # ---- polling ----------------------------------------------------------------------------
@@ -219,7 +225,7 @@ class ConsumerLoop:
             if error.code() != KafkaError._PARTITION_EOF:
                 log.warning("kafka_error", error=error.str(), fatal=error.fatal())
                 if error.fatal():
-                    raise FatalError(f"kafka: {error.str()}")
+                    raise FatalError(f"kafka: {error.str()}", cause=Cause.KAFKA_FATAL)
             return
         topic, partition, offset = message.topic(), message.partition(), message.offset()
         if topic is None or partition is None or offset is None:  # only error events lack them
@@ -320,7 +326,8 @@ class ConsumerLoop:
         if self._state.in_outage and not self._paused:
             self._consumer.pause(self._consumer.assignment())
             self._paused = True
-            log.info("partitions_paused", outage=self._state.outage_reason)
+            outage = self._state.outage
+            log.info("partitions_paused", cause=outage.value if outage else None)
         elif self._paused and not self._state.in_outage:
             self._consumer.resume(self._consumer.assignment())
             self._paused = False

@@ -44,6 +44,7 @@ from internal.consumer.ports import (
     OutageListener,
     StoredOrderSink,
 )
+from internal.domain.causes import Cause
 from internal.domain.errors import FatalError, PermanentError, RecordRejected, TimedOut, TransientError
 from internal.domain.reasons import DeadLetterReason
 from internal.domain.records import OrderRecord, WriteResult
@@ -208,7 +209,10 @@ class BatchProcessor:
                     return ("unexpected_error", isolating + attempts)
                 return [_Refused(Outcome.PROCESSING_ERROR, _text(exc), isolating + attempts)]
             if len(results) != len(records):
-                raise FatalError(f"store answered {len(results)} results for {len(records)} records")
+                raise FatalError(
+                    f"store answered {len(results)} results for {len(records)} records",
+                    cause=Cause.STORE_ANSWER_MISMATCH,
+                )
             return list(results)
 
     def _dead_letter(self, letters: list[DeadLetter], control: Control) -> list[DeadLetter]:
@@ -239,7 +243,8 @@ class BatchProcessor:
                 log.exception("dead_letter_failed_unexpectedly", attempt=failures, letters=len(pending))
                 if failures >= self._policy.max_attempts:
                     raise FatalError(
-                        f"dead-lettering failed {failures} times unexpectedly ({_text(exc)})"
+                        f"dead-lettering failed {failures} times unexpectedly ({_text(exc)})",
+                        cause=Cause.DEAD_LETTERING_BUG,
                     ) from exc
                 self._pause_before_retry(failures, control)
 
@@ -279,10 +284,14 @@ class BatchProcessor:
                         raise
                     delay = self._policy.backoff.delay(attempt)
                     if attempt == 1:
-                        self._outage.outage_started(str(exc))
+                        self._outage.outage_started(exc.cause)
                     self._outage.retrying()
                     log.warning(
-                        "transient_error", error=str(exc), attempt=attempt, retry_in_s=round(delay, 3)
+                        "transient_error",
+                        error=str(exc),
+                        cause=exc.cause.value,
+                        attempt=attempt,
+                        retry_in_s=round(delay, 3),
                     )
                     control.sleep(delay)
         finally:

@@ -13,19 +13,20 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 
 from internal.consumer.messages import Outcome
+from internal.domain.causes import Cause, Failure
 
 
 class ConsumerState:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._outages = 0
-        self.outage_reason: str | None = None
+        self.outage: Cause | None = None  # the cause of the latest outage a worker is backing off from
         self.last_beat = time.monotonic()
         self.assigned: frozenset[tuple[str, int]] = frozenset()
         self.paused = False
         self.running = False
-        self.fatal: str | None = None  # stopped on purpose (FatalError): the process stays up, not ready
-        self.crashed: str | None = None  # an exception escaped the poll loop: the process must end
+        self.fatal: Failure | None = None  # stopped on purpose (FatalError): the process stays up, not ready
+        self.crashed: Failure | None = None  # an exception escaped the poll loop: the process must end
         self.crashed_at: float | None = (
             None  # time.monotonic() of the crash: the stop's deadline counts from it
         )
@@ -39,16 +40,16 @@ class ConsumerState:
         self.on_retry: Callable[[], None] = lambda: None  # the composition root points it at a metric
 
     # --- OutageListener (called by workers) ---
-    def outage_started(self, reason: str) -> None:
+    def outage_started(self, cause: Cause) -> None:
         with self._lock:
             self._outages += 1
-            self.outage_reason = reason
+            self.outage = cause
 
     def outage_ended(self) -> None:
         with self._lock:
             self._outages -= 1
             if self._outages == 0:
-                self.outage_reason = None
+                self.outage = None
 
     def retrying(self) -> None:
         self.on_retry()
@@ -57,13 +58,18 @@ class ConsumerState:
     def in_outage(self) -> bool:
         return self._outages > 0
 
-    def crash(self, why: str) -> None:
+    def crash(self, failure: Failure) -> None:
+        """Record the first crash (later ones are consequences of it)."""
         if self.crashed_at is None:
             self.crashed_at = time.monotonic()
-        self.crashed = why
+        self.crashed = self.crashed or failure
+
+    def stop_for_good(self, failure: Failure) -> None:
+        """Record the first fatal error (a deliberate stop)."""
+        self.fatal = self.fatal or failure
 
     @property
-    def stopped(self) -> str | None:
+    def stopped(self) -> Failure | None:
         """Why consumption stopped for good (fatal or crashed), or None while it may go on."""
         return self.crashed or self.fatal
 

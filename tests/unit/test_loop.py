@@ -23,6 +23,7 @@ from internal.consumer.messages import BatchReport, Inbound, Outcome
 from internal.consumer.offsets import OffsetTracker
 from internal.consumer.processor import BatchProcessor, ProcessingPolicy
 from internal.consumer.state import ConsumerState
+from internal.domain.causes import Cause, Failure
 from internal.domain.validation import ValidationPolicy
 from internal.pkg.backoff import Backoff
 from internal.pkg.health import Health
@@ -53,7 +54,7 @@ class Handler:
             raise self.bug
         if self.outage_until is not None and self.state is not None:
             outage, self.outage_until = self.outage_until, None
-            self.state.outage_started("database down")
+            self.state.outage_started(Cause.DATABASE_UNAVAILABLE)
             try:
                 while not outage.wait(0.01):
                     if not control.wanted():
@@ -300,7 +301,7 @@ def test_an_exception_on_the_poll_thread_ends_the_loop_as_a_crash(start: Callabl
     consumer.rebalance(assign=[0])
     run = start(handler, consumer)
     wait_until(run.ended, timeout_s=TIMEOUT_S, what="the loop to end")
-    assert state.crashed == "RuntimeError: pause exploded"
+    assert state.crashed == Failure(Cause.POLL_THREAD_CRASHED, "RuntimeError: pause exploded")
     assert not state.running
     assert consumer.closed  # the ordered stop still ran
     assert run.committed(0) is None  # nothing past unfinished work
@@ -314,7 +315,7 @@ def test_a_bug_in_the_batch_handler_ends_the_loop_as_a_crash(start: Callable[...
     run = start(Handler(bug=KeyError("oops")), consumer)
     wait_until(run.ended, timeout_s=TIMEOUT_S, what="the loop to end")
     assert run.state.crashed is not None
-    assert "KeyError" in run.state.crashed
+    assert "KeyError" in run.state.crashed.detail
     assert run.committed(0) is None
 
 
@@ -384,7 +385,8 @@ def test_a_fatal_error_stops_consuming_but_is_not_a_crash(start: Callable[..., R
     run = start(AllDeadLettered(), consumer, max_consecutive_dead_letters=5)
     wait_until(run.ended, timeout_s=TIMEOUT_S, what="the storm guard")
     assert run.state.fatal is not None
-    assert "dead-letters in a row" in run.state.fatal
+    assert "dead-letters in a row" in run.state.fatal.detail
+    assert run.state.fatal.cause is Cause.DEAD_LETTER_STORM
     assert run.state.crashed is None
     assert Health(run.state, lambda: None).liveness()[0].ok  # stays up; readiness says why
     assert run.committed(0) == 10  # the batch that crossed the limit was finished and committed

@@ -17,6 +17,7 @@ from internal.consumer.control import Abandoned, Control
 from internal.consumer.messages import BatchReport, DeadLetter, Inbound, Outcome
 from internal.consumer.ports import LettersPending
 from internal.consumer.processor import BatchProcessor, ProcessingPolicy
+from internal.domain.causes import Cause
 from internal.domain.errors import FatalError, RecordRejected, TimedOut, TransientError
 from internal.domain.reasons import DeadLetterReason
 from internal.domain.records import OrderRecord, WriteResult
@@ -84,9 +85,11 @@ class FakeOutage:
         self.started = 0
         self.ended = 0
         self.retries = 0
+        self.causes: list[Cause] = []
 
-    def outage_started(self, reason: str) -> None:
+    def outage_started(self, cause: Cause) -> None:
         self.started += 1
+        self.causes.append(cause)
 
     def outage_ended(self) -> None:
         self.ended += 1
@@ -251,7 +254,7 @@ def test_shutdown_during_an_outage_abandons_the_batch(h: Harness) -> None:
 
 
 def test_fatal_error_stops_the_batch(h: Harness) -> None:
-    h.store.script = [FatalError("relation orders does not exist")]
+    h.store.script = [FatalError("relation orders does not exist", cause=Cause.DATABASE_UNUSABLE)]
     with pytest.raises(FatalError):
         h.run(order_bytes(32))
     assert h.dlq.sent == []
@@ -333,7 +336,7 @@ def test_a_permanent_refusal_of_even_a_stub_is_fatal_and_not_retried(h: Harness)
 
         def send(self, letters: Sequence[DeadLetter]) -> list[DeadLetter]:
             RefusingDlq.calls += 1
-            raise FatalError("dead-letter topic refuses even a stub letter")
+            raise FatalError("refuses even a stub letter", cause=Cause.DEAD_LETTER_REFUSED)
 
     h.processor._dlq = RefusingDlq()
     with pytest.raises(FatalError):
