@@ -16,12 +16,14 @@ from internal.consumer.control import Control
 from internal.consumer.messages import BatchReport, DeadLetter, Inbound
 from internal.domain.causes import Cause
 from internal.domain.errors import TransientError
-from internal.domain.records import OrderRecord, WriteResult
+from internal.domain.outcomes import Outcome
+from internal.domain.records import OrderRecord
 
 
 class OrderStore(Protocol):
-    def write_batch(self, records: Sequence[OrderRecord]) -> list[WriteResult]:
-        """Store the records in ONE transaction and return a result per record, in order.
+    def write_batch(self, records: Sequence[OrderRecord]) -> list[Outcome]:
+        """Store the records in ONE transaction and return an outcome per record, in order:
+        ``STORED``, ``DUPLICATE`` (same uid, same content) or ``CONFLICT`` (same uid, other content).
 
         All-or-nothing: when it raises, nothing of the batch is stored. Raises ``TransientError`` when
         the database is unavailable (retry later; ``TimedOut`` when it gave up on the statement, which

@@ -36,7 +36,7 @@ from typing import TypeVar
 import structlog
 
 from internal.consumer.control import Abandoned, Control
-from internal.consumer.messages import BatchReport, DeadLetter, Inbound, Outcome
+from internal.consumer.messages import BatchReport, DeadLetter, Inbound
 from internal.consumer.ports import (
     DeadLetterSink,
     LettersPending,
@@ -46,8 +46,9 @@ from internal.consumer.ports import (
 )
 from internal.domain.causes import Cause
 from internal.domain.errors import FatalError, PermanentError, RecordRejected, TimedOut, TransientError
+from internal.domain.outcomes import Outcome
 from internal.domain.reasons import DeadLetterReason
-from internal.domain.records import OrderRecord, WriteResult
+from internal.domain.records import OrderRecord
 from internal.domain.validation import ValidationPolicy, decode_order
 from internal.pkg.backoff import Backoff
 
@@ -55,11 +56,6 @@ T = TypeVar("T")
 log = structlog.get_logger(component="consumer")
 
 ERROR_TEXT_CHARS = 500  # of an unexpected exception's message, in the letter's error header
-OUTCOME_BY_WRITE = {
-    WriteResult.STORED: Outcome.STORED,
-    WriteResult.DUPLICATE: Outcome.DUPLICATE,
-    WriteResult.CONFLICT: Outcome.CONFLICT,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +104,7 @@ class BatchProcessor:
                     (index, OrderRecord.of(decode_order(message.value, self._policy.validation, now)))
                 )
             except PermanentError as exc:
-                outcomes[index] = Outcome.of(exc.reason)
+                outcomes[index] = Outcome.dead_letter(exc.reason)
                 letters.append(DeadLetter(message, exc.reason, str(exc), attempts=1))
             except Exception as exc:  # decoding is pure: retrying cannot change the answer
                 log.exception("decode_failed", **_where(message))
@@ -123,10 +119,10 @@ class BatchProcessor:
                 outcomes[index] = result.outcome
                 letters.append(DeadLetter(message, result.outcome.reason, result.error, result.attempts))
                 continue
-            outcomes[index] = OUTCOME_BY_WRITE[result]
-            if result is WriteResult.STORED:
+            outcomes[index] = result
+            if result is Outcome.STORED:
                 stored.append(record)
-            elif result is WriteResult.CONFLICT:
+            elif result is Outcome.CONFLICT:
                 error = (
                     f"order_uid {record.uid!r} is already stored with different content (first write wins)"
                 )
@@ -152,7 +148,7 @@ class BatchProcessor:
 
     def _store_all(
         self, records: list[OrderRecord], control: Control, isolating: int = 0
-    ) -> list[WriteResult | _Refused]:
+    ) -> list[Outcome | _Refused]:
         """Store the records, splitting where the verdict says so. ``isolating`` > 0: the records are
         a part of a batch that failed unexpectedly ``isolating`` times in all; such a part gets one
         attempt (the bug repeats, a glitch had its retries), so that isolating a bad record costs
@@ -173,7 +169,7 @@ class BatchProcessor:
 
     def _store_once(
         self, records: list[OrderRecord], control: Control, isolating: int
-    ) -> list[WriteResult | _Refused] | tuple[str, int]:
+    ) -> list[Outcome | _Refused] | tuple[str, int]:
         """The records' results, or (cause, unexpected failures so far) to split them for (only when
         there are several)."""
         attempts = 0

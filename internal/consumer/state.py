@@ -12,8 +12,8 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 
-from internal.consumer.messages import Outcome
 from internal.domain.causes import Cause, Failure
+from internal.domain.outcomes import Outcome
 
 
 class ConsumerState:

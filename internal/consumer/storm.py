@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from internal.consumer.messages import Outcome
 from internal.domain.causes import Cause
 from internal.domain.errors import FatalError
+from internal.domain.outcomes import Outcome
 
 
 class StormGuard:

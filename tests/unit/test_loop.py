@@ -19,11 +19,12 @@ from internal.consumer.control import Abandoned, Control
 from internal.consumer.dlq import KafkaDeadLetterSink
 from internal.consumer.lanes import BatchLimits
 from internal.consumer.loop import COMMIT_EVERY_S, IDLE_POLL_S, QUIET_POLL_S, ConsumerLoop, LoopPolicy
-from internal.consumer.messages import BatchReport, Inbound, Outcome
+from internal.consumer.messages import BatchReport, Inbound
 from internal.consumer.offsets import OffsetTracker
 from internal.consumer.processor import BatchProcessor, ProcessingPolicy
 from internal.consumer.state import ConsumerState
 from internal.domain.causes import Cause, Failure
+from internal.domain.outcomes import Outcome
 from internal.domain.validation import ValidationPolicy
 from internal.pkg.backoff import Backoff
 from internal.pkg.health import Health

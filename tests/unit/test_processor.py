@@ -14,13 +14,14 @@ from datetime import UTC, datetime
 import pytest
 
 from internal.consumer.control import Abandoned, Control
-from internal.consumer.messages import BatchReport, DeadLetter, Inbound, Outcome
+from internal.consumer.messages import BatchReport, DeadLetter, Inbound
 from internal.consumer.ports import LettersPending
 from internal.consumer.processor import BatchProcessor, ProcessingPolicy
 from internal.domain.causes import Cause
 from internal.domain.errors import FatalError, RecordRejected, TimedOut, TransientError
+from internal.domain.outcomes import Outcome
 from internal.domain.reasons import DeadLetterReason
-from internal.domain.records import OrderRecord, WriteResult
+from internal.domain.records import OrderRecord
 from internal.domain.validation import ValidationPolicy
 from internal.pkg.backoff import Backoff
 from tests.orders import encode, order_bytes, order_doc
@@ -38,7 +39,7 @@ class FakeStore:
         self.explode_uids: set[str] = set()
         self.batch_sizes: list[int] = []
 
-    def write_batch(self, records: Sequence[OrderRecord]) -> list[WriteResult]:
+    def write_batch(self, records: Sequence[OrderRecord]) -> list[Outcome]:
         self.batch_sizes.append(len(records))
         if self.script:
             raise self.script.pop(0)
@@ -51,11 +52,9 @@ class FakeStore:
             known = self.rows.get(record.uid)
             if known is None:
                 self.rows[record.uid] = record.content_hash
-                results.append(WriteResult.STORED)
+                results.append(Outcome.STORED)
             else:
-                results.append(
-                    WriteResult.DUPLICATE if known == record.content_hash else WriteResult.CONFLICT
-                )
+                results.append(Outcome.DUPLICATE if known == record.content_hash else Outcome.CONFLICT)
         return results
 
 
