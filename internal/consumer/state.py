@@ -74,6 +74,9 @@ class ConsumerState:
         return self.crashed or self.fatal
 
     # --- poll thread ---
+    def set_paused(self, paused: bool) -> None:
+        self.paused = paused
+
     def beat(self) -> None:
         self.last_beat = time.monotonic()
 

@@ -14,11 +14,12 @@ from datetime import UTC, datetime
 import pytest
 from confluent_kafka import KafkaError
 
-from internal.consumer.commits import CommitConfirmations
+from internal.consumer.commits import COMMIT_EVERY_S, CommitConfirmations
 from internal.consumer.control import Abandoned, Control
 from internal.consumer.dlq import KafkaDeadLetterSink
+from internal.consumer.flow import IDLE_POLL_S, QUIET_POLL_S
 from internal.consumer.lanes import BatchLimits
-from internal.consumer.loop import COMMIT_EVERY_S, IDLE_POLL_S, QUIET_POLL_S, ConsumerLoop, LoopPolicy
+from internal.consumer.loop import ConsumerLoop, LoopPolicy
 from internal.consumer.messages import BatchReport, Inbound
 from internal.consumer.offsets import OffsetTracker
 from internal.consumer.processor import BatchProcessor, ProcessingPolicy
