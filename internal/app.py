@@ -36,6 +36,7 @@ from internal.consumer.loop import WORKER_PREFIX, ConsumerLoop, LoopPolicy, cons
 from internal.consumer.observe import LagFromStatistics, ReportMetrics
 from internal.consumer.offsets import OffsetTracker
 from internal.consumer.processor import BatchProcessor, ProcessingPolicy
+from internal.consumer.retry import RetryPolicy
 from internal.consumer.state import ConsumerState
 from internal.domain.causes import Cause
 from internal.domain.errors import failure_of
@@ -186,8 +187,9 @@ class Service:
                     payment_max_before_s=c.payment_max_before_s,
                     payment_max_after_s=c.payment_max_after_s,
                 ),
-                backoff=Backoff(c.retry_initial_ms / 1000, c.retry_max_ms / 1000),
-                max_attempts=c.max_attempts,
+                retry=RetryPolicy(
+                    Backoff(c.retry_initial_ms / 1000, c.retry_max_ms / 1000), max_attempts=c.max_attempts
+                ),
             ),
         )
         config = consumer_config(

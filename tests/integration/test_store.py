@@ -16,6 +16,7 @@ from psycopg_pool import ConnectionPool
 from internal.consumer.control import Control
 from internal.consumer.messages import Inbound
 from internal.consumer.processor import BatchProcessor, ProcessingPolicy
+from internal.consumer.retry import RetryPolicy
 from internal.domain.errors import FatalError, RecordRejected, TimedOut, TransientError
 from internal.domain.order import Order
 from internal.domain.outcomes import Outcome
@@ -214,7 +215,7 @@ def test_failure_during_items_insert_leaves_no_part_of_the_batch(pool: Connectio
         dead_letters=dlq,
         stored_sink=FakeSink(),
         outage=FakeOutage(),
-        policy=ProcessingPolicy(ValidationPolicy(), Backoff(0.01, 0.1), max_attempts=2),
+        policy=ProcessingPolicy(ValidationPolicy(), RetryPolicy(Backoff(0.01, 0.1), 2)),
     )
     values = [order_bytes(4), order_bytes(3), order_bytes(5)]
     batch = [Inbound("t", 0, i, None, v, (), None, 1) for i, v in enumerate(values)]
@@ -395,7 +396,7 @@ def test_a_program_limit_is_a_record_rejection_that_splits_the_batch(pool: Conne
         dead_letters=dlq,
         stored_sink=FakeSink(),
         outage=FakeOutage(),
-        policy=ProcessingPolicy(ValidationPolicy(), Backoff(0.01, 0.1), max_attempts=2),
+        policy=ProcessingPolicy(ValidationPolicy(), RetryPolicy(Backoff(0.01, 0.1), 2)),
     )
     batch = [Inbound("t", 0, i, None, order_bytes(n), (), None, 1) for i, n in enumerate((60, 61, 62))]
     report = processor.process(batch, Control(lambda: True, lambda _s: None))
@@ -446,7 +447,7 @@ def test_statement_timeouts_split_the_batch_and_a_lock_still_ends_with_everythin
             dead_letters=FakeDlq(),
             stored_sink=FakeSink(),
             outage=FakeOutage(),
-            policy=ProcessingPolicy(ValidationPolicy(), Backoff(0.01, 0.05), max_attempts=2),
+            policy=ProcessingPolicy(ValidationPolicy(), RetryPolicy(Backoff(0.01, 0.05), 2)),
         )
         batch = [Inbound("t", 0, i, None, order_bytes(80 + i), (), None, 1) for i in range(4)]
         report = processor.process(batch, Control(lambda: True, time.sleep))
@@ -476,7 +477,7 @@ def test_an_unknown_database_error_is_bounded_not_retried_as_an_outage(pool: Con
         dead_letters=dlq,
         stored_sink=FakeSink(),
         outage=outage,
-        policy=ProcessingPolicy(ValidationPolicy(), Backoff(0.01, 0.02), max_attempts=2),
+        policy=ProcessingPolicy(ValidationPolicy(), RetryPolicy(Backoff(0.01, 0.02), 2)),
     )
     batch = [Inbound("t", 0, i, None, order_bytes(n), (), None, 1) for i, n in enumerate((89, 90))]
     report = processor.process(batch, Control(lambda: True, lambda _s: None))

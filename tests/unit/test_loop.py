@@ -23,6 +23,7 @@ from internal.consumer.loop import ConsumerLoop, LoopPolicy
 from internal.consumer.messages import BatchReport, Inbound
 from internal.consumer.offsets import OffsetTracker
 from internal.consumer.processor import BatchProcessor, ProcessingPolicy
+from internal.consumer.retry import RetryPolicy
 from internal.consumer.state import ConsumerState
 from internal.domain.causes import Cause, Failure
 from internal.domain.outcomes import Outcome
@@ -359,7 +360,9 @@ def test_a_permanent_produce_refusal_ends_in_a_stub_and_the_offsets_move(
         dead_letters=sink,
         stored_sink=FakeSink(),
         outage=ConsumerState(),
-        policy=ProcessingPolicy(ValidationPolicy(max_message_bytes=5000), Backoff(0.01, 0.02), 3),
+        policy=ProcessingPolicy(
+            ValidationPolicy(max_message_bytes=5000), RetryPolicy(Backoff(0.01, 0.02), 3)
+        ),
         clock=lambda: datetime(2026, 6, 1, tzinfo=UTC),
     )
     consumer = FakeConsumer()

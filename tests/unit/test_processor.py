@@ -17,6 +17,7 @@ from internal.consumer.control import Abandoned, Control
 from internal.consumer.messages import BatchReport, DeadLetter, Inbound
 from internal.consumer.ports import LettersPending
 from internal.consumer.processor import BatchProcessor, ProcessingPolicy
+from internal.consumer.retry import RetryPolicy
 from internal.domain.causes import Cause
 from internal.domain.errors import FatalError, RecordRejected, TimedOut, TransientError
 from internal.domain.outcomes import Outcome
@@ -108,7 +109,7 @@ class Harness:
             stored_sink=self.sink,
             outage=self.outage,
             policy=ProcessingPolicy(
-                ValidationPolicy(max_message_bytes=50_000), Backoff(0.1, 1.0), max_attempts=3
+                ValidationPolicy(max_message_bytes=50_000), RetryPolicy(Backoff(0.1, 1.0), 3)
             ),
             clock=lambda: NOW,
         )
