@@ -96,14 +96,19 @@ class ConsumerLoop:
             on_paused=state.set_paused,
         )
         self._stuck = StuckWatch(consumer, tracker, state, policy.stuck_after_s, clock)
-        self._pool = ThreadPoolExecutor(max_workers=policy.workers, thread_name_prefix=WORKER_PREFIX)
         self._stopping = False
         self._progress = threading.Event()  # set by a worker when its batch is done
+        self._workers: set[threading.Thread] = set()  # at most policy.workers: the pool reuses them
+        self._workers_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(
+            max_workers=policy.workers, thread_name_prefix=WORKER_PREFIX, initializer=self._note_worker
+        )
 
-    @property
-    def workers(self) -> ThreadPoolExecutor:
-        """The worker threads this loop created (the service waits for them at exit, by object)."""
-        return self._pool
+    def worker_threads(self) -> list[threading.Thread]:
+        """The worker threads that ran a batch of this loop, known by object (the service waits for
+        them at exit). Any thread."""
+        with self._workers_lock:
+            return list(self._workers)
 
     # ---- life cycle -------------------------------------------------------------------------
     def stop(self) -> None:
@@ -243,6 +248,11 @@ class ConsumerLoop:
             future = self._pool.submit(self._handler.process, batch, self._control(batch))
             self._lanes.start(lane, future)
             future.add_done_callback(lambda _f: self._progress.set())
+
+    def _note_worker(self) -> None:
+        """The pool's initializer: runs once on each worker thread as it starts."""
+        with self._workers_lock:
+            self._workers.add(threading.current_thread())
 
     def _control(self, batch: Sequence[Inbound]) -> Control:
         keys = {(m.topic, m.partition, m.generation) for m in batch}

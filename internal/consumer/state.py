@@ -17,7 +17,7 @@ from internal.domain.outcomes import Outcome
 
 
 class ConsumerState:
-    def __init__(self) -> None:
+    def __init__(self, on_retry: Callable[[], None] = lambda: None) -> None:
         self._lock = threading.Lock()
         self._outages = 0
         self.outage: Cause | None = None  # the cause of the latest outage a worker is backing off from
@@ -27,9 +27,6 @@ class ConsumerState:
         self.running = False
         self.fatal: Failure | None = None  # stopped on purpose (FatalError): the process stays up, not ready
         self.crashed: Failure | None = None  # an exception escaped the poll loop: the process must end
-        self.crashed_at: float | None = (
-            None  # time.monotonic() of the crash: the stop's deadline counts from it
-        )
         # (topic, partition) -> committed position as librdkafka's statistics last reported it (the
         # start of the partition when the group has none): for partitions this assignment has not
         # polled yet (observe.py writes it, on the poll thread)
@@ -37,7 +34,7 @@ class ConsumerState:
         # (topic, partition) -> what is wrong, for every assigned partition that is stuck (stuck.py)
         self.stuck: dict[tuple[str, int], str] = {}
         self.outcomes: Counter[Outcome] = Counter()
-        self.on_retry: Callable[[], None] = lambda: None  # the composition root points it at a metric
+        self._on_retry = on_retry  # consumer_retries_total
 
     # --- OutageListener (called by workers) ---
     def outage_started(self, cause: Cause) -> None:
@@ -52,16 +49,15 @@ class ConsumerState:
                 self.outage = None
 
     def retrying(self) -> None:
-        self.on_retry()
+        self._on_retry()
 
     @property
     def in_outage(self) -> bool:
         return self._outages > 0
 
     def crash(self, failure: Failure) -> None:
-        """Record the first crash (later ones are consequences of it)."""
-        if self.crashed_at is None:
-            self.crashed_at = time.monotonic()
+        """Record the first crash (later ones are consequences of it); the consumer thread reports it
+        to the life cycle when the loop has ended."""
         self.crashed = self.crashed or failure
 
     def stop_for_good(self, failure: Failure) -> None:

@@ -21,6 +21,7 @@ class Component(Enum):
     KAFKA = "kafka"
     DEAD_LETTER_TOPIC = "dead-letter topic"
     CONSUMER = "consumer"  # the service's own consumer: a guard tripped, or a bug
+    HTTP = "http"  # the service's HTTP server
 
 
 class Kind(Enum):
@@ -49,6 +50,7 @@ class Cause(Enum):
     STORE_ANSWER_MISMATCH = "store_answer_mismatch"  # the store answered a wrong number of results
     POLL_THREAD_CRASHED = "poll_thread_crashed"  # an exception escaped the poll loop
     WARMUP_CRASHED = "warmup_crashed"  # an exception escaped the cache warm-up
+    HTTP_SERVER_FAILED = "http_server_failed"  # the HTTP server ended by itself (e.g. port in use)
 
     @property
     def component(self) -> Component:
@@ -81,6 +83,7 @@ _TRAITS: dict[Cause, tuple[Component, Kind]] = {
     Cause.STORE_ANSWER_MISMATCH: (Component.CONSUMER, Kind.BUG),
     Cause.POLL_THREAD_CRASHED: (Component.CONSUMER, Kind.BUG),
     Cause.WARMUP_CRASHED: (Component.CONSUMER, Kind.BUG),
+    Cause.HTTP_SERVER_FAILED: (Component.HTTP, Kind.UNUSABLE),
 }
 
 

@@ -46,6 +46,15 @@ class ConsumerStatus(Protocol):
     def last_beat(self) -> float: ...
 
 
+class ServiceStatus(Protocol):
+    """What health reads of the service's life cycle (internal/lifecycle.py's Lifecycle)."""
+
+    @property
+    def warm(self) -> bool: ...
+    @property
+    def stopping(self) -> bool: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Component:
     name: str
@@ -58,14 +67,13 @@ class Health:
         self,
         consumer: ConsumerStatus,
         database_ok: Callable[[], str | None],
+        service: ServiceStatus,
         loop_stale_after_s: float = 30.0,
     ) -> None:
         self._consumer = consumer
         self._database_ok = database_ok  # returns None when fine, else what is wrong
+        self._service = service
         self._loop_stale_after_s = loop_stale_after_s  # the loop's last iteration: not a partition
-        self.warm = False
-        self.shutting_down = False
-        self.stop_requested: str | None = None  # why the process must end (a crashed consumer)
 
     def liveness(self) -> list[Component]:
         c = self._consumer
@@ -78,6 +86,7 @@ class Health:
     def readiness(self) -> list[Component]:
         db_problem = self._database_ok()
         c = self._consumer
+        warm, stopping = self._service.warm, self._service.stopping
         if c.crashed:
             consumer = Component("consumer", False, "crashed (see the log: consumer_crashed)")
         elif c.fatal:
@@ -101,8 +110,6 @@ class Health:
             Component("database", db_problem is None, db_problem or "reachable"),
             consumer,
             partitions,
-            Component("cache", self.warm, "warm" if self.warm else "warming up"),
-            Component(
-                "shutdown", not self.shutting_down, "shutting down" if self.shutting_down else "running"
-            ),
+            Component("cache", warm, "warm" if warm else "warming up"),
+            Component("shutdown", not stopping, "shutting down" if stopping else "running"),
         ]

@@ -29,9 +29,14 @@ class State:
     last_beat: float = 0.0
 
 
-def details(state: State) -> dict[str, str]:
-    health = Health(state, lambda: None)
-    health.warm = True
+@dataclass
+class Service:
+    warm: bool = True
+    stopping: bool = False
+
+
+def details(state: State, service: Service | None = None) -> dict[str, str]:
+    health = Health(state, lambda: None, service or Service())
     return {c.name: c.detail for c in [*health.readiness(), *health.liveness()]}
 
 
@@ -90,3 +95,8 @@ def test_errors_carry_their_cause() -> None:
     assert failure_of(KeyError("k"), Cause.POLL_THREAD_CRASHED) == Failure(
         Cause.POLL_THREAD_CRASHED, "KeyError: 'k'"
     )
+
+
+def test_the_cache_and_the_shutdown_come_from_the_life_cycle() -> None:
+    shown = details(State(), Service(warm=False, stopping=True))
+    assert (shown["cache"], shown["shutdown"]) == ("warming up", "shutting down")

@@ -7,6 +7,7 @@ and each test waits for a condition (never for the clock alone)."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ from internal.consumer.state import ConsumerState
 from internal.domain.causes import Cause, Failure
 from internal.domain.outcomes import Outcome
 from internal.domain.validation import ValidationPolicy
+from internal.lifecycle import Lifecycle
 from internal.pkg.backoff import Backoff
 from internal.pkg.health import Health
 from tests.orders import order_bytes
@@ -308,7 +310,7 @@ def test_an_exception_on_the_poll_thread_ends_the_loop_as_a_crash(start: Callabl
     assert not state.running
     assert consumer.closed  # the ordered stop still ran
     assert run.committed(0) is None  # nothing past unfinished work
-    assert Health(state, lambda: None).liveness()[0].ok is False
+    assert Health(state, lambda: None, Lifecycle(time.monotonic)).liveness()[0].ok is False
 
 
 def test_a_bug_in_the_batch_handler_ends_the_loop_as_a_crash(start: Callable[..., Running]) -> None:
@@ -332,7 +334,7 @@ def test_a_stuck_partition_is_reported_and_recovers_by_itself(start: Callable[..
     wait_until(lambda: ("orders", 0) in run.state.stuck, timeout_s=TIMEOUT_S, what="partition 0 stuck")
     assert ("orders", 1) not in run.state.stuck  # it moved
     assert "orders[0] stuck at offset 0" in run.state.stuck[("orders", 0)]
-    readiness = {c.name: c for c in Health(run.state, lambda: None).readiness()}
+    readiness = {c.name: c for c in Health(run.state, lambda: None, Lifecycle(time.monotonic)).readiness()}
     assert not readiness["partitions"].ok
     assert "orders[0]" in readiness["partitions"].detail
     assert run.state.partitions() == [("orders", 0, True), ("orders", 1, False)]
@@ -393,7 +395,9 @@ def test_a_fatal_error_stops_consuming_but_is_not_a_crash(start: Callable[..., R
     assert "dead-letters in a row" in run.state.fatal.detail
     assert run.state.fatal.cause is Cause.DEAD_LETTER_STORM
     assert run.state.crashed is None
-    assert Health(run.state, lambda: None).liveness()[0].ok  # stays up; readiness says why
+    assert (
+        Health(run.state, lambda: None, Lifecycle(time.monotonic)).liveness()[0].ok
+    )  # stays up; readiness says why
     assert run.committed(0) == 10  # the batch that crossed the limit was finished and committed
 
 
