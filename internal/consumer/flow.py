@@ -49,18 +49,26 @@ class FlowPolicy:
 class Pausable(Protocol):
     """The part of the Kafka consumer flow control uses (poll thread only)."""
 
-    def assignment(self) -> list[TopicPartition]: ...
-    def pause(self, partitions: list[TopicPartition]) -> None: ...
-    def resume(self, partitions: list[TopicPartition]) -> None: ...
+    def assignment(self) -> list[TopicPartition]:
+        """The partitions assigned now; a local call, never blocks."""
+
+    def pause(self, partitions: list[TopicPartition]) -> None:
+        """Stop fetching them (local, never blocks); raises KafkaException - a bug that ends the loop."""
+
+    def resume(self, partitions: list[TopicPartition]) -> None:
+        """Fetch them again from the position after the last message handed out; as ``pause``."""
 
 
 class Outages(Protocol):
     """Whether a worker backs off from an outage (ConsumerState): read without a lock."""
 
     @property
-    def in_outage(self) -> bool: ...
+    def in_outage(self) -> bool:
+        """Some worker backs off from a transient error now (never blocks, never raises)."""
+
     @property
-    def outage(self) -> Cause | None: ...
+    def outage(self) -> Cause | None:
+        """The cause of the latest outage, for the log (never blocks, never raises)."""
 
 
 class FlowControl:

@@ -90,14 +90,19 @@ class Watermarks(Protocol):
 
     def get_watermark_offsets(
         self, partition: TopicPartition, timeout: float = ..., cached: bool = ...
-    ) -> tuple[int, int]: ...
+    ) -> tuple[int, int]:
+        """(low, high) as librdkafka last saw them (``cached=True``: local, never blocks); -1 while
+        unknown."""
 
 
 class Progress(Protocol):
     """What the offset tracker tells the watch (poll thread only)."""
 
-    def progress(self, topic: str, partition: int) -> int | None: ...
-    def in_flight(self, topic: str | None = None, partition: int | None = None) -> int: ...
+    def progress(self, topic: str, partition: int) -> int | None:
+        """The partition's committed position as this assignment knows it, or None (never blocks)."""
+
+    def in_flight(self, topic: str | None = None, partition: int | None = None) -> int:
+        """Messages of the partition handed out but not finished (never blocks)."""
 
 
 class StuckReport(Protocol):

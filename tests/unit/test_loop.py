@@ -148,6 +148,26 @@ def test_commits_move_to_the_end_of_each_partition(start: Callable[..., Running]
     assert consumer.closed
 
 
+def test_the_worker_threads_are_known_by_object(start: Callable[..., Running]) -> None:
+    seen: set[threading.Thread] = set()
+
+    class Noting(Handler):
+        def process(self, batch: Sequence[Inbound], control: Control) -> BatchReport:
+            with self.lock:
+                seen.add(threading.current_thread())
+            return super().process(batch, control)
+
+    consumer = FakeConsumer()
+    consumer.add(0, 30)
+    consumer.add(1, 30)
+    consumer.rebalance(assign=[0, 1])
+    run = start(Noting(), consumer)
+    wait_until(lambda: run.committed(0) == 30 and run.committed(1) == 30, timeout_s=TIMEOUT_S, what="commits")
+    assert seen <= set(run.loop.worker_threads())
+    assert 1 <= len(run.loop.worker_threads()) <= 2  # policy.workers
+    run.stop()
+
+
 def test_a_lone_message_is_handed_to_a_worker_without_waiting_for_more(
     start: Callable[..., Running],
 ) -> None:
