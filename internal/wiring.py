@@ -316,9 +316,9 @@ class Service:
 
     def run(self) -> int:
         """Start, serve until SIGTERM/SIGINT or a crash, stop in order; the exit code (main thread)."""
-        self.start()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT):  # ours from the start to the end of the stop
             signal.signal(sig, self._on_signal)
+        self.start()
         self.wait()
         return self.stop()
 
