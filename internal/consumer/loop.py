@@ -14,7 +14,8 @@ The loop composes small parts, each with its own unit tests: ``Lanes`` (which ba
 
 How it ends: ``stop()`` (the ordered stop), a ``FatalError`` (a deliberate stop: the process stays
 up and not ready, ``state.fatal``), or any other exception - a bug - which is logged and recorded
-as ``state.crashed`` so that the service ends the process with a non-zero code and a supervisor
+as ``state.crashed``; the consumer thread then reports it to the life cycle (internal/lifecycle.py),
+and the service ends the process after the ordered stop with a non-zero code, so that a supervisor
 restarts it. In every case in-flight batches get ``revoke_timeout_s`` to finish, and what is
 finished is committed before the consumer leaves the group; nothing past unfinished work.
 """
@@ -80,7 +81,6 @@ class ConsumerLoop:
         self._policy = policy
         self._state = state
         self._on_report = on_report
-        self._on_commit_failure = on_commit_failure
         self._clock = clock
         # Shared with the consumer's on_commit callback (commits.py), which confirms positions.
         self._tracker = tracker = tracker or OffsetTracker()
