@@ -15,7 +15,7 @@ CT_STATE=${L0_CONTAINER_STATE:-$CT_ROOT/.local/container}
 CT_BASE_IMAGE=docker.io/library/python:3.11-slim
 CT_BASE_TAR=$CT_STATE/base-bookworm-python3.tar
 # The same rootfs under its true name: what the postgres and kafka stand-ins start FROM.
-CT_BOOKWORM_IMAGE=localhost/l0-standins/bookworm:latest
+CT_BOOKWORM_IMAGE=localhost/l0-standins/debian:bookworm
 CT_DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 # podman-compose, pinned: the version this check was written against.
 CT_PODMAN_COMPOSE_VERSION=1.6.0
