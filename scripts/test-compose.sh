@@ -98,8 +98,18 @@ image_of() {
   "${CT_COMPOSE%/*}/python" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["services"][sys.argv[2]]["image"])' \
     "$WORK/config.yml" "$1"
 }
-PG_IMAGE=$(image_of postgres)
-KAFKA_IMAGE=$(image_of kafka)
+# qualified NAME: the name Docker pulls for NAME (postgres:15 -> docker.io/library/postgres:15). The
+# stand-ins are tagged with it: podman resolves the file's short names to it, and a bare `postgres:15`
+# tag would become localhost/postgres:15, which podman might also match by suffix with another image.
+qualified() {
+  case $1 in
+    */*/*) echo "$1" ;;
+    */*) [[ ${1%%/*} == *.* || ${1%%/*} == localhost ]] && echo "$1" || echo "docker.io/$1" ;;
+    *) echo "docker.io/library/$1" ;;
+  esac
+}
+PG_IMAGE=$(qualified "$(image_of postgres)")
+KAFKA_IMAGE=$(qualified "$(image_of kafka)")
 [[ $(image_of app) == l0-orders:local ]] || ct_die "the app's image is $(image_of app), expected l0-orders:local"
 [[ $KAFKA_IMAGE == *:"$KAFKA_VERSION" ]] \
   || ct_die "docker-compose.yml runs $KAFKA_IMAGE but configs/kafka/pom.xml (the stand-in's jars) is Kafka $KAFKA_VERSION"

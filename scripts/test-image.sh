@@ -62,20 +62,37 @@ cleanup() {
     ct_log "the service container's last log lines:"
     podman logs --tail 40 "$CONTAINER" >&2
   fi
-  podman rm --force --time 5 "$CONTAINER" >/dev/null 2>&1
+  # SIGTERM first, so the consumer leaves its group (which can then be deleted); bounded like compose's.
+  podman stop --time 40 "$CONTAINER" >/dev/null 2>&1
+  podman rm --force "$CONTAINER" >/dev/null 2>&1
   if podman image exists "$IMAGE" 2>/dev/null; then
-    # The topics go with the image that can delete them (its confluent-kafka), before the image itself.
+    # The topics and the group go with the image that can delete them (its confluent-kafka), before the
+    # image itself. A group with a member that did not leave is deletable after its session timeout
+    # (10 s), hence the retries; anything never created (an early failure) is not an error here.
     in_image "$IMAGE" python -c '
-import sys
+import sys, time
 from confluent_kafka.admin import AdminClient
-admin = AdminClient({"bootstrap.servers": sys.argv[1]})
-for topic, future in admin.delete_topics(sys.argv[2:], operation_timeout=15).items():
+brokers, group, topics = sys.argv[1], sys.argv[2], sys.argv[3:]
+admin = AdminClient({"bootstrap.servers": brokers})
+for topic, future in admin.delete_topics(topics, operation_timeout=15).items():
     try:
         future.result(timeout=20)
-    except Exception as exc:  # a topic never created (an early failure) is not an error here
+    except Exception as exc:
         if "UNKNOWN_TOPIC" not in str(exc):
             print(f"could not delete topic {topic}: {exc}", file=sys.stderr)
-' "$KAFKA" "$TOPIC" "$TOPIC.dlq" >&2
+deadline = time.monotonic() + 30
+while True:
+    try:
+        admin.delete_consumer_groups([group], request_timeout=10)[group].result(timeout=15)
+        break
+    except Exception as exc:
+        if "GROUP_ID_NOT_FOUND" in str(exc):
+            break
+        if time.monotonic() > deadline:
+            print(f"could not delete consumer group {group}: {exc}", file=sys.stderr)
+            break
+        time.sleep(1)
+' "$KAFKA" "$GROUP" "$TOPIC" "$TOPIC.dlq" >&2
     podman rmi --force "$IMAGE" >/dev/null 2>&1
   fi
   as_postgres -c "DROP DATABASE IF EXISTS \"$SCRATCH\" WITH (FORCE)" >/dev/null 2>&1 \
@@ -95,7 +112,8 @@ ct_setup
 ct_base_image
 
 ct_log "building $CONTEXT/Dockerfile as $IMAGE"
-ct_build "$IMAGE" "$CONTEXT" "$CONTEXT/Dockerfile" || ct_die "the image did not build"
+ct_build "$IMAGE" "$CONTEXT" "$CONTEXT/Dockerfile" >"$WORK/build.log" 2>&1 \
+  || { tail -n 30 "$WORK/build.log" >&2; ct_die "the image did not build"; }
 
 # The health check and the user are properties of the image: check them as it was built.
 [[ $(podman image inspect --format '{{.Config.User}}' "$IMAGE") == 10001:10001 ]] \
@@ -107,7 +125,8 @@ ct_log "scratch database $SCRATCH, topic $TOPIC, group $GROUP"
 as_postgres -c "CREATE DATABASE \"$SCRATCH\" OWNER orders" >/dev/null || ct_die "could not create the scratch database"
 
 ct_log "l0-service migrate (from the image)"
-in_image "$IMAGE" l0-service migrate >&2 || ct_die "l0-service migrate failed in the image"
+in_image "$IMAGE" l0-service migrate >"$WORK/migrate.log" 2>&1 \
+  || { cat "$WORK/migrate.log" >&2; ct_die "l0-service migrate failed in the image"; }
 applied=$(as_postgres -d "$SCRATCH" -tAc "SELECT count(*) FROM _yoyo_migration") || ct_die "no migration table after migrate"
 available=$(find "$CONTEXT/sql" -maxdepth 1 -name '*.sql' ! -name '*.rollback.sql' | wc -l)
 ((applied == available)) || ct_die "migrate applied $applied of $available migrations"
@@ -124,7 +143,7 @@ podman run -d --name "$CONTAINER" --network host -e POSTGRES_DSN="$DSN" -e KAFKA
 grep -v 'systemd connection' "$WORK/run.err" >&2 || true
 
 service_running() { [[ $(podman inspect --format '{{.State.Running}}' "$CONTAINER" 2>/dev/null) == true ]]; }
-ready() { service_running && curl -fsS -o /dev/null "http://127.0.0.1:$PORT/readyz"; }
+ready() { service_running && curl -fs -o /dev/null "http://127.0.0.1:$PORT/readyz"; }
 deadline=$((SECONDS + READY_TIMEOUT_S))
 until ready; do
   service_running || ct_die "the service exited before it was ready"
@@ -148,13 +167,14 @@ python3 "$CT_ROOT/gen_orders.py" -n 1 --invalid-rate 0 -o "$WORK/order.json" 2>/
 uid_sent=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))[0]["order_uid"])' "$WORK/order.json")
 ct_log "sending order $uid_sent with the image's l0-producer"
 in_image -v "$WORK/order.json:/data/order.json:ro" "$IMAGE" \
-  l0-producer -file /data/order.json -rps 0 -brokers "$KAFKA" >&2 || ct_die "l0-producer failed in the image"
+  l0-producer -file /data/order.json -rps 0 -brokers "$KAFKA" >"$WORK/producer.log" 2>&1 \
+  || { cat "$WORK/producer.log" >&2; ct_die "l0-producer failed in the image"; }
 served() { curl -fsS "http://127.0.0.1:$PORT/api/orders/$uid_sent" | grep -q "\"$uid_sent\""; }
 ct_wait 60 "order $uid_sent to be served by /api/orders" served || ct_die "the order was not served"
 ct_log "order $uid_sent served by /api/orders"
 
 # A clean stop within the grace period the compose file gives it (stop_grace_period 40 s).
-podman stop --time 40 "$CONTAINER" >/dev/null || ct_die "podman stop failed"
+podman stop --time 40 "$CONTAINER" >/dev/null 2>&1 || ct_die "podman stop failed"
 code=$(podman inspect --format '{{.State.ExitCode}}' "$CONTAINER")
 ((code == 0)) || ct_die "the service exited with $code on SIGTERM (expected a clean 0)"
 ct_log "SIGTERM: clean exit 0"
