@@ -69,12 +69,20 @@ cleanup() {
     [[ -z $left ]] || { ct_log "removing networks down left"; podman network rm -f $left >/dev/null; }
     podman rmi --force "$APP_IMAGE" >/dev/null 2>&1
   fi
+  # netavark 1.4 leaves the compose network's port-forwarding chain behind, empty; the chains that
+  # appeared during this run are its own (-X refuses a chain still in use or not empty).
+  local chain
+  for chain in $(comm -13 <(printf '%s\n' "${DN_CHAINS_BEFORE[@]}") <(dn_chains)); do
+    iptables -t nat -X "$chain" 2>/dev/null || ct_log "left iptables chain $chain (in use or not empty)"
+  done
   ct_restore_ip_forward
   rm -rf "$WORK"
   if ((status == 0)); then ct_log "passed in ${SECONDS}s"; else ct_log "FAILED (exit $status) after ${SECONDS}s"; fi
   exit "$status"
 }
 APP_IMAGE=localhost/l0-orders:local
+dn_chains() { iptables -t nat -S 2>/dev/null | awk '/^-N NETAVARK-DN-/ {print $2}' | sort; }
+mapfile -t DN_CHAINS_BEFORE < <(dn_chains)
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
@@ -136,9 +144,9 @@ if [[ ! -f $libs/.complete ]]; then
   ct_apt_install maven
   ct_log "resolving Apache Kafka $KAFKA_VERSION and kafka-tools from Maven Central (once)"
   rm -rf "$libs"
-  mvn -q -B -Dstyle.color=never -f "$CT_ROOT/configs/standins/kafka/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
-    dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$libs" >&2 \
-    || ct_die "could not resolve the Kafka jars with Maven"
+  mvn -q -B -f "$CT_ROOT/configs/standins/kafka/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
+    dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$libs" >"$WORK/mvn.log" 2>&1 \
+    || { cat "$WORK/mvn.log" >&2; ct_die "could not resolve the Kafka jars with Maven"; }
   touch "$libs/.complete"
 fi
 mkdir -p "$WORK/kafka-context"
