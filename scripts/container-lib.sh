@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The container checks' shared part (scripts/test-image.sh, scripts/test-compose.sh): source it.
 #
 # This machine has no Docker engine and no access to a container registry, so the checks run the
@@ -96,6 +97,7 @@ ct_podman_compose() {
     python3 -m venv "$venv" >&2 || ct_die "python3 -m venv failed (Debian: apt-get install python3-venv)"
     "$venv/bin/pip" install --quiet "podman-compose==$CT_PODMAN_COMPOSE_VERSION" >&2 || ct_die "pip install podman-compose failed"
   fi
+  # shellcheck disable=SC2034  # the callers' (test-compose.sh)
   CT_COMPOSE=$venv/bin/podman-compose
 }
 

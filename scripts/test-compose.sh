@@ -61,12 +61,12 @@ cleanup() {
   # this project, then the image built for it.
   if command -v podman >/dev/null && [[ -n ${CONTAINERS_CONF:-} ]]; then
     local label=io.podman.compose.project=$PROJECT left
-    left=$(podman ps -aq --filter "label=$label")
-    [[ -z $left ]] || { ct_log "removing containers down left"; podman rm -f -t 5 $left >/dev/null; }
-    left=$(podman volume ls -q --filter "label=$label")
-    [[ -z $left ]] || { ct_log "removing volumes down left"; podman volume rm -f $left >/dev/null; }
-    left=$(podman network ls -q --filter "label=$label")
-    [[ -z $left ]] || { ct_log "removing networks down left"; podman network rm -f $left >/dev/null; }
+    mapfile -t left < <(podman ps -aq --filter "label=$label")
+    ((${#left[@]} == 0)) || { ct_log "removing containers down left"; podman rm -f -t 5 "${left[@]}" >/dev/null; }
+    mapfile -t left < <(podman volume ls -q --filter "label=$label")
+    ((${#left[@]} == 0)) || { ct_log "removing volumes down left"; podman volume rm -f "${left[@]}" >/dev/null; }
+    mapfile -t left < <(podman network ls -q --filter "label=$label")
+    ((${#left[@]} == 0)) || { ct_log "removing networks down left"; podman network rm -f "${left[@]}" >/dev/null; }
     podman rmi --force "$APP_IMAGE" >/dev/null 2>&1
   fi
   # netavark 1.4 leaves the compose network's port-forwarding chain behind, empty; the chains that
