@@ -45,6 +45,9 @@ container_of() { printf '%s_%s_1' "$PROJECT" "$1"; }
 cleanup() {
   local status=$?
   trap - EXIT INT TERM
+  # A signal that arrives inside a `... >/dev/null 2>&1` command runs this with those redirections:
+  # back to the script's own stdout and stderr, or the cleanup would be silent.
+  exec 1>&8 2>&9
   set +e
   if ((status != 0)) && [[ -n ${CT_COMPOSE:-} && -f $PROJECT_DIR/docker-compose.yml ]]; then
     local service
@@ -83,6 +86,7 @@ cleanup() {
 APP_IMAGE=localhost/l0-orders:local
 dn_chains() { iptables -t nat -S 2>/dev/null | awk '/^-N NETAVARK-DN-/ {print $2}' | sort; }
 mapfile -t DN_CHAINS_BEFORE < <(dn_chains)
+exec 8>&1 9>&2
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM

@@ -57,6 +57,9 @@ in_image() {
 cleanup() {
   local status=$?
   trap - EXIT INT TERM
+  # A signal that arrives inside a `... >/dev/null 2>&1` command runs this with those redirections:
+  # back to the script's own stdout and stderr, or the cleanup would be silent.
+  exec 1>&8 2>&9
   set +e
   if ((status != 0)) && podman container exists "$CONTAINER" 2>/dev/null; then
     ct_log "the service container's last log lines:"
@@ -101,6 +104,7 @@ while True:
   if ((status == 0)); then ct_log "passed in ${SECONDS}s"; else ct_log "FAILED (exit $status) after ${SECONDS}s"; fi
   exit "$status"
 }
+exec 8>&1 9>&2
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
