@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S UTC"
-NONE_SHOWN = "&mdash;"  # HTML: the pages put it in element content (and stay ASCII, order_page.py)
 LAST_SECOND = 253_402_300_799  # 9999-12-31 23:59:59 UTC: the last one datetime can show
 # date_created as the validator accepts it (RFC 3339 with a zone): shown as sent, by slicing.
 RFC3339_TEXT = re.compile(
@@ -38,11 +37,6 @@ def iso_time(text: object) -> str:
         zone = "UTC" if text[-1] in "Zz" else text[-6:]
         return f"{text[:10]} {text[11:19]} {zone}"
     return str(text)
-
-
-def or_none(text: object) -> str:
-    """An empty text as a dash, so an empty field reads as empty rather than as a missing one."""
-    return NONE_SHOWN if text == "" else str(text)
 
 
 @dataclass(frozen=True, slots=True)
