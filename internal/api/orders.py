@@ -63,11 +63,8 @@ class OrderAnswers:
         self._lookup = lookup
         self._pages = pages
 
-    def _cached(self, uid: str) -> CachedOrder | None:
-        return self._lookup.cached(uid) if valid_uid(uid) else None
-
     def json_hit(self, scope: Scope, uid: str) -> Answer | None:
-        entry = self._cached(uid)
+        entry = self._lookup.cached(uid) if valid_uid(uid) else None
         return None if entry is None else order_answer(entry, True, header(scope, b"if-none-match"))
 
     async def json(self, scope: Scope, uid: str) -> Answer:
@@ -79,7 +76,7 @@ class OrderAnswers:
         return order_answer(found.entry, found.from_cache, header(scope, b"if-none-match"))
 
     def page_hit(self, scope: Scope, uid: str) -> Answer | None:
-        entry = self._cached(uid)
+        entry = self._lookup.cached(uid) if valid_uid(uid) else None
         if entry is None:
             return None
         return self.page_of(uid, entry, from_cache=True, if_none_match=header(scope, b"if-none-match"))
