@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import uvicorn
+import uvloop
 
 from bench.common import ROOT, machine, say
 from bench.wrk import add_wrk_arguments, compare, paths_file, stop, wait_http
@@ -80,7 +81,7 @@ def feed(bounded: bool, requests: int) -> None:
     from uvicorn.server import ServerState  # noqa: PLC0415
 
     protocol_class = limits().protocol() if bounded else HttpToolsProtocol
-    loop = asyncio.new_event_loop()
+    loop = uvloop.new_event_loop()  # the service's loop (uvicorn picks uvloop when it is installed)
     config = uvicorn.Config(tiny_app, http=protocol_class, log_level="warning", access_log=False)
     config.load()
     state = ServerState()
