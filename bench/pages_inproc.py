@@ -22,6 +22,7 @@ from internal.api.app import create_api
 from internal.api.pages import Pages
 from internal.cache.lru import OrderCache, make_entry
 from internal.domain.order import Order, order_to_json_bytes
+from internal.lifecycle import Lifecycle
 from internal.pkg.health import Health
 from internal.pkg.metrics import Metrics
 from internal.pkg.paths import templates_dir
@@ -33,7 +34,7 @@ NOWHERE = "postgresql://nobody@127.0.0.1:1/none"  # never connected: every order
 
 
 class NoConsumer:
-    running, fatal, crashed, paused, outage_reason = True, None, None, False, None
+    running, fatal, crashed, paused, outage = True, None, None, False, None
     assigned: frozenset[tuple[str, int]] = frozenset()
     stuck: dict[tuple[str, int], str] = {}  # noqa: RUF012 - read only
     last_beat = 0.0
@@ -69,7 +70,7 @@ async def app_figures() -> str:
     app = create_api(
         cache,
         PostgresOrderReader(ConnectionPool(NOWHERE, open=False)),
-        Health(NoConsumer(), lambda: None),  # type: ignore[arg-type]
+        Health(NoConsumer(), lambda: None, Lifecycle(time.monotonic)),
         Metrics("bench"),
         lookup_pool=AsyncConnectionPool(NOWHERE, open=False),
         search_pool=AsyncConnectionPool(NOWHERE, open=False),

@@ -14,6 +14,7 @@ so none is bounded here; uvicorn's flow control stops reading one the applicatio
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from dataclasses import dataclass
@@ -66,17 +67,21 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     limits: RequestLimits  # set on the subclass RequestLimits.protocol() makes
     _head_bound: int  # no valid head is longer: the request line and the headers at their limits
-    _done_headers: list[tuple[bytes, bytes]] | None = None  # the list of the last completed head
-    _head_read = 0  # bytes read since the read in which the current head may have begun
     _refusal: bytes | None = None
 
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        # Instance attributes from the start: read on every request, they are found at once.
+        self._done_headers: list[tuple[bytes, bytes]] | None = None  # the list of the last complete head
+        self._head_read = 0  # bytes read since the read in which the current head may have begun
+
     def data_received(self, data: bytes) -> None:
-        if self.headers is self._done_headers:  # between messages or in a body: a head may begin here
-            self._head_read = 0
-        self._head_read += len(data)
+        # Between messages or in a body, a head may begin in this read: count from here.
+        read = len(data) if self.headers is self._done_headers else self._head_read + len(data)
+        self._head_read = read
         HttpToolsProtocol.data_received(self, data)  # not super(): this runs for every read
         if (
-            self._head_read > self._head_bound
+            read > self._head_bound
             and self.headers is not self._done_headers
             and not self.transport.is_closing()
         ):
