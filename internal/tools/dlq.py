@@ -14,7 +14,8 @@ import argparse
 import os
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import NoReturn
 
 from internal.config.cli import add_config_option, settings_for
@@ -23,6 +24,7 @@ from internal.consumer.letters import H_ERROR
 from internal.domain.errors import TransientError
 from internal.pkg.logging import redactor
 from internal.store.stored import StoredContent
+from internal.tools.dlq_actions import resume_service, revalidate
 from internal.tools.dlq_display import LINE_WIDTH, VALUE_LINES, printable, shorten, show_bytes, value_lines
 from internal.tools.dlq_letters import (
     DLQ_PREFIX,
@@ -148,8 +150,7 @@ def _replay(args: argparse.Namespace) -> int:
     if args.to_topic == args.dlq_topic:
         raise ToolError(f"--to-topic {printable(args.to_topic)} is the dead-letter topic: never a target")
     producer = open_producer(args.brokers, args.to_topic)  # checked before reading: fail fast
-    stored = _stored(args.dsn)
-    try:
+    with _stored(args.dsn) as stored:
         stats = replay(
             lambda: open_letters(args.brokers, args.dlq_topic),
             selection,
@@ -159,27 +160,51 @@ def _replay(args: argparse.Namespace) -> int:
             force=args.force,
             dry_run=args.dry_run,
         )
-    except TransientError as exc:
-        raise ToolError(
-            f"the stored-order check failed: {redactor(dsn_secrets(args.dsn))(str(exc))}"
-        ) from None
-    finally:
-        stored.close()
     for failure in stats.failures[:5]:  # the first few tell the cause
         print(f"l0-dlq: delivery failed: {failure}", file=sys.stderr)
     print(stats.summary())
     return EXIT_FAILED if stats.failed else EXIT_OK
 
 
-def _stored(dsn: str) -> StoredContent:
+def _revalidate(args: argparse.Namespace) -> int:
+    """The service's current rules over the selected letters (at most --limit): a dry run."""
+    selection = _selection(args)
+    chosen = []
+    for letter in open_letters(args.brokers, args.dlq_topic):
+        if selection.matches(letter):
+            chosen.append(letter)
+            if len(chosen) >= args.limit:
+                break
+    with _stored(args.dsn) as stored:
+        stats = revalidate(chosen, args.policy, stored)
+    print(stats.summary())
+    for group, count in stats.still_failing.most_common(20):
+        print(f"{count:>8}  {printable(group)}")
+    return EXIT_OK
+
+
+def _resume(args: argparse.Namespace) -> int:
+    answer = resume_service(args.url, args.token)
+    print("resumed" if answer.get("resumed") else "the service was not paused; nothing to resume")
+    return EXIT_OK
+
+
+@contextmanager
+def _stored(dsn: str) -> Iterator[StoredContent]:
     """The database the service stores into: a letter whose order it holds with the same content is
-    not sent again, in this run or any later one."""
+    not sent again, in this run or any later one; a failed check is one line, without the password."""
     try:
-        return StoredContent(dsn)
+        stored = StoredContent(dsn)
     except TransientError as exc:
         raise ToolError(
             f"cannot check stored orders: {redactor(dsn_secrets(dsn))(str(exc))} (--dsn)"
         ) from None
+    try:
+        yield stored
+    except TransientError as exc:
+        raise ToolError(f"the stored-order check failed: {redactor(dsn_secrets(dsn))(str(exc))}") from None
+    finally:
+        stored.close()
 
 
 def _selection(args: argparse.Namespace) -> Selection:
@@ -238,7 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
         description="Inspect and replay the dead-letter topic of the L0 order service (docs/dlq.md).",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{list,show,replay}")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="{list,show,replay,revalidate,resume}"
+    )
     listing = commands.add_parser(
         "list", parents=[common, filters], allow_abbrev=False, help="one line per letter, totals per reason"
     )
@@ -267,6 +294,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="send conflict letters too, and to a --to-topic that is not their origin (docs/dlq.md)",
     )
     again.set_defaults(run=_replay, to_topic=None, dsn=None)
+    check = commands.add_parser(
+        "revalidate",
+        parents=[common, filters],
+        allow_abbrev=False,
+        help="the service's current rules over letters: how many would be stored now (a dry run)",
+    )
+    check.add_argument("--limit", type=_positive, default=10_000, metavar="N", help="at most N letters")
+    check.add_argument("--dsn", help="PostgreSQL of the service (default: the setting postgres.dsn)")
+    check.set_defaults(run=_revalidate, dsn=None)
+    resume = commands.add_parser(
+        "resume",
+        parents=[common],
+        allow_abbrev=False,
+        help="resume a service its drift guard paused (POST /dlq/api/resume with the operator token)",
+    )
+    resume.add_argument("--url", default=None, help="the service (default: http://<http.host>:<http.port>)")
+    resume.add_argument("--token", default=None, help="operator token (default: console.operator_token)")
+    resume.set_defaults(run=_resume)
     return parser
 
 
@@ -275,8 +320,14 @@ def _fill_defaults(args: argparse.Namespace) -> None:
     settings = settings_for(args)
     args.brokers = args.brokers or settings.kafka.brokers
     args.dlq_topic = args.dlq_topic or settings.dlq_topic
-    if args.command == "replay":
+    if args.command in ("replay", "revalidate"):
         args.dsn = args.dsn or settings.postgres.dsn
+    if args.command == "revalidate":
+        args.policy = settings.consumer.validation_policy()
+    if args.command == "resume":
+        host = "127.0.0.1" if settings.http.host in ("0.0.0.0", "::") else settings.http.host  # noqa: S104
+        args.url = args.url or f"http://{host}:{settings.http.port}"
+        args.token = args.token or settings.console.operator_token
 
 
 def main(argv: list[str] | None = None) -> int:
