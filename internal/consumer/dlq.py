@@ -28,6 +28,7 @@ from internal.consumer.letters import (
 )
 from internal.consumer.messages import DeadLetter
 from internal.consumer.ports import LettersPending
+from internal.domain.causes import Cause
 from internal.domain.errors import FatalError
 from internal.pkg.kafka_produce import (
     ProduceError,
@@ -131,7 +132,8 @@ class KafkaDeadLetterSink:
                 raise FatalError(
                     f"dead-letter topic {self._topic} refuses even a stub letter ({describe(s.error)}): "
                     "check that it exists, may be written and allows messages of 32 KB at least; "
-                    "see docs/runbook.md#dlq-refuses"
+                    "see docs/runbook.md#dlq-refuses",
+                    cause=Cause.DEAD_LETTER_REFUSED,
                 )
         pending = [s.letter for s in sent if not s.done]
         if pending:

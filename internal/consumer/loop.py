@@ -7,15 +7,15 @@ resume, assign and close happen on this thread only - confluent-kafka's Consumer
 shared. The loop talks to Kafka and to the batch handler only through the protocols of ports.py, so
 it is unit-tested with a fake consumer (tests/unit/test_loop.py).
 
-Flow control: while a worker is backing off from an outage, every assigned partition is paused and
-the loop keeps polling (which keeps the group membership alive and returns nothing); librdkafka
-resumes fetching from the position after the last message handed to us, so pausing neither skips
-nor repeats messages. When too many messages, or too many bytes, are polled but unfinished, the loop
-simply stops taking more until a batch finishes (a short wait, well within max.poll.interval.ms).
+The loop composes small parts, each with its own unit tests: ``Lanes`` (which batch is due, lanes.py),
+``FlowControl`` (pause for an outage, room for more, backlog, poll timeout: flow.py), ``Committer``
+(when and what to commit: commits.py), ``StuckWatch`` (stuck partitions: stuck.py) and ``StormGuard``
+(storm.py). What is left here is the order of the steps, the rebalance callbacks and the stop.
 
 How it ends: ``stop()`` (the ordered stop), a ``FatalError`` (a deliberate stop: the process stays
 up and not ready, ``state.fatal``), or any other exception - a bug - which is logged and recorded
-as ``state.crashed`` so that the service ends the process with a non-zero code and a supervisor
+as ``state.crashed``; the consumer thread then reports it to the life cycle (internal/lifecycle.py),
+and the service ends the process after the ordered stop with a non-zero code, so that a supervisor
 restarts it. In every case in-flight batches get ``revoke_timeout_s`` to finish, and what is
 finished is committed before the consumer leaves the group; nothing past unfinished work.
 """
@@ -26,40 +26,28 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 from confluent_kafka import KafkaError, TopicPartition
 
+from internal.consumer.commits import CommitPolicy, Committer
 from internal.consumer.control import Abandoned, Control
+from internal.consumer.flow import IDLE_POLL_S, FlowControl, FlowPolicy
 from internal.consumer.lanes import BatchLimits, Lanes
 from internal.consumer.messages import BatchReport, Inbound
 from internal.consumer.offsets import OffsetTracker
 from internal.consumer.ports import BatchHandler, KafkaConsumer, KafkaMessage
 from internal.consumer.state import ConsumerState
 from internal.consumer.storm import StormGuard
-from internal.consumer.stuck import Position, StuckDetector
-from internal.domain.errors import FatalError
+from internal.consumer.stuck import StuckWatch
+from internal.domain.causes import Cause
+from internal.domain.errors import FatalError, failure_of
 from internal.pkg.logging import KAFKA_LOG
 
 log = structlog.get_logger(component="consumer")
-WORKER_PREFIX = "order-worker"  # the composition root finds stuck workers by it at exit
-STUCK_CHECK_S = 1.0  # how often, at most, the stuck detector looks (a few local calls per partition)
-# How long one poll may block: with messages waiting for a batch, the loop must be back soon after a
-# batch finishes (a worker cannot wake a blocked consume()); without, arrivals wake it at once and the
-# bound only paces commits, the stuck check and stop().
-BUSY_POLL_S = 0.001
-IDLE_POLL_S = 0.01
-# Nothing waiting, nothing in flight, nothing to commit: only the stuck check and stop() need the loop,
-# and an arrival still wakes consume() at once. Each wake-up takes the GIL from the event loop that
-# answers HTTP (a forced switch, and the cache lines it evicts), so a quiet service wakes rarely.
-QUIET_POLL_S = 0.25
-# Async commits at most this often: with batches that form by themselves, hundreds finish a second at
-# everyday rates, and a commit request each would cost the broker and librdkafka more than the writes.
-# A later commit only means more redelivery after a crash, which the idempotent writer absorbs; stops
-# and revokes commit synchronously at once.
-COMMIT_EVERY_S = 0.1
+WORKER_PREFIX = "order-worker"  # the worker threads' names (thread dumps, logs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +60,7 @@ class LoopPolicy:
     revoke_timeout_s: float
     max_consecutive_dead_letters: int  # 0 = the storm guard is off
     stuck_after_s: float
+    commit: CommitPolicy = field(default_factory=CommitPolicy)
 
 
 class ConsumerLoop:
@@ -92,21 +81,34 @@ class ConsumerLoop:
         self._policy = policy
         self._state = state
         self._on_report = on_report
-        self._on_commit_failure = on_commit_failure
         self._clock = clock
         # Shared with the consumer's on_commit callback (commits.py), which confirms positions.
-        self._tracker = tracker or OffsetTracker()
-        self._lanes = Lanes(policy.workers, policy.batch)
+        self._tracker = tracker = tracker or OffsetTracker()
+        self._lanes = lanes = Lanes(policy.workers, policy.batch)
         self._storm = StormGuard(policy.max_consecutive_dead_letters)
-        self._stuck = StuckDetector(policy.stuck_after_s)
-        self._next_stuck_check = 0.0
-        self._pool = ThreadPoolExecutor(max_workers=policy.workers, thread_name_prefix=WORKER_PREFIX)
+        self._commits = Committer(consumer, tracker, policy.commit, clock=clock, on_failure=on_commit_failure)
+        self._flow = FlowControl(
+            consumer,
+            state,
+            FlowPolicy(policy.max_in_flight, policy.max_in_flight_bytes, policy.batch.max_messages),
+            in_flight=tracker.in_flight,
+            bytes_in_flight=lanes.bytes_in_flight,
+            on_paused=state.set_paused,
+        )
+        self._stuck = StuckWatch(consumer, tracker, state, policy.stuck_after_s, clock)
         self._stopping = False
         self._progress = threading.Event()  # set by a worker when its batch is done
-        self._paused = False
-        self._room = True
-        self._backlog = False
-        self._next_commit = 0.0
+        self._workers: set[threading.Thread] = set()  # at most policy.workers: the pool reuses them
+        self._workers_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(
+            max_workers=policy.workers, thread_name_prefix=WORKER_PREFIX, initializer=self._note_worker
+        )
+
+    def worker_threads(self) -> list[threading.Thread]:
+        """The worker threads that ran a batch of this loop, known by object (the service waits for
+        them at exit). Any thread."""
+        with self._workers_lock:
+            return list(self._workers)
 
     # ---- life cycle -------------------------------------------------------------------------
     def stop(self) -> None:
@@ -124,11 +126,16 @@ class ConsumerLoop:
             )
             self._poll_until_stopped()
         except FatalError as exc:
-            self._state.fatal = str(exc)
-            log.critical("consumer_stopped", reason=str(exc))
+            self._state.stop_for_good(failure_of(exc, exc.cause))
+            log.critical("consumer_stopped", reason=str(exc), cause=exc.cause.value)
         except Exception as exc:  # a bug: recorded, so that the service ends the process
-            self._state.crash(f"{type(exc).__name__}: {exc}")
-            log.critical("consumer_crashed", error=self._state.crashed, exc_info=True)
+            self._state.crash(failure_of(exc, Cause.POLL_THREAD_CRASHED))
+            log.critical(
+                "consumer_crashed",
+                error=f"{type(exc).__name__}: {exc}",
+                cause=Cause.POLL_THREAD_CRASHED.value,
+                exc_info=True,
+            )
         finally:
             self._stopping = True
             self._shut_down()
@@ -136,36 +143,30 @@ class ConsumerLoop:
             log.info("consumer_closed", outcomes=self._state.snapshot_outcomes())
 
     def _poll_until_stopped(self) -> None:
+        flow = self._flow
         while not self._stopping:
             self._state.beat()
             self._collect_finished()
-            self._commit_now_and_then()
-            self._watch_stuck()
-            room = self._flow_control()
-            if room or self._paused:
+            self._commits.now_and_then()
+            self._stuck.check(flow.held_back)
+            flow.update()
+            if flow.should_poll:
                 # Messages waiting here (behind a running batch, or for a batch to fill) need the
                 # loop back soon to be dispatched; otherwise it may block until the next message.
-                # Paused, the batch they wait behind is retrying (no hurry for an outage's length),
-                # and consume() hands out nothing of the paused partitions but keeps the group
-                # membership, the commit answers and the statistics going, budget full or not.
-                messages = self._poll(self._poll_timeout())
+                # Paused, the batch they wait behind is retrying (no hurry for an outage's length).
+                timeout = flow.poll_timeout(
+                    waiting=self._lanes.waiting(),
+                    busy=bool(self._tracker.in_flight()) or self._tracker.has_to_commit(),
+                )
+                messages = self._poll(timeout)
                 now = self._clock()  # after the poll: it may have blocked up to QUIET_POLL_S
                 for message in messages:
                     self._accept(message, now)
             else:
-                # Full: wait for a batch to finish instead of pausing (a finishing batch sets the
-                # event at once). Pausing would make librdkafka drop its prefetched messages and
-                # fetch them again on resume (measured: -15 % rate).
+                # Full: wait for a batch to finish instead of pausing (a finishing batch sets the event).
                 self._progress.wait(IDLE_POLL_S)
             self._progress.clear()
             self._dispatch()
-
-    def _poll_timeout(self) -> float:
-        if self._lanes.waiting() and not self._paused:
-            return BUSY_POLL_S
-        if self._tracker.in_flight() or self._tracker.has_to_commit():
-            return IDLE_POLL_S
-        return QUIET_POLL_S
 
     def _poll(self, timeout: float) -> Sequence[KafkaMessage]:
         """What librdkafka has queued, without waiting; when nothing is, wait up to ``timeout`` for
@@ -177,8 +178,7 @@ class ConsumerLoop:
             messages = self._consumer.consume(1, timeout)
             if messages and size > 1:
                 messages = [*messages, *self._consumer.consume(size - 1, 0)]
-        # A full chunk: more is right behind it, a backlog. Then a lane waits for a full batch.
-        self._backlog = len(messages) >= size
+        self._flow.polled(len(messages))
         return messages
 
     def _shut_down(self) -> None:
@@ -193,10 +193,10 @@ class ConsumerLoop:
             try:
                 step()
             except FatalError as exc:  # e.g. the storm guard on a batch collected in the revoke of close()
-                self._state.fatal = self._state.fatal or str(exc)
+                self._state.stop_for_good(failure_of(exc, exc.cause))
             except Exception as exc:
                 log.exception("consumer_shutdown_step_failed", step=name)
-                self._state.crash(self._state.crashed or f"{type(exc).__name__}: {exc}")
+                self._state.crash(failure_of(exc, Cause.POLL_THREAD_CRASHED))
 
     def _drain(self) -> None:
         """Give running batches revoke_timeout_s, take every result that came (one bad result must
@@ -206,11 +206,11 @@ class ConsumerLoop:
             try:
                 self._take(future)
             except FatalError as exc:
-                self._state.fatal = self._state.fatal or str(exc)
+                self._state.stop_for_good(failure_of(exc, exc.cause))
             except Exception as exc:
                 log.exception("batch_failed_unexpectedly")
-                self._state.crash(self._state.crashed or f"{type(exc).__name__}: {exc}")
-        self._commit(synchronous=True)
+                self._state.crash(failure_of(exc, Cause.POLL_THREAD_CRASHED))
+        self._commits.commit_now()
 
     # ---- polling ----------------------------------------------------------------------------
     def _accept(self, message: KafkaMessage, now: float) -> None:
@@ -219,7 +219,7 @@ class ConsumerLoop:
             if error.code() != KafkaError._PARTITION_EOF:
                 log.warning("kafka_error", error=error.str(), fatal=error.fatal())
                 if error.fatal():
-                    raise FatalError(f"kafka: {error.str()}")
+                    raise FatalError(f"kafka: {error.str()}", cause=Cause.KAFKA_FATAL)
             return
         topic, partition, offset = message.topic(), message.partition(), message.offset()
         if topic is None or partition is None or offset is None:  # only error events lack them
@@ -244,10 +244,15 @@ class ConsumerLoop:
         )
 
     def _dispatch(self) -> None:
-        for lane, batch in self._lanes.due(self._clock(), self._backlog):
+        for lane, batch in self._lanes.due(self._clock(), self._flow.backlog):
             future = self._pool.submit(self._handler.process, batch, self._control(batch))
             self._lanes.start(lane, future)
             future.add_done_callback(lambda _f: self._progress.set())
+
+    def _note_worker(self) -> None:
+        """The pool's initializer: runs once on each worker thread as it starts."""
+        with self._workers_lock:
+            self._workers.add(threading.current_thread())
 
     def _control(self, batch: Sequence[Inbound]) -> Control:
         keys = {(m.topic, m.partition, m.generation) for m in batch}
@@ -285,91 +290,13 @@ class ConsumerLoop:
             log.exception("report_failed")
         self._storm.observe(report.outcomes)
 
-    def _commit_now_and_then(self) -> None:
-        now = self._clock()
-        if now >= self._next_commit:
-            self._next_commit = now + COMMIT_EVERY_S
-            self._commit()
-
-    def _commit(self, synchronous: bool = False, only: set[tuple[str, int]] | None = None) -> None:
-        positions = self._tracker.to_commit(only)
-        if not positions:
-            return
-        offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
-        try:
-            if synchronous:
-                answers = self._consumer.commit(offsets=offsets, asynchronous=False)
-            else:
-                self._consumer.commit(offsets=offsets, asynchronous=True)  # answered by on_commit
-        except Exception as exc:  # KafkaException: nothing lost, the same positions are tried again
-            self._on_commit_failure()
-            log.warning("commit_failed", error=str(exc), synchronous=synchronous)
-            return
-        self._tracker.committed(positions)
-        if synchronous:  # the answer is here: per partition, confirmed or refused
-            for tp in answers:
-                if tp.error is None:
-                    self._tracker.confirmed(tp.topic, tp.partition, tp.offset)
-                else:
-                    self._tracker.commit_failed(tp.topic, tp.partition, tp.offset)
-                    self._on_commit_failure()
-                    log.warning("commit_failed", topic=tp.topic, partition=tp.partition, error=str(tp.error))
-
-    def _flow_control(self) -> bool:
-        """Pause for an outage; answer whether there is room to take more messages now."""
-        if self._state.in_outage and not self._paused:
-            self._consumer.pause(self._consumer.assignment())
-            self._paused = True
-            log.info("partitions_paused", outage=self._state.outage_reason)
-        elif self._paused and not self._state.in_outage:
-            self._consumer.resume(self._consumer.assignment())
-            self._paused = False
-            log.info("partitions_resumed")
-        self._state.paused = self._paused
-        self._room = (
-            self._tracker.in_flight() < self._policy.max_in_flight
-            and self._lanes.bytes_in_flight() < self._policy.max_in_flight_bytes
-        )
-        return self._room
-
-    def _watch_stuck(self) -> None:
-        now = self._clock()
-        if now < self._next_stuck_check:
-            return
-        self._next_stuck_check = now + min(STUCK_CHECK_S, self._policy.stuck_after_s / 4)
-        # While there is room to poll and nothing is paused, librdkafka hands out whatever waits; a
-        # partition with nothing of ours in flight then only *looks* behind (a transaction marker or
-        # a compacted gap past its last message). When polling is held back, lag alone counts.
-        held_back = self._paused or not self._room
-        positions = {}
-        for topic, partition in self._state.assigned:
-            tp = TopicPartition(topic, partition)
-            # Local calls, no broker round trip: the high watermark librdkafka last saw in a fetch
-            # answer; the committed position from our own commits, else from the statistics.
-            _low, high = self._consumer.get_watermark_offsets(tp, cached=True)
-            committed = self._tracker.progress(topic, partition)
-            if committed is None:
-                committed = self._state.reported_commits.get((topic, partition))
-            positions[(topic, partition)] = Position(
-                committed if committed is not None and committed >= 0 else None,
-                high if high >= 0 else None,
-                waiting=held_back or self._tracker.in_flight(topic, partition) > 0,
-            )
-        stuck = self._stuck.observe(positions, now)
-        if stuck or self._state.stuck:
-            if stuck and not self._state.stuck:
-                log.error("partitions_stuck", partitions=[s.describe() for s in stuck])
-            elif not stuck:
-                log.info("partitions_moving_again")
-            self._state.stuck = {(s.topic, s.partition): s.describe() for s in stuck}
-
     # ---- rebalance callbacks (run inside consume(), on this thread) ---------------------------
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             self._tracker.assign(tp.topic, tp.partition)
         consumer.assign(partitions)
         consumer.resume(partitions)  # a fresh assignment starts unpaused; flow control re-pauses if needed
-        self._paused = False
+        self._flow.assigned()
         self._state.assigned = self._state.assigned | {(tp.topic, tp.partition) for tp in partitions}
         log.info("partitions_assigned", partitions=sorted(tp.partition for tp in partitions))
 
@@ -379,7 +306,7 @@ class ConsumerLoop:
         if not self._stopping:  # at a stop (close() revokes) the drain has waited already
             wait(self._lanes.running(revoked), timeout=self._policy.revoke_timeout_s)
         self._collect_finished()
-        self._commit(synchronous=True, only=revoked)
+        self._commits.commit_now(only=revoked)
         self._drop(revoked)
         log.info("partitions_revoked", partitions=sorted(p for _, p in revoked))
 
@@ -393,7 +320,7 @@ class ConsumerLoop:
         for topic, partition in partitions:
             self._tracker.drop(topic, partition)
         self._state.assigned = self._state.assigned - partitions
-        self._state.stuck = {tp: why for tp, why in self._state.stuck.items() if tp not in partitions}
+        self._stuck.forget(partitions)
 
 
 def _headers(message: KafkaMessage) -> tuple[tuple[str, str | bytes | None], ...]:

@@ -7,8 +7,8 @@ workers never touch Kafka objects, and so that the decision table can be tested 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 
+from internal.domain.outcomes import Outcome
 from internal.domain.reasons import DeadLetterReason
 
 
@@ -33,35 +33,6 @@ class Inbound:
         for name, value in self.headers:  # usually one (created-at-ms); a producer may send many
             size += len(name) + len(value or b"")
         return size
-
-
-class Outcome(Enum):
-    """What happened to one message; every outcome lets its offset be committed.
-
-    The dead-letter outcomes take their values from ``DeadLetterReason`` (the one vocabulary): an
-    outcome's value is the ``outcome`` label of consumer_messages_total and, for a dead letter, the
-    ``dlq.reason`` header and the ``reason`` label of dlq_messages_total."""
-
-    STORED = "stored"
-    DUPLICATE = "duplicate"
-    UNDECODABLE = DeadLetterReason.UNDECODABLE.value
-    INVALID = DeadLetterReason.INVALID.value
-    CONFLICT = DeadLetterReason.CONFLICT.value
-    DB_REJECTED = DeadLetterReason.DB_REJECTED.value
-    PROCESSING_ERROR = DeadLetterReason.PROCESSING_ERROR.value
-
-    @property
-    def dead_lettered(self) -> bool:
-        return self not in (Outcome.STORED, Outcome.DUPLICATE)
-
-    @property
-    def reason(self) -> DeadLetterReason:
-        """The dead-letter reason of a dead-lettered outcome (ValueError for stored/duplicate)."""
-        return DeadLetterReason(self.value)
-
-    @classmethod
-    def of(cls, reason: DeadLetterReason) -> Outcome:
-        return cls(reason.value)
 
 
 @dataclass(frozen=True, slots=True)

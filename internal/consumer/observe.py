@@ -9,7 +9,8 @@ from collections.abc import Callable
 
 import structlog
 
-from internal.consumer.messages import BatchReport, Outcome
+from internal.consumer.messages import BatchReport
+from internal.domain.outcomes import Outcome
 from internal.pkg.metrics import Metrics
 
 log = structlog.get_logger(component="consumer")

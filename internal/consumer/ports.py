@@ -14,13 +14,16 @@ from confluent_kafka import KafkaError, TopicPartition
 
 from internal.consumer.control import Control
 from internal.consumer.messages import BatchReport, DeadLetter, Inbound
+from internal.domain.causes import Cause
 from internal.domain.errors import TransientError
-from internal.domain.records import OrderRecord, WriteResult
+from internal.domain.outcomes import Outcome
+from internal.domain.records import OrderRecord
 
 
 class OrderStore(Protocol):
-    def write_batch(self, records: Sequence[OrderRecord]) -> list[WriteResult]:
-        """Store the records in ONE transaction and return a result per record, in order.
+    def write_batch(self, records: Sequence[OrderRecord]) -> list[Outcome]:
+        """Store the records in ONE transaction and return an outcome per record, in order:
+        ``STORED``, ``DUPLICATE`` (same uid, same content) or ``CONFLICT`` (same uid, other content).
 
         All-or-nothing: when it raises, nothing of the batch is stored. Raises ``TransientError`` when
         the database is unavailable (retry later; ``TimedOut`` when it gave up on the statement, which
@@ -37,7 +40,7 @@ class LettersPending(TransientError):
     def __init__(
         self, message: str, pending: Sequence[DeadLetter], delivered: Sequence[DeadLetter] = ()
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, cause=Cause.DEAD_LETTER_UNACKNOWLEDGED)
         self.pending: tuple[DeadLetter, ...] = tuple(pending)
         self.delivered: tuple[DeadLetter, ...] = tuple(delivered)  # acknowledged in this attempt
 
@@ -65,12 +68,13 @@ class StoredOrderSink(Protocol):
 
 
 class OutageListener(Protocol):
-    def outage_started(self, reason: str) -> None:
-        """A worker met a transient error and is backing off; the poll thread pauses partitions."""
+    def outage_started(self, cause: Cause) -> None:
+        """A worker met a transient error of ``cause`` and is backing off; the poll thread pauses
+        partitions. Called on a worker thread; must not block or raise."""
         ...
 
     def outage_ended(self) -> None:
-        """That worker's retry went through."""
+        """That worker's retry went through (or it gave up). Worker thread; must not block or raise."""
         ...
 
     def retrying(self) -> None:

@@ -1,7 +1,9 @@
 """One batch through the decision table: decode and validate, store, dead-letter, feed the cache.
 
 This is where every row of docs/consumer.md's decision table is implemented; ``BatchProcessor`` runs on
-a worker thread and talks to the outside only through the protocols in ``ports.py``.
+a worker thread and talks to the outside only through the protocols in ``ports.py``. When to retry,
+split, refuse or stop is one policy (``RetryPolicy``, retry.py); a write ends in a typed
+``WriteResult`` (every record's outcome, or split).
 
 | what happened                      | what this module does                              | offset      |
 |------------------------------------|----------------------------------------------------|-------------|
@@ -31,12 +33,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar
 
 import structlog
 
-from internal.consumer.control import Abandoned, Control
-from internal.consumer.messages import BatchReport, DeadLetter, Inbound, Outcome
+from internal.consumer.control import Control
+from internal.consumer.messages import BatchReport, DeadLetter, Inbound
 from internal.consumer.ports import (
     DeadLetterSink,
     LettersPending,
@@ -44,35 +45,48 @@ from internal.consumer.ports import (
     OutageListener,
     StoredOrderSink,
 )
+from internal.consumer.retry import RetryPolicy, Tally, Verdict, attempt
+from internal.domain.causes import Cause
 from internal.domain.errors import FatalError, PermanentError, RecordRejected, TimedOut, TransientError
+from internal.domain.outcomes import Outcome
 from internal.domain.reasons import DeadLetterReason
-from internal.domain.records import OrderRecord, WriteResult
+from internal.domain.records import OrderRecord
 from internal.domain.validation import ValidationPolicy, decode_order
-from internal.pkg.backoff import Backoff
 
-T = TypeVar("T")
 log = structlog.get_logger(component="consumer")
 
 ERROR_TEXT_CHARS = 500  # of an unexpected exception's message, in the letter's error header
-OUTCOME_BY_WRITE = {
-    WriteResult.STORED: Outcome.STORED,
-    WriteResult.DUPLICATE: Outcome.DUPLICATE,
-    WriteResult.CONFLICT: Outcome.CONFLICT,
-}
 
 
 @dataclass(frozen=True, slots=True)
 class ProcessingPolicy:
     validation: ValidationPolicy
-    backoff: Backoff
-    max_attempts: int
+    retry: RetryPolicy
 
 
 @dataclass(frozen=True, slots=True)
-class _Refused:
+class Written:
+    """What became of one record of a write: its outcome and, when it is to be dead-lettered because
+    the database refused it or a bug kept it out, why and after how many attempts."""
+
     outcome: Outcome
-    error: str
-    attempts: int
+    error: str = ""
+    attempts: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """The typed result of one write of a batch (no retries left to decide): either every record's
+    ``written``, or ``split`` - halve the batch, because of ``split_cause``, with ``failures``
+    unexpected failures so far."""
+
+    written: tuple[Written, ...] = ()
+    split_cause: str | None = None
+    failures: int = 0
+
+    @property
+    def split(self) -> bool:
+        return self.split_cause is not None
 
 
 class BatchProcessor:
@@ -107,7 +121,7 @@ class BatchProcessor:
                     (index, OrderRecord.of(decode_order(message.value, self._policy.validation, now)))
                 )
             except PermanentError as exc:
-                outcomes[index] = Outcome.of(exc.reason)
+                outcomes[index] = Outcome.dead_letter(exc.reason)
                 letters.append(DeadLetter(message, exc.reason, str(exc), attempts=1))
             except Exception as exc:  # decoding is pure: retrying cannot change the answer
                 log.exception("decode_failed", **_where(message))
@@ -118,18 +132,16 @@ class BatchProcessor:
         results = self._store_all([record for _, record in decoded], control)
         for (index, record), result in zip(decoded, results, strict=True):
             message = batch[index]
-            if isinstance(result, _Refused):
-                outcomes[index] = result.outcome
-                letters.append(DeadLetter(message, result.outcome.reason, result.error, result.attempts))
-                continue
-            outcomes[index] = OUTCOME_BY_WRITE[result]
-            if result is WriteResult.STORED:
+            outcomes[index] = result.outcome
+            if result.outcome is Outcome.STORED:
                 stored.append(record)
-            elif result is WriteResult.CONFLICT:
+            elif result.outcome is Outcome.CONFLICT:
                 error = (
                     f"order_uid {record.uid!r} is already stored with different content (first write wins)"
                 )
                 letters.append(DeadLetter(message, DeadLetterReason.CONFLICT, error, attempts=1))
+            elif result.outcome.dead_lettered:
+                letters.append(DeadLetter(message, result.outcome.reason, result.error, result.attempts))
 
         stored_at_ms = None
         if stored:
@@ -149,67 +161,58 @@ class BatchProcessor:
         truncated = sum(1 for letter in delivered if letter.truncated is not None)
         return BatchReport(tuple(batch), final, time.perf_counter() - started, truncated, stored_at_ms)
 
-    def _store_all(
-        self, records: list[OrderRecord], control: Control, isolating: int = 0
-    ) -> list[WriteResult | _Refused]:
-        """Store the records, splitting where the verdict says so. ``isolating`` > 0: the records are
+    def _store_all(self, records: list[OrderRecord], control: Control, isolating: int = 0) -> list[Written]:
+        """Store the records, splitting where the policy says so. ``isolating`` > 0: the records are
         a part of a batch that failed unexpectedly ``isolating`` times in all; such a part gets one
         attempt (the bug repeats, a glitch had its retries), so that isolating a bad record costs
         about 2 log2(n) attempts and n bad records about 2n, never max_attempts at every level."""
         if not records:
             return []
-        verdict = self._store_once(records, control, isolating)
-        if isinstance(verdict, tuple):  # why and after how many unexpected failures to split
-            cause, failures = verdict
-            log.info("batch_split", cause=cause, batch_size=len(records))
+        result = self._write(records, control, isolating)
+        if result.split:
+            log.info("batch_split", cause=result.split_cause, batch_size=len(records))
             middle = len(records) // 2
             # Halving finds one bad record in log2(n) rounds while the good ones still go in batches;
             # a half that was stored is final, only the other one goes on.
-            return self._store_all(records[:middle], control, failures) + self._store_all(
-                records[middle:], control, failures
+            return self._store_all(records[:middle], control, result.failures) + self._store_all(
+                records[middle:], control, result.failures
             )
-        return verdict
+        return list(result.written)
 
-    def _store_once(
-        self, records: list[OrderRecord], control: Control, isolating: int
-    ) -> list[WriteResult | _Refused] | tuple[str, int]:
-        """The records' results, or (cause, unexpected failures so far) to split them for (only when
-        there are several)."""
-        attempts = 0
+    def _write(self, records: list[OrderRecord], control: Control, isolating: int) -> WriteResult:
+        """One write of the records under the retry policy, to its typed result."""
         several = len(records) > 1
-        allowed = 1 if isolating else self._policy.max_attempts
-        timeouts = [0]
+        allowed = 1 if isolating else self._policy.retry.max_attempts
 
-        def give_up(exc: TransientError, _attempt: int) -> bool:
-            # A timeout may be the batch's size: split it after max_attempts timeouts. One message
-            # alone keeps being retried (a locked table passes with time; nothing is lost).
-            timeouts[0] += isinstance(exc, TimedOut)
-            return several and isinstance(exc, TimedOut) and timeouts[0] >= self._policy.max_attempts
+        def judge(exc: Exception, tally: Tally) -> Verdict:
+            if not isinstance(exc, TransientError | RecordRejected):
+                log.exception("store_failed_unexpectedly", attempt=tally.unexpected, batch_size=len(records))
+            return self._policy.retry.judge_write(exc, tally, several=several, allowed=allowed)
 
-        while True:
-            try:
-                results = self._until_done(lambda: self._store.write_batch(records), control, give_up)
-            except RecordRejected as exc:
-                if several:
-                    return ("record_rejected", isolating)
-                log.warning("record_rejected", order_uid=records[0].uid, error=str(exc)[:300])
-                return [_Refused(Outcome.DB_REJECTED, str(exc), isolating + attempts + 1)]
-            except TimedOut:  # only a batch of several gets here (give_up)
-                return ("timed_out", isolating)
-            except (FatalError, Abandoned):
-                raise
-            except Exception as exc:
-                attempts += 1
-                log.exception("store_failed_unexpectedly", attempt=attempts, batch_size=len(records))
-                if attempts < allowed:
-                    self._pause_before_retry(attempts, control)
-                    continue
-                if several:
-                    return ("unexpected_error", isolating + attempts)
-                return [_Refused(Outcome.PROCESSING_ERROR, _text(exc), isolating + attempts)]
+        done = attempt(
+            lambda: self._store.write_batch(records), judge, self._policy.retry, control, self._outage
+        )
+        failures = done.tally.unexpected
+        if done.verdict is Verdict.DONE:
+            results = done.value or []
             if len(results) != len(records):
-                raise FatalError(f"store answered {len(results)} results for {len(records)} records")
-            return list(results)
+                raise FatalError(
+                    f"store answered {len(results)} results for {len(records)} records",
+                    cause=Cause.STORE_ANSWER_MISMATCH,
+                )
+            return WriteResult(tuple(Written(outcome) for outcome in results))
+        error = done.error
+        if isinstance(error, RecordRejected):
+            if done.verdict is Verdict.SPLIT:
+                return WriteResult(split_cause="record_rejected", failures=isolating)
+            log.warning("record_rejected", order_uid=records[0].uid, error=str(error)[:300])
+            return WriteResult((Written(Outcome.DB_REJECTED, str(error), isolating + failures + 1),))
+        if isinstance(error, TimedOut):  # only a batch of several gets here
+            return WriteResult(split_cause="timed_out", failures=isolating)
+        if done.verdict is Verdict.SPLIT:
+            return WriteResult(split_cause="unexpected_error", failures=isolating + failures)
+        text = _text(error) if error is not None else "unknown"
+        return WriteResult((Written(Outcome.PROCESSING_ERROR, text, isolating + failures),))
 
     def _dead_letter(self, letters: list[DeadLetter], control: Control) -> list[DeadLetter]:
         """Send the letters until every one is acknowledged; return them as delivered."""
@@ -225,69 +228,30 @@ class BatchProcessor:
                 pending = list(exc.pending)
                 raise
 
-        failures = 0
-        while True:
-            try:
-                self._until_done(step, control)
-                return delivered
-            except (FatalError, Abandoned):
-                raise
-            except Exception as exc:
+        def judge(exc: Exception, tally: Tally) -> Verdict:
+            if not isinstance(exc, TransientError):
                 # Not a refusal (the sink sorts those) but a bug: a letter that cannot be built or sent
                 # cannot be dead-lettered either, so after the bounded attempts consumption stops.
-                failures += 1
-                log.exception("dead_letter_failed_unexpectedly", attempt=failures, letters=len(pending))
-                if failures >= self._policy.max_attempts:
-                    raise FatalError(
-                        f"dead-lettering failed {failures} times unexpectedly ({_text(exc)})"
-                    ) from exc
-                self._pause_before_retry(failures, control)
+                log.exception(
+                    "dead_letter_failed_unexpectedly", attempt=tally.unexpected, letters=len(pending)
+                )
+            return self._policy.retry.judge_dead_letters(exc, tally)
+
+        done = attempt(step, judge, self._policy.retry, control, self._outage)
+        if done.verdict is Verdict.STOP:
+            error = done.error
+            raise FatalError(
+                f"dead-lettering failed {done.tally.unexpected} times unexpectedly "
+                f"({_text(error) if error is not None else 'unknown'})",
+                cause=Cause.DEAD_LETTERING_BUG,
+            ) from error
+        return delivered
 
     def _feed_cache(self, stored: list[OrderRecord]) -> None:
         try:
             self._sink.put_many(stored)
         except Exception:  # the contract says it never raises; a durable write must not be undone by it
             log.exception("cache_feed_failed", orders=len(stored))
-
-    def _pause_before_retry(self, attempt: int, control: Control) -> None:
-        if not control.wanted():
-            raise Abandoned
-        control.sleep(self._policy.backoff.delay(attempt))
-
-    def _until_done(
-        self,
-        step: Callable[[], T],
-        control: Control,
-        give_up: Callable[[TransientError, int], bool] = lambda _exc, _attempt: False,
-    ) -> T:
-        """Run ``step`` until it stops raising TransientError, backing off in between; re-raise the
-        error when ``give_up(error, attempts so far)`` says so.
-
-        A stop or revoke abandons the batch only between retries: a first attempt always runs, so a
-        graceful stop lets in-flight batches finish (and be committed) while the database is healthy.
-        """
-        attempt = 0
-        try:
-            while True:
-                if attempt and not control.wanted():
-                    raise Abandoned
-                try:
-                    return step()
-                except TransientError as exc:
-                    attempt += 1
-                    if give_up(exc, attempt):
-                        raise
-                    delay = self._policy.backoff.delay(attempt)
-                    if attempt == 1:
-                        self._outage.outage_started(str(exc))
-                    self._outage.retrying()
-                    log.warning(
-                        "transient_error", error=str(exc), attempt=attempt, retry_in_s=round(delay, 3)
-                    )
-                    control.sleep(delay)
-        finally:
-            if attempt:
-                self._outage.outage_ended()
 
 
 def _text(exc: BaseException) -> str:

@@ -12,23 +12,21 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 
-from internal.consumer.messages import Outcome
+from internal.domain.causes import Cause, Failure
+from internal.domain.outcomes import Outcome
 
 
 class ConsumerState:
-    def __init__(self) -> None:
+    def __init__(self, on_retry: Callable[[], None] = lambda: None) -> None:
         self._lock = threading.Lock()
         self._outages = 0
-        self.outage_reason: str | None = None
+        self.outage: Cause | None = None  # the cause of the latest outage a worker is backing off from
         self.last_beat = time.monotonic()
         self.assigned: frozenset[tuple[str, int]] = frozenset()
         self.paused = False
         self.running = False
-        self.fatal: str | None = None  # stopped on purpose (FatalError): the process stays up, not ready
-        self.crashed: str | None = None  # an exception escaped the poll loop: the process must end
-        self.crashed_at: float | None = (
-            None  # time.monotonic() of the crash: the stop's deadline counts from it
-        )
+        self.fatal: Failure | None = None  # stopped on purpose (FatalError): the process stays up, not ready
+        self.crashed: Failure | None = None  # an exception escaped the poll loop: the process must end
         # (topic, partition) -> committed position as librdkafka's statistics last reported it (the
         # start of the partition when the group has none): for partitions this assignment has not
         # polled yet (observe.py writes it, on the poll thread)
@@ -36,38 +34,45 @@ class ConsumerState:
         # (topic, partition) -> what is wrong, for every assigned partition that is stuck (stuck.py)
         self.stuck: dict[tuple[str, int], str] = {}
         self.outcomes: Counter[Outcome] = Counter()
-        self.on_retry: Callable[[], None] = lambda: None  # the composition root points it at a metric
+        self._on_retry = on_retry  # consumer_retries_total
 
     # --- OutageListener (called by workers) ---
-    def outage_started(self, reason: str) -> None:
+    def outage_started(self, cause: Cause) -> None:
         with self._lock:
             self._outages += 1
-            self.outage_reason = reason
+            self.outage = cause
 
     def outage_ended(self) -> None:
         with self._lock:
             self._outages -= 1
             if self._outages == 0:
-                self.outage_reason = None
+                self.outage = None
 
     def retrying(self) -> None:
-        self.on_retry()
+        self._on_retry()
 
     @property
     def in_outage(self) -> bool:
         return self._outages > 0
 
-    def crash(self, why: str) -> None:
-        if self.crashed_at is None:
-            self.crashed_at = time.monotonic()
-        self.crashed = why
+    def crash(self, failure: Failure) -> None:
+        """Record the first crash (later ones are consequences of it); the consumer thread reports it
+        to the life cycle when the loop has ended."""
+        self.crashed = self.crashed or failure
+
+    def stop_for_good(self, failure: Failure) -> None:
+        """Record the first fatal error (a deliberate stop)."""
+        self.fatal = self.fatal or failure
 
     @property
-    def stopped(self) -> str | None:
+    def stopped(self) -> Failure | None:
         """Why consumption stopped for good (fatal or crashed), or None while it may go on."""
         return self.crashed or self.fatal
 
     # --- poll thread ---
+    def set_paused(self, paused: bool) -> None:
+        self.paused = paused
+
     def beat(self) -> None:
         self.last_beat = time.monotonic()
 

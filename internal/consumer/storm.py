@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from internal.consumer.messages import Outcome
+from internal.domain.causes import Cause
 from internal.domain.errors import FatalError
+from internal.domain.outcomes import Outcome
 
 
 class StormGuard:
@@ -28,5 +29,6 @@ class StormGuard:
         if self._limit and self._streak > self._limit:
             raise FatalError(
                 f"{self._streak} dead-letters in a row (dlq.max_consecutive={self._limit}): "
-                "consumption stopped to protect the topic; see docs/runbook.md#dead-letter-storm"
+                "consumption stopped to protect the topic; see docs/runbook.md#dead-letter-storm",
+                cause=Cause.DEAD_LETTER_STORM,
             )

@@ -12,8 +12,10 @@ behaviour (docs/consumer.md has the full decision table):
 * ``FatalError`` - continuing would do harm (schema missing, dead-letter storm, a dead-letter topic
   that refuses even a stub letter); consumption stops loudly and readiness goes down.
 
-Any other exception is a bug: the consumer retries it a bounded number of times, then isolates the
-message and dead-letters it as ``processing_error``; one that escapes the poll loop ends the process.
+Transient and fatal errors carry a ``Cause`` (internal/domain/causes.py): readiness, log events
+and the stop decision read the cause, never the message. Any other exception is a bug: the consumer
+retries it a bounded number of times, then isolates the message and dead-letters it as
+``processing_error``; one that escapes the poll loop ends the process.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from internal.domain.causes import Cause, Failure
 from internal.domain.reasons import DeadLetterReason
 
 
@@ -62,7 +65,14 @@ def location(loc: Iterable[int | str]) -> str:
 
 
 class ServiceError(Exception):
-    """Root of the errors the service raises on purpose."""
+    """Root of the errors the service raises on purpose. ``cause`` is what behaviour and public
+    words follow from; the message is for the log only."""
+
+    default_cause: ClassVar[Cause] = Cause.DATABASE_UNAVAILABLE
+
+    def __init__(self, message: str = "", *, cause: Cause | None = None) -> None:
+        super().__init__(message)
+        self.cause: Cause = cause or self.default_cause
 
 
 class PermanentError(ServiceError):
@@ -95,13 +105,29 @@ class RecordRejected(PermanentError):
 
 
 class TransientError(ServiceError):
-    """Retry later: an outage of a dependency, not a property of the message."""
+    """Retry later: an outage of a dependency, not a property of the message. The readers and the
+    writer are its usual source, so ``cause`` defaults to the database being unavailable; the
+    dead-letter sink says otherwise (``LettersPending``)."""
 
 
 class TimedOut(TransientError):
     """A dependency gave up on the work within its time budget (a statement timeout): a smaller batch
     may pass where the whole one does not."""
 
+    default_cause = Cause.DATABASE_TIMEOUT
+
 
 class FatalError(ServiceError):
-    """Stop consuming: going on would dead-letter or damage data at scale."""
+    """Stop consuming: going on would dead-letter or damage data at scale. Always raised with the
+    ``cause`` that names what is unusable."""
+
+    def __init__(self, message: str, *, cause: Cause) -> None:
+        super().__init__(message, cause=cause)
+
+
+def failure_of(exc: BaseException, cause: Cause) -> Failure:
+    """What to record of an exception that ended consumption: a service error's own cause and
+    message; anything else (a bug) under ``cause``, named by its class."""
+    if isinstance(exc, ServiceError):
+        return Failure(exc.cause, str(exc))
+    return Failure(cause, f"{type(exc).__name__}: {exc}")

@@ -1,9 +1,8 @@
-"""What the consumer hands to the store and the cache, and what the store answers."""
+"""What the consumer hands to the store and the cache (the store answers an ``Outcome`` per record)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 
 from internal.domain.order import Order, hash_form, json_digest, order_to_json_bytes
 
@@ -29,9 +28,3 @@ class OrderRecord:
     @property
     def uid(self) -> str:
         return self.order.order_uid
-
-
-class WriteResult(Enum):
-    STORED = "stored"  # new order, now durable
-    DUPLICATE = "duplicate"  # same uid, same content: nothing to do
-    CONFLICT = "conflict"  # same uid, different content: the stored one wins

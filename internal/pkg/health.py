@@ -9,8 +9,10 @@
 
 The endpoints answer anyone who can reach the port, so their details are fixed words naming the part
 that is down (``paused by an outage: database``), never the text of an exception: a driver's message
-names hosts, ports, users and relations. That text is in the log (``transient_error``,
-``consumer_stopped``, ``consumer_crashed``, ``db_probe_failed``), which the words point to.
+names hosts, ports, users and relations. The words come from the failure's ``Cause``
+(internal/domain/causes.py), never from its message, so rewording a message changes nothing here. The
+text is in the log (``transient_error``, ``consumer_stopped``, ``consumer_crashed``,
+``db_probe_failed``), which the words point to.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Protocol
+
+from internal.domain.causes import SEE_LOG, Cause, Failure
 
 
 class ConsumerStatus(Protocol):
@@ -27,13 +31,13 @@ class ConsumerStatus(Protocol):
     @property
     def running(self) -> bool: ...
     @property
-    def fatal(self) -> str | None: ...
+    def fatal(self) -> Failure | None: ...
     @property
-    def crashed(self) -> str | None: ...
+    def crashed(self) -> Failure | None: ...
     @property
     def paused(self) -> bool: ...
     @property
-    def outage_reason(self) -> str | None: ...
+    def outage(self) -> Cause | None: ...
     @property
     def assigned(self) -> frozenset[tuple[str, int]]: ...
     @property
@@ -42,24 +46,13 @@ class ConsumerStatus(Protocol):
     def last_beat(self) -> float: ...
 
 
-# What a reason recorded by the consumer is about, by the prefix every such reason starts with
-# (internal/store/errors.py: "database...", internal/consumer/: "kafka: ...", "dead-letter topic ...",
-# "dead-lettering failed ...", storm.py: "N dead-letters in a row ..."). First match wins.
-_CAUSES: Final = (
-    ("database", "database"),
-    ("kafka", "kafka"),
-    ("dead-letter", "dead-letter topic"),
-)
-STORM: Final = "too many dead-letters in a row (dlq.max_consecutive)"
-SEE_LOG: Final = "see the log"
+class ServiceStatus(Protocol):
+    """What health reads of the service's life cycle (internal/lifecycle.py's Lifecycle)."""
 
-
-def public_cause(reason: str | None) -> str:
-    """The fixed words for what a consumer's reason is about; the reason itself stays in the log."""
-    text = reason or ""
-    if "dead-letters in a row" in text:
-        return STORM
-    return next((words for prefix, words in _CAUSES if text.startswith(prefix)), SEE_LOG)
+    @property
+    def warm(self) -> bool: ...
+    @property
+    def stopping(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,14 +67,13 @@ class Health:
         self,
         consumer: ConsumerStatus,
         database_ok: Callable[[], str | None],
+        service: ServiceStatus,
         loop_stale_after_s: float = 30.0,
     ) -> None:
         self._consumer = consumer
         self._database_ok = database_ok  # returns None when fine, else what is wrong
+        self._service = service
         self._loop_stale_after_s = loop_stale_after_s  # the loop's last iteration: not a partition
-        self.warm = False
-        self.shutting_down = False
-        self.stop_requested: str | None = None  # why the process must end (a crashed consumer)
 
     def liveness(self) -> list[Component]:
         c = self._consumer
@@ -94,14 +86,16 @@ class Health:
     def readiness(self) -> list[Component]:
         db_problem = self._database_ok()
         c = self._consumer
+        warm, stopping = self._service.warm, self._service.stopping
         if c.crashed:
             consumer = Component("consumer", False, "crashed (see the log: consumer_crashed)")
         elif c.fatal:
-            consumer = Component("consumer", False, f"stopped: {public_cause(c.fatal)}")
+            consumer = Component("consumer", False, f"stopped: {c.fatal.cause.words}")
         elif not c.running:
             consumer = Component("consumer", False, "not running")
         elif c.paused:
-            consumer = Component("consumer", False, f"paused by an outage: {public_cause(c.outage_reason)}")
+            words = c.outage.words if c.outage is not None else SEE_LOG
+            consumer = Component("consumer", False, f"paused by an outage: {words}")
         elif not c.assigned:
             consumer = Component("consumer", False, "no partitions assigned yet")
         else:
@@ -116,8 +110,6 @@ class Health:
             Component("database", db_problem is None, db_problem or "reachable"),
             consumer,
             partitions,
-            Component("cache", self.warm, "warm" if self.warm else "warming up"),
-            Component(
-                "shutdown", not self.shutting_down, "shutting down" if self.shutting_down else "running"
-            ),
+            Component("cache", warm, "warm" if warm else "warming up"),
+            Component("shutdown", not stopping, "shutting down" if stopping else "running"),
         ]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import psycopg
 from psycopg import errors as pg
 
+from internal.domain.causes import Cause
 from internal.domain.errors import FatalError, RecordRejected, ServiceError, TimedOut, TransientError
 from internal.pkg.exc_text import first_line
 
@@ -33,7 +34,7 @@ FATAL_ERRORS: tuple[type[Exception], ...] = (
 def translate(exc: BaseException) -> ServiceError | None:
     """The service error for a database exception, or None when it is none of the known kinds."""
     if isinstance(exc, FATAL_ERRORS):
-        return FatalError(f"database: {_named(exc)}")
+        return FatalError(f"database: {_named(exc)}", cause=Cause.DATABASE_UNUSABLE)
     if isinstance(exc, RECORD_ERRORS) or _sqlstate(exc).startswith(PROGRAM_LIMIT_CLASS):
         return RecordRejected(_named(exc))
     if isinstance(exc, pg.QueryCanceled):  # 57014: statement_timeout, or a cancel request

@@ -27,7 +27,8 @@ import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
-from internal.domain.records import OrderRecord, WriteResult
+from internal.domain.outcomes import Outcome
+from internal.domain.records import OrderRecord
 from internal.store.errors import translate
 from internal.store.observe import DbObserver
 
@@ -88,7 +89,7 @@ class PostgresOrderWriter:
         self._pool = pool
         self._observer = observer or DbObserver()
 
-    def write_batch(self, records: Sequence[OrderRecord]) -> list[WriteResult]:
+    def write_batch(self, records: Sequence[OrderRecord]) -> list[Outcome]:
         with self._observer.op("write_batch"):
             try:
                 # No explicit transaction: INSERT_BATCH is one statement, atomic on its own, and on
@@ -104,21 +105,21 @@ class PostgresOrderWriter:
 
     def _write(
         self, cur: psycopg.Cursor[tuple[object, ...]], records: Sequence[OrderRecord]
-    ) -> list[WriteResult]:
+    ) -> list[Outcome]:
         first: dict[str, OrderRecord] = {}
         for record in records:
             first.setdefault(record.uid, record)  # a later copy in this batch compares to the first
         inserted = insert_new(cur, list(first.values()))
         skipped = [uid for uid in first if uid not in inserted]
         stored = stored_hashes(cur, skipped) if skipped else {}
-        results: list[WriteResult] = []
+        results: list[Outcome] = []
         for record in records:
             if first[record.uid] is record and record.uid in inserted:
-                results.append(WriteResult.STORED)
+                results.append(Outcome.STORED)
                 continue
             reference = stored.get(record.uid, first[record.uid].content_hash)
             same = reference == record.content_hash
-            results.append(WriteResult.DUPLICATE if same else WriteResult.CONFLICT)
+            results.append(Outcome.DUPLICATE if same else Outcome.CONFLICT)
         return results
 
 

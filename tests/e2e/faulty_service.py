@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from internal import app
 from internal.consumer.loop import ConsumerLoop
-from internal.domain.records import OrderRecord, WriteResult
+from internal.domain.outcomes import Outcome
+from internal.domain.records import OrderRecord
 from internal.store.writer import PostgresOrderWriter
 
 
@@ -32,7 +33,7 @@ def inject(fault: str) -> None:
     if kind == "store":
         write = PostgresOrderWriter.write_batch
 
-        def failing_write(self: PostgresOrderWriter, records: Sequence[OrderRecord]) -> list[WriteResult]:
+        def failing_write(self: PostgresOrderWriter, records: Sequence[OrderRecord]) -> list[Outcome]:
             if any(r.uid == arg for r in records):
                 raise RuntimeError(f"injected failure for {arg}")
             return write(self, records)

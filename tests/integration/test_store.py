@@ -14,11 +14,13 @@ import pytest
 from psycopg_pool import ConnectionPool
 
 from internal.consumer.control import Control
-from internal.consumer.messages import Inbound, Outcome
+from internal.consumer.messages import Inbound
 from internal.consumer.processor import BatchProcessor, ProcessingPolicy
+from internal.consumer.retry import RetryPolicy
 from internal.domain.errors import FatalError, RecordRejected, TimedOut, TransientError
 from internal.domain.order import Order
-from internal.domain.records import OrderRecord, WriteResult
+from internal.domain.outcomes import Outcome
+from internal.domain.records import OrderRecord
 from internal.domain.validation import ValidationPolicy
 from internal.pkg.backoff import Backoff
 from internal.store import migrations
@@ -69,7 +71,7 @@ def counts(dsn: str) -> dict[str, int]:
 
 def test_batch_is_stored_in_all_four_tables_and_reads_back_equal(pool: ConnectionPool, db: str) -> None:
     records = [record(i, items=1 + i % 4) for i in range(50)]
-    assert PostgresOrderWriter(pool).write_batch(records) == [WriteResult.STORED] * 50
+    assert PostgresOrderWriter(pool).write_batch(records) == [Outcome.STORED] * 50
     assert counts(db) == {
         "orders": 50,
         "deliveries": 50,
@@ -129,7 +131,7 @@ def test_date_created_comes_back_as_sent_on_every_path(pool: ConnectionPool, db:
     """The text the producer sent is what the database assembles and what the consumer caches, byte for
     byte; the stored instant is the validator's (fractions past microseconds cut, never rounded)."""
     records = [record(600 + i, items=2, date_created=sent) for i, sent in enumerate(SENT_DATES)]
-    assert PostgresOrderWriter(pool).write_batch(records) == [WriteResult.STORED] * len(records)
+    assert PostgresOrderWriter(pool).write_batch(records) == [Outcome.STORED] * len(records)
     reader = PostgresOrderReader(pool)
     latest = {o.uid: o.json for o in reader.latest(len(records))}
     with psycopg.connect(db) as conn:
@@ -152,7 +154,7 @@ def test_the_same_instant_spelt_otherwise_is_a_duplicate_and_the_first_spelling_
     writer.write_batch([first])
     again = record(700, date_created="2021-11-26T06:22:19.500000000Z")
     later = record(700, date_created="2021-11-26T06:22:19.500001Z")
-    assert writer.write_batch([again, later]) == [WriteResult.DUPLICATE, WriteResult.CONFLICT]
+    assert writer.write_batch([again, later]) == [Outcome.DUPLICATE, Outcome.CONFLICT]
     kept = stored(pool, first.uid)
     assert kept is not None
     assert kept.json == first.json
@@ -179,7 +181,7 @@ def test_rewrite_is_a_duplicate_and_changed_content_a_conflict(pool: ConnectionP
     original = record(1)
     writer.write_batch([original])
     changed = record(1, customer_id="someoneelse")
-    assert writer.write_batch([original, changed]) == [WriteResult.DUPLICATE, WriteResult.CONFLICT]
+    assert writer.write_batch([original, changed]) == [Outcome.DUPLICATE, Outcome.CONFLICT]
     kept = stored(pool, original.uid)
     assert kept is not None
     assert kept.json == original.json  # first write wins
@@ -189,9 +191,9 @@ def test_rewrite_is_a_duplicate_and_changed_content_a_conflict(pool: ConnectionP
 def test_duplicates_inside_one_batch(pool: ConnectionPool, db: str) -> None:
     first, same, other = record(2), record(2), record(2, customer_id="x2")
     assert PostgresOrderWriter(pool).write_batch([first, same, other]) == [
-        WriteResult.STORED,
-        WriteResult.DUPLICATE,
-        WriteResult.CONFLICT,
+        Outcome.STORED,
+        Outcome.DUPLICATE,
+        Outcome.CONFLICT,
     ]
     assert counts(db)["orders"] == 1
 
@@ -219,7 +221,7 @@ def test_failure_during_items_insert_leaves_no_part_of_the_batch(pool: Connectio
         dead_letters=dlq,
         stored_sink=FakeSink(),
         outage=FakeOutage(),
-        policy=ProcessingPolicy(ValidationPolicy(), Backoff(0.01, 0.1), max_attempts=2),
+        policy=ProcessingPolicy(ValidationPolicy(), RetryPolicy(Backoff(0.01, 0.1), 2)),
     )
     values = [order_bytes(4), order_bytes(3), order_bytes(5)]
     batch = [Inbound("t", 0, i, None, v, (), None, 1) for i, v in enumerate(values)]
@@ -233,7 +235,7 @@ def test_failure_during_items_insert_leaves_no_part_of_the_batch(pool: Connectio
 
 def test_writer_racing_another_writer_on_the_same_uid_sees_a_duplicate(pool: ConnectionPool, db: str) -> None:
     rec = record(6)
-    results: list[list[WriteResult]] = []
+    results: list[list[Outcome]] = []
     # Another transaction inserts the same uid and holds it uncommitted: our COPY waits on the unique
     # index, fails when the other commits, classifies the batch again and reports a duplicate.
     with psycopg.connect(db, autocommit=True) as other:
@@ -248,7 +250,7 @@ def test_writer_racing_another_writer_on_the_same_uid_sees_a_duplicate(pool: Con
                 lambda: _blocked_by(db, holder), timeout_s=10, what="the racing writer to wait on the uid"
             )
         racer.join(timeout=30)
-    assert results == [[WriteResult.DUPLICATE]]
+    assert results == [[Outcome.DUPLICATE]]
     assert counts(db)["orders"] == 1
 
 
@@ -402,7 +404,7 @@ def test_a_program_limit_is_a_record_rejection_that_splits_the_batch(pool: Conne
         dead_letters=dlq,
         stored_sink=FakeSink(),
         outage=FakeOutage(),
-        policy=ProcessingPolicy(ValidationPolicy(), Backoff(0.01, 0.1), max_attempts=2),
+        policy=ProcessingPolicy(ValidationPolicy(), RetryPolicy(Backoff(0.01, 0.1), 2)),
     )
     batch = [Inbound("t", 0, i, None, order_bytes(n), (), None, 1) for i, n in enumerate((60, 61, 62))]
     report = processor.process(batch, Control(lambda: True, lambda _s: None))
@@ -415,7 +417,7 @@ class Recording(PostgresOrderWriter):
 
     sizes: list[int]
 
-    def write_batch(self, records: Sequence[OrderRecord]) -> list[WriteResult]:
+    def write_batch(self, records: Sequence[OrderRecord]) -> list[Outcome]:
         self.sizes.append(len(records))
         return super().write_batch(records)
 
@@ -453,7 +455,7 @@ def test_statement_timeouts_split_the_batch_and_a_lock_still_ends_with_everythin
             dead_letters=FakeDlq(),
             stored_sink=FakeSink(),
             outage=FakeOutage(),
-            policy=ProcessingPolicy(ValidationPolicy(), Backoff(0.01, 0.05), max_attempts=2),
+            policy=ProcessingPolicy(ValidationPolicy(), RetryPolicy(Backoff(0.01, 0.05), 2)),
         )
         batch = [Inbound("t", 0, i, None, order_bytes(80 + i), (), None, 1) for i in range(4)]
         report = processor.process(batch, Control(lambda: True, time.sleep))
@@ -483,7 +485,7 @@ def test_an_unknown_database_error_is_bounded_not_retried_as_an_outage(pool: Con
         dead_letters=dlq,
         stored_sink=FakeSink(),
         outage=outage,
-        policy=ProcessingPolicy(ValidationPolicy(), Backoff(0.01, 0.02), max_attempts=2),
+        policy=ProcessingPolicy(ValidationPolicy(), RetryPolicy(Backoff(0.01, 0.02), 2)),
     )
     batch = [Inbound("t", 0, i, None, order_bytes(n), (), None, 1) for i, n in enumerate((89, 90))]
     report = processor.process(batch, Control(lambda: True, lambda _s: None))

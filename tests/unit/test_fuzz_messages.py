@@ -12,8 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from internal.consumer.control import Control
-from internal.consumer.messages import Inbound, Outcome
+from internal.consumer.messages import Inbound
 from internal.domain.errors import InvalidOrder, UndecodableMessage
+from internal.domain.outcomes import Outcome
 from internal.domain.validation import ValidationPolicy, decode_order
 from tests.unit.test_processor import Harness
 

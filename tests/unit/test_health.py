@@ -1,5 +1,6 @@
 """/readyz and /healthz answer anyone who reaches the port: their details are fixed words naming the part
-that is down, never an exception's text (a driver's message names hosts, ports, users, relations)."""
+that is down, never an exception's text (a driver's message names hosts, ports, users, relations). The
+words come from the failure's cause, so a message reworded or full of driver text changes nothing."""
 
 from __future__ import annotations
 
@@ -8,45 +9,53 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from internal.pkg.health import STORM, Health, public_cause
+from internal.domain.causes import SEE_LOG, STORM_WORDS, Cause, Component, Failure, Kind
+from internal.domain.errors import FatalError, TimedOut, TransientError, failure_of
+from internal.pkg.health import Health
 
-# What the consumer records, word for word as the service's own code builds it around driver text.
+# Driver text, as it ends up in a failure's detail.
 DRIVER = 'connection to server at "10.1.2.3", port 6432 failed: FATAL: role "svc_orders" does not exist'
 
 
 @dataclass
 class State:
     running: bool = True
-    fatal: str | None = None
-    crashed: str | None = None
+    fatal: Failure | None = None
+    crashed: Failure | None = None
     paused: bool = False
-    outage_reason: str | None = None
+    outage: Cause | None = None
     assigned: frozenset[tuple[str, int]] = frozenset({("orders", 0)})
     stuck: Mapping[tuple[str, int], str] = field(default_factory=dict)
     last_beat: float = 0.0
 
 
-def details(state: State) -> dict[str, str]:
-    health = Health(state, lambda: None)
-    health.warm = True
+@dataclass
+class Service:
+    warm: bool = True
+    stopping: bool = False
+
+
+def details(state: State, service: Service | None = None) -> dict[str, str]:
+    health = Health(state, lambda: None, service or Service())
     return {c.name: c.detail for c in [*health.readiness(), *health.liveness()]}
 
 
 @pytest.mark.parametrize(
     ("state", "detail"),
     [
-        (State(paused=True, outage_reason=f"database unavailable: {DRIVER}"),
-         "paused by an outage: database"),
-        (State(paused=True, outage_reason=f"database statement cancelled: {DRIVER}"),
-         "paused by an outage: database"),
-        (State(paused=True, outage_reason="dead-letter topic orders.dlq: 0/3 acknowledged (Local: timeout)"),
+        (State(paused=True, outage=Cause.DATABASE_UNAVAILABLE), "paused by an outage: database"),
+        (State(paused=True, outage=Cause.DATABASE_TIMEOUT), "paused by an outage: database"),
+        (State(paused=True, outage=Cause.DEAD_LETTER_UNACKNOWLEDGED),
          "paused by an outage: dead-letter topic"),
-        (State(fatal=f'database: relation "orders" does not exist ({DRIVER})'), "stopped: database"),
-        (State(fatal="kafka: Broker: Group authorization failed (sasl user svc_orders)"), "stopped: kafka"),
-        (State(fatal="101 dead-letters in a row (dlq.max_consecutive=100): consumption stopped"),
-         f"stopped: {STORM}"),
-        (State(fatal="store answered 3 results for 4 records"), "stopped: see the log"),
-        (State(crashed=f"OperationalError: {DRIVER}"), "crashed (see the log: consumer_crashed)"),
+        (State(paused=True, outage=None), f"paused by an outage: {SEE_LOG}"),
+        (State(fatal=Failure(Cause.DATABASE_UNUSABLE, f"database: {DRIVER}")), "stopped: database"),
+        (State(fatal=Failure(Cause.KAFKA_FATAL, "kafka: authorization")), "stopped: kafka"),
+        (State(fatal=Failure(Cause.DEAD_LETTER_REFUSED, DRIVER)), "stopped: dead-letter topic"),
+        (State(fatal=Failure(Cause.DEAD_LETTERING_BUG, DRIVER)), "stopped: dead-letter topic"),
+        (State(fatal=Failure(Cause.DEAD_LETTER_STORM, "101 in a row")), f"stopped: {STORM_WORDS}"),
+        (State(fatal=Failure(Cause.STORE_ANSWER_MISMATCH, "3 results for 4")), "stopped: see the log"),
+        (State(crashed=Failure(Cause.POLL_THREAD_CRASHED, DRIVER)),
+         "crashed (see the log: consumer_crashed)"),
     ],
 )  # fmt: skip
 def test_consumer_details_are_fixed_words(state: State, detail: str) -> None:
@@ -56,10 +65,38 @@ def test_consumer_details_are_fixed_words(state: State, detail: str) -> None:
 
 
 def test_a_crash_is_named_in_liveness_without_its_text() -> None:
-    assert details(State(crashed=f"RuntimeError: {DRIVER}"))["consumer_loop"] == (
+    assert details(State(crashed=Failure(Cause.WARMUP_CRASHED, DRIVER)))["consumer_loop"] == (
         "crashed (see the log: consumer_crashed)"
     )
 
 
-def test_an_unknown_reason_points_to_the_log() -> None:
-    assert public_cause(None) == public_cause("") == public_cause("something else") == "see the log"
+def test_the_words_follow_the_cause_not_the_message() -> None:
+    # The same message under two causes reads differently; two messages under one cause read the same.
+    assert details(State(fatal=Failure(Cause.KAFKA_FATAL, "database: x")))["consumer"] == "stopped: kafka"
+    assert (
+        details(State(fatal=Failure(Cause.DATABASE_UNUSABLE, "kafka: x")))["consumer"] == "stopped: database"
+    )
+
+
+def test_every_cause_has_a_component_a_kind_and_words() -> None:
+    for cause in Cause:
+        assert isinstance(cause.component, Component)
+        assert isinstance(cause.kind, Kind)
+        assert cause.words
+
+
+def test_errors_carry_their_cause() -> None:
+    assert TransientError("x").cause is Cause.DATABASE_UNAVAILABLE
+    assert TimedOut("x").cause is Cause.DATABASE_TIMEOUT
+    assert FatalError("x", cause=Cause.KAFKA_FATAL).cause is Cause.KAFKA_FATAL
+    assert failure_of(FatalError("why", cause=Cause.KAFKA_FATAL), Cause.POLL_THREAD_CRASHED) == Failure(
+        Cause.KAFKA_FATAL, "why"
+    )
+    assert failure_of(KeyError("k"), Cause.POLL_THREAD_CRASHED) == Failure(
+        Cause.POLL_THREAD_CRASHED, "KeyError: 'k'"
+    )
+
+
+def test_the_cache_and_the_shutdown_come_from_the_life_cycle() -> None:
+    shown = details(State(), Service(warm=False, stopping=True))
+    assert (shown["cache"], shown["shutdown"]) == ("warming up", "shutting down")

@@ -7,6 +7,7 @@ and each test waits for a condition (never for the clock alone)."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -14,16 +15,21 @@ from datetime import UTC, datetime
 import pytest
 from confluent_kafka import KafkaError
 
-from internal.consumer.commits import CommitConfirmations
+from internal.consumer.commits import COMMIT_EVERY_S, CommitConfirmations
 from internal.consumer.control import Abandoned, Control
 from internal.consumer.dlq import KafkaDeadLetterSink
+from internal.consumer.flow import IDLE_POLL_S, QUIET_POLL_S
 from internal.consumer.lanes import BatchLimits
-from internal.consumer.loop import COMMIT_EVERY_S, IDLE_POLL_S, QUIET_POLL_S, ConsumerLoop, LoopPolicy
-from internal.consumer.messages import BatchReport, Inbound, Outcome
+from internal.consumer.loop import ConsumerLoop, LoopPolicy
+from internal.consumer.messages import BatchReport, Inbound
 from internal.consumer.offsets import OffsetTracker
 from internal.consumer.processor import BatchProcessor, ProcessingPolicy
+from internal.consumer.retry import RetryPolicy
 from internal.consumer.state import ConsumerState
+from internal.domain.causes import Cause, Failure
+from internal.domain.outcomes import Outcome
 from internal.domain.validation import ValidationPolicy
+from internal.lifecycle import Lifecycle
 from internal.pkg.backoff import Backoff
 from internal.pkg.health import Health
 from tests.orders import order_bytes
@@ -53,7 +59,7 @@ class Handler:
             raise self.bug
         if self.outage_until is not None and self.state is not None:
             outage, self.outage_until = self.outage_until, None
-            self.state.outage_started("database down")
+            self.state.outage_started(Cause.DATABASE_UNAVAILABLE)
             try:
                 while not outage.wait(0.01):
                     if not control.wanted():
@@ -140,6 +146,26 @@ def test_commits_move_to_the_end_of_each_partition(start: Callable[..., Running]
     wait_until(lambda: run.committed(0) == 25 and run.committed(1) == 7, timeout_s=TIMEOUT_S, what="commits")
     run.stop()
     assert consumer.closed
+
+
+def test_the_worker_threads_are_known_by_object(start: Callable[..., Running]) -> None:
+    seen: set[threading.Thread] = set()
+
+    class Noting(Handler):
+        def process(self, batch: Sequence[Inbound], control: Control) -> BatchReport:
+            with self.lock:
+                seen.add(threading.current_thread())
+            return super().process(batch, control)
+
+    consumer = FakeConsumer()
+    consumer.add(0, 30)
+    consumer.add(1, 30)
+    consumer.rebalance(assign=[0, 1])
+    run = start(Noting(), consumer)
+    wait_until(lambda: run.committed(0) == 30 and run.committed(1) == 30, timeout_s=TIMEOUT_S, what="commits")
+    assert seen <= set(run.loop.worker_threads())
+    assert 1 <= len(run.loop.worker_threads()) <= 2  # policy.workers
+    run.stop()
 
 
 def test_a_lone_message_is_handed_to_a_worker_without_waiting_for_more(
@@ -300,11 +326,11 @@ def test_an_exception_on_the_poll_thread_ends_the_loop_as_a_crash(start: Callabl
     consumer.rebalance(assign=[0])
     run = start(handler, consumer)
     wait_until(run.ended, timeout_s=TIMEOUT_S, what="the loop to end")
-    assert state.crashed == "RuntimeError: pause exploded"
+    assert state.crashed == Failure(Cause.POLL_THREAD_CRASHED, "RuntimeError: pause exploded")
     assert not state.running
     assert consumer.closed  # the ordered stop still ran
     assert run.committed(0) is None  # nothing past unfinished work
-    assert Health(state, lambda: None).liveness()[0].ok is False
+    assert Health(state, lambda: None, Lifecycle(time.monotonic)).liveness()[0].ok is False
 
 
 def test_a_bug_in_the_batch_handler_ends_the_loop_as_a_crash(start: Callable[..., Running]) -> None:
@@ -314,7 +340,7 @@ def test_a_bug_in_the_batch_handler_ends_the_loop_as_a_crash(start: Callable[...
     run = start(Handler(bug=KeyError("oops")), consumer)
     wait_until(run.ended, timeout_s=TIMEOUT_S, what="the loop to end")
     assert run.state.crashed is not None
-    assert "KeyError" in run.state.crashed
+    assert "KeyError" in run.state.crashed.detail
     assert run.committed(0) is None
 
 
@@ -328,7 +354,7 @@ def test_a_stuck_partition_is_reported_and_recovers_by_itself(start: Callable[..
     wait_until(lambda: ("orders", 0) in run.state.stuck, timeout_s=TIMEOUT_S, what="partition 0 stuck")
     assert ("orders", 1) not in run.state.stuck  # it moved
     assert "orders[0] stuck at offset 0" in run.state.stuck[("orders", 0)]
-    readiness = {c.name: c for c in Health(run.state, lambda: None).readiness()}
+    readiness = {c.name: c for c in Health(run.state, lambda: None, Lifecycle(time.monotonic)).readiness()}
     assert not readiness["partitions"].ok
     assert "orders[0]" in readiness["partitions"].detail
     assert run.state.partitions() == [("orders", 0, True), ("orders", 1, False)]
@@ -356,7 +382,9 @@ def test_a_permanent_produce_refusal_ends_in_a_stub_and_the_offsets_move(
         dead_letters=sink,
         stored_sink=FakeSink(),
         outage=ConsumerState(),
-        policy=ProcessingPolicy(ValidationPolicy(max_message_bytes=5000), Backoff(0.01, 0.02), 3),
+        policy=ProcessingPolicy(
+            ValidationPolicy(max_message_bytes=5000), RetryPolicy(Backoff(0.01, 0.02), 3)
+        ),
         clock=lambda: datetime(2026, 6, 1, tzinfo=UTC),
     )
     consumer = FakeConsumer()
@@ -384,9 +412,12 @@ def test_a_fatal_error_stops_consuming_but_is_not_a_crash(start: Callable[..., R
     run = start(AllDeadLettered(), consumer, max_consecutive_dead_letters=5)
     wait_until(run.ended, timeout_s=TIMEOUT_S, what="the storm guard")
     assert run.state.fatal is not None
-    assert "dead-letters in a row" in run.state.fatal
+    assert "dead-letters in a row" in run.state.fatal.detail
+    assert run.state.fatal.cause is Cause.DEAD_LETTER_STORM
     assert run.state.crashed is None
-    assert Health(run.state, lambda: None).liveness()[0].ok  # stays up; readiness says why
+    assert (
+        Health(run.state, lambda: None, Lifecycle(time.monotonic)).liveness()[0].ok
+    )  # stays up; readiness says why
     assert run.committed(0) == 10  # the batch that crossed the limit was finished and committed
 
 

@@ -9,9 +9,10 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from internal.cache.lru import OrderCache, entry_cost, make_entry
-from internal.consumer.messages import BatchReport, Inbound, Outcome
+from internal.consumer.messages import BatchReport, Inbound
 from internal.consumer.observe import LagFromStatistics, ReportMetrics
 from internal.domain.order import Order
+from internal.domain.outcomes import Outcome
 from internal.domain.records import OrderRecord
 from internal.pkg.metrics import FAST, METRIC_NAMES, Metrics
 from tests.orders import order_bytes

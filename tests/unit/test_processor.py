@@ -14,12 +14,15 @@ from datetime import UTC, datetime
 import pytest
 
 from internal.consumer.control import Abandoned, Control
-from internal.consumer.messages import BatchReport, DeadLetter, Inbound, Outcome
+from internal.consumer.messages import BatchReport, DeadLetter, Inbound
 from internal.consumer.ports import LettersPending
 from internal.consumer.processor import BatchProcessor, ProcessingPolicy
+from internal.consumer.retry import RetryPolicy
+from internal.domain.causes import Cause
 from internal.domain.errors import FatalError, RecordRejected, TimedOut, TransientError
+from internal.domain.outcomes import Outcome
 from internal.domain.reasons import DeadLetterReason
-from internal.domain.records import OrderRecord, WriteResult
+from internal.domain.records import OrderRecord
 from internal.domain.validation import ValidationPolicy
 from internal.pkg.backoff import Backoff
 from tests.orders import encode, order_bytes, order_doc
@@ -37,7 +40,7 @@ class FakeStore:
         self.explode_uids: set[str] = set()
         self.batch_sizes: list[int] = []
 
-    def write_batch(self, records: Sequence[OrderRecord]) -> list[WriteResult]:
+    def write_batch(self, records: Sequence[OrderRecord]) -> list[Outcome]:
         self.batch_sizes.append(len(records))
         if self.script:
             raise self.script.pop(0)
@@ -50,11 +53,9 @@ class FakeStore:
             known = self.rows.get(record.uid)
             if known is None:
                 self.rows[record.uid] = record.content_hash
-                results.append(WriteResult.STORED)
+                results.append(Outcome.STORED)
             else:
-                results.append(
-                    WriteResult.DUPLICATE if known == record.content_hash else WriteResult.CONFLICT
-                )
+                results.append(Outcome.DUPLICATE if known == record.content_hash else Outcome.CONFLICT)
         return results
 
 
@@ -84,9 +85,11 @@ class FakeOutage:
         self.started = 0
         self.ended = 0
         self.retries = 0
+        self.causes: list[Cause] = []
 
-    def outage_started(self, reason: str) -> None:
+    def outage_started(self, cause: Cause) -> None:
         self.started += 1
+        self.causes.append(cause)
 
     def outage_ended(self) -> None:
         self.ended += 1
@@ -106,7 +109,7 @@ class Harness:
             stored_sink=self.sink,
             outage=self.outage,
             policy=ProcessingPolicy(
-                ValidationPolicy(max_message_bytes=50_000), Backoff(0.1, 1.0), max_attempts=3
+                ValidationPolicy(max_message_bytes=50_000), RetryPolicy(Backoff(0.1, 1.0), 3)
             ),
             clock=lambda: NOW,
         )
@@ -251,7 +254,7 @@ def test_shutdown_during_an_outage_abandons_the_batch(h: Harness) -> None:
 
 
 def test_fatal_error_stops_the_batch(h: Harness) -> None:
-    h.store.script = [FatalError("relation orders does not exist")]
+    h.store.script = [FatalError("relation orders does not exist", cause=Cause.DATABASE_UNUSABLE)]
     with pytest.raises(FatalError):
         h.run(order_bytes(32))
     assert h.dlq.sent == []
@@ -333,7 +336,7 @@ def test_a_permanent_refusal_of_even_a_stub_is_fatal_and_not_retried(h: Harness)
 
         def send(self, letters: Sequence[DeadLetter]) -> list[DeadLetter]:
             RefusingDlq.calls += 1
-            raise FatalError("dead-letter topic refuses even a stub letter")
+            raise FatalError("refuses even a stub letter", cause=Cause.DEAD_LETTER_REFUSED)
 
     h.processor._dlq = RefusingDlq()
     with pytest.raises(FatalError):

@@ -6,8 +6,8 @@ import argparse
 import re
 from pathlib import Path
 
-from internal.consumer.messages import Outcome
 from internal.domain import errors
+from internal.domain.outcomes import Outcome
 from internal.domain.reasons import DeadLetterReason
 from internal.tools.dlq import build_parser
 from internal.tools.dlq_letters import REASONS

@@ -50,7 +50,7 @@ from internal.cache.lru import OrderCache
 from internal.config import ConfigError, load_settings
 from internal.config.loader import env_name
 from internal.config.settings import Settings
-from internal.consumer.messages import Outcome
+from internal.domain.outcomes import Outcome
 from internal.pkg.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
