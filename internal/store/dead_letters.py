@@ -268,6 +268,11 @@ class DeadLetterQueries:
         rows = await self._fetch(query, [topic, partition, offset])
         return _letter(rows[0]) if rows else None
 
+    async def order_stored(self, order_uid: str) -> bool:
+        """Whether the order is stored (a letter's page links it then)."""
+        rows = await self._fetch(sql.SQL("SELECT 1 FROM orders WHERE order_uid = %s"), [order_uid])
+        return bool(rows)
+
     async def selection(self, where: LetterFilter, limit: int) -> list[LetterRow]:
         """The letters an action works on: the newest ``limit`` matching the filter."""
         rows, _ = await self.letters(where, None, limit)

@@ -30,8 +30,9 @@ from internal.domain.letter_groups import group_key
 from internal.domain.order import content_hash
 from internal.domain.reasons import DeadLetterReason
 from internal.domain.validation import ValidationPolicy, decode_order
+from internal.store.stored import StoredContent
 from internal.tools.dlq_letters import Letter, Selection, ToolError, read_letters_at
-from internal.tools.dlq_replay import ReplayStats, StoredCheck, Targets, replay
+from internal.tools.dlq_replay import ReplayStats, StoredCheck, Targets, open_producer, replay
 
 
 @dataclass
@@ -141,3 +142,30 @@ def resume_service(url: str, token: str, timeout_s: float = 10.0) -> dict[str, o
         ) from None
     except (urllib.error.URLError, TimeoutError, ValueError) as exc:
         raise ToolError(f"cannot reach the service at {url}: {exc}") from None
+
+
+class KafkaConsoleActions:
+    """The console's actions against the real topic and database (``ConsoleActions``, dlq_console.py).
+    Nothing is opened until an action runs; each action opens and closes its own clients, so an idle
+    console holds no connection."""
+
+    def __init__(self, brokers: str, dlq_topic: str, policy: ValidationPolicy, dsn: str) -> None:
+        self._brokers, self._dlq_topic, self._policy, self._dsn = brokers, dlq_topic, policy, dsn
+
+    def fetch(self, places: Sequence[tuple[int, int]]) -> list[Letter]:
+        return read_letters_at(self._brokers, self._dlq_topic, places)
+
+    def revalidate(self, letters: Sequence[Letter]) -> RevalidateStats:
+        stored = StoredContent(self._dsn, application_name="l0-console")
+        try:
+            return revalidate(letters, self._policy, stored)
+        finally:
+            stored.close()
+
+    def replay(self, letters: Sequence[Letter]) -> ReplayResult:
+        producer = open_producer(self._brokers, None)
+        stored = StoredContent(self._dsn, application_name="l0-console")
+        try:
+            return replay_letters(letters, producer, Targets(self._brokers, self._dlq_topic), stored)
+        finally:
+            stored.close()
