@@ -21,7 +21,7 @@ DIST      ?= dist
 CLEAN_PATHS := $(VENV) .local $(MOCK) .mypy_cache .ruff_cache .pytest_cache test-artifacts *.egg-info build $(DIST)
 PYTEST_ARGS ?=
 
-.PHONY: bench bench-http bench-ingest bench-search browser chaos config-example help venv infra-up infra-down infra-status migrate topics lint fmt test test-unit run stop logs gen clean
+.PHONY: bench bench-http bench-ingest bench-search browser chaos config-example help venv infra-up infra-down infra-status migrate topics lint fmt test test-unit test-image test-compose test-containers test-containers-broken run stop logs gen clean
 .PHONY: up-kafka up-psql up-prod up-app up-metric run-all loc-build loc-runs loc-runp
 
 help: ## list the targets
@@ -56,10 +56,11 @@ migrate: venv infra-up ## apply pending database migrations
 topics: venv infra-up ## create the orders and dead-letter topics
 	$(PY) cmd/service.py create-topics
 
-lint: venv ## ruff (lint + format check) and mypy --strict
+lint: venv ## ruff (lint + format check), mypy --strict, hadolint on the Dockerfile and the stand-ins' Containerfiles
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/hadolint Dockerfile configs/standins/*/Containerfile
 
 fmt: venv ## format the code
 	$(VENV)/bin/ruff format .
@@ -67,6 +68,20 @@ fmt: venv ## format the code
 
 test-unit: venv ## unit tests only (no Kafka or PostgreSQL needed)
 	$(VENV)/bin/pytest tests/unit -q $(PYTEST_ARGS)
+
+# The container checks (docs/docker.md): podman on stand-in images, no Docker engine. Each step inside is
+# bounded; the overall timeout is the last resort (TERM runs the scripts' cleanup, KILL 2 minutes later).
+CONTAINER_CHECK_TIMEOUT_S ?= 1200
+test-image: ## build the Dockerfile with podman on a stand-in base; migrate + serve from it against the local stack
+	@timeout -k 120 $(CONTAINER_CHECK_TIMEOUT_S) scripts/test-image.sh
+
+test-compose: ## docker-compose.yml under podman-compose with stand-in postgres/kafka: healthy, migrated, serving the producer's orders
+	@timeout -k 120 $(CONTAINER_CHECK_TIMEOUT_S) scripts/test-compose.sh
+
+test-containers: test-image test-compose ## both container checks
+
+test-containers-broken: ## prove the container checks fail on broken Dockerfiles (copies of the tree; about 3 minutes)
+	@scripts/test-containers-broken.sh
 
 browser: ## Debian's Chromium (browser UI tests) and Prometheus with promtool (alert-rule and live monitoring tests)
 	@scripts/install-browser.sh

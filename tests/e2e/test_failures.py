@@ -126,7 +126,8 @@ def test_second_consumer_joining_and_leaving_loses_and_repeats_nothing(
 ) -> None:
     data = make_input(tmp_path, 3000, seed=34)
     first = start_service(service_env, name="first")
-    producer = BackgroundProducer(data.path, topics.orders, kafka_brokers, rps=300)
+    # 20 s of traffic, so that the second instance joins well before the end even on a loaded machine.
+    producer = BackgroundProducer(data.path, topics.orders, kafka_brokers, rps=150)
     wait_stored(schema_dsn, 300, [first])
     second = start_service({**service_env, "HTTP_PORT": str(free_port())}, name="second")  # ready = assigned
 
@@ -140,7 +141,8 @@ def test_second_consumer_joining_and_leaving_loses_and_repeats_nothing(
         what="6 partitions shared",
     )
     stored_while_both = table_counts(schema_dsn)["orders"]
-    wait_stored(schema_dsn, stored_while_both + 300, [first, second])
+    # Some orders stored while both run (all that are left, when the rebalance took most of the traffic).
+    wait_stored(schema_dsn, min(stored_while_both + 300, len(data.valid)), [first, second])
     assert second.stop() == 0  # leaves the group; its partitions go back to the first
     producer.finish()
     wait_committed_to_end(kafka_brokers, topics.orders, topics.group, 3000, timeout_s=120, services=[first])
