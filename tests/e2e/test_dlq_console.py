@@ -31,9 +31,11 @@ from internal.pkg.kafka_offsets import committed_offsets, partition_ends
 from internal.tools.dlq import main as dlq_main
 from tests.conftest import Topics
 from tests.e2e.helpers import headers, make_input, produce, read_topic, stored_orders, wait_committed_to_end
+from tests.e2e.live_prometheus import LivePrometheus
+from tests.e2e.test_monitoring import firing, live_prometheus, resolved  # noqa: F401 - a fixture too
 from tests.e2e.test_ui_browser import browser, open_page, playwright  # noqa: F401 - the fixtures
 from tests.orders import encode, order_doc
-from tests.service_proc import ROOT, StartService
+from tests.service_proc import ROOT, ServiceProcess, StartService
 from tests.support import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -274,9 +276,13 @@ def test_the_drift_guard_pauses_a_switch_to_a_new_field_and_resume_continues(
     service_env: dict[str, str],
     start_service: StartService,
     capsys: pytest.CaptureFixture[str],
+    live_prometheus: Callable[[ServiceProcess], LivePrometheus],  # noqa: F811
 ) -> None:
+    """With a live Prometheus on the shipped rules (a clock 60 times faster): DeadLetterDrift fires
+    while the guard holds and resolves after the resume."""
     env = {**service_env, "CONSOLE_OPERATOR_TOKEN": TOKEN, "CONSUMER_DRIFT_WINDOW": "50"}
     service = start_service(env)
+    prometheus = live_prometheus(service)
     # The mock mix (10 % invalid) never trips it, even with a window of 50.
     mix = make_input(tmp_path, 400, invalid_rate=0.1, seed=63)
     produce(mix.path, topics.orders, kafka_brokers)
@@ -302,6 +308,9 @@ def test_the_drift_guard_pauses_a_switch_to_a_new_field_and_resume_continues(
     metrics = service.get("/metrics").body.decode()
     assert "consumer_drift_paused 1.0" in metrics
     assert service.get("/dlq").body.decode().count("Consumption is paused") == 1
+    (alert,) = firing(prometheus, "DeadLetterDrift")
+    assert alert["labels"]["severity"] == "critical"
+    assert alert["annotations"]["runbook"] == "docs/runbook.md#dead-letter-drift"
     # Held: nothing more is dead-lettered, and the offsets do not move to the end.
     time.sleep(3)
     ends = partition_ends(kafka_brokers, topics.orders)
@@ -326,4 +335,5 @@ def test_the_drift_guard_pauses_a_switch_to_a_new_field_and_resume_continues(
     assert len(switched_origins) == SWITCHED  # resumed: the held messages went on, each dead-lettered
     assert {d["order_uid"] for d in fixed} <= set(stored_orders(schema_dsn))  # and what came after
     assert service.get("/readyz").status == 200
+    resolved(prometheus, "DeadLetterDrift")
     assert service.stop() == 0
