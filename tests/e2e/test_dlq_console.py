@@ -277,6 +277,7 @@ def test_the_drift_guard_pauses_a_switch_to_a_new_field_and_resume_continues(
     start_service: StartService,
     capsys: pytest.CaptureFixture[str],
     live_prometheus: Callable[[ServiceProcess], LivePrometheus],  # noqa: F811
+    open_page: Callable[..., Page],  # noqa: F811
 ) -> None:
     """With a live Prometheus on the shipped rules (a clock 60 times faster): DeadLetterDrift fires
     while the guard holds and resolves after the resume."""
@@ -307,7 +308,10 @@ def test_the_drift_guard_pauses_a_switch_to_a_new_field_and_resume_continues(
     assert letters_at_trip < 48  # tripped within the window (0.95 of 50)
     metrics = service.get("/metrics").body.decode()
     assert "consumer_drift_paused 1.0" in metrics
-    assert service.get("/dlq").body.decode().count("Consumption is paused") == 1
+    page = open_page()
+    page.goto(f"http://127.0.0.1:{service.port}/dlq")
+    expect(page.locator("section.drift")).to_contain_text("invalid · loyalty_tier · unknown field")
+    screenshot(page, "drift-paused")
     (alert,) = firing(prometheus, "DeadLetterDrift")
     assert alert["labels"]["severity"] == "critical"
     assert alert["annotations"]["runbook"] == "docs/runbook.md#dead-letter-drift"
