@@ -129,6 +129,9 @@ def test_the_grouped_view_and_letter_pages_after_a_mixed_run(  # noqa: PLR0915 -
         kafka_brokers, topics.orders, topics.group, len(messages), timeout_s=90, services=[service]
     )
     assert letters_indexed(schema_dsn) == len(messages) - 5
+    metrics = service.get("/metrics").body.decode()
+    price = 'dlq_letters_total{group="invalid · items[].price · must be at least 0",reason="invalid"} 12.0'
+    assert price in metrics
     base = f"http://127.0.0.1:{service.port}"
     page = open_page()
 
