@@ -119,7 +119,7 @@ class Refused(Exception):
 
 
 def _form_time(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
+    return None if value is None else value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def _time(text: str) -> datetime | None:

@@ -18,13 +18,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import NoReturn
 
+import psycopg
+from psycopg_pool import ConnectionPool
+
 from internal.config.cli import add_config_option, settings_for
 from internal.config.settings import dsn_secrets
 from internal.consumer.letters import H_ERROR
 from internal.domain.errors import TransientError
 from internal.pkg.logging import redactor
+from internal.store.dead_letters import DeadLetterIndex, LetterRow
 from internal.store.stored import StoredContent
-from internal.tools.dlq_actions import resume_service, revalidate
+from internal.tools.dlq_actions import letter_row, resume_service, revalidate
 from internal.tools.dlq_display import LINE_WIDTH, VALUE_LINES, printable, shorten, show_bytes, value_lines
 from internal.tools.dlq_letters import (
     DLQ_PREFIX,
@@ -39,6 +43,7 @@ from internal.tools.dlq_replay import Targets, open_producer, replay
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 ERROR_WIDTH = 100
+REINDEX_BATCH = 1000  # rows per statement of reindex
 # Bounds of what one letter may print, whatever it holds (a forged letter can carry 10,000 headers, a
 # 16 MB value or a megabyte of error): a list row stays one line of a few hundred characters; show
 # prints at most this many headers and error characters (the value's bounds: dlq_display.py).
@@ -183,6 +188,34 @@ def _revalidate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _reindex(args: argparse.Namespace) -> int:
+    """Fill the console's read model from the topic: letters written before it existed (or while it
+    was not kept) become rows; those indexed already are left alone (ON CONFLICT DO NOTHING)."""
+    read = added = skipped = 0
+    try:
+        with ConnectionPool(args.dsn, min_size=1, max_size=1, kwargs={"autocommit": True}) as pool:
+            index = DeadLetterIndex(pool)
+            batch: list[LetterRow] = []
+            for letter in open_letters(args.brokers, args.dlq_topic):
+                read += 1
+                row = letter_row(letter, args.dlq_topic, args.policy)
+                if row is None:
+                    skipped += 1
+                    continue
+                batch.append(row)
+                if len(batch) >= REINDEX_BATCH:
+                    added += index.record(batch)
+                    batch = []
+            added += index.record(batch)
+    except (TransientError, psycopg.Error) as exc:
+        raise ToolError(
+            f"the read model could not be written: {redactor(dsn_secrets(args.dsn))(str(exc))}"
+        ) from None
+    print(f"reindex: read {read} letters, added {added} rows ({read - added - skipped} indexed already, "
+          f"{skipped} without an origin or a known reason)")  # fmt: skip
+    return EXIT_OK
+
+
 def _resume(args: argparse.Namespace) -> int:
     answer = resume_service(args.url, args.token)
     print("resumed" if answer.get("resumed") else "the service was not paused; nothing to resume")
@@ -264,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Inspect and replay the dead-letter topic of the L0 order service (docs/dlq.md).",
     )
     commands = parser.add_subparsers(
-        dest="command", required=True, metavar="{list,show,replay,revalidate,resume}"
+        dest="command", required=True, metavar="{list,show,replay,revalidate,resume,reindex}"
     )
     listing = commands.add_parser(
         "list", parents=[common, filters], allow_abbrev=False, help="one line per letter, totals per reason"
@@ -312,6 +345,14 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--url", default=None, help="the service (default: http://<http.host>:<http.port>)")
     resume.add_argument("--token", default=None, help="operator token (default: console.operator_token)")
     resume.set_defaults(run=_resume)
+    reindex = commands.add_parser(
+        "reindex",
+        parents=[common],
+        allow_abbrev=False,
+        help="fill the console's read model from the topic (letters written before it existed)",
+    )
+    reindex.add_argument("--dsn", help="PostgreSQL of the service (default: the setting postgres.dsn)")
+    reindex.set_defaults(run=_reindex, dsn=None)
     return parser
 
 
@@ -320,9 +361,9 @@ def _fill_defaults(args: argparse.Namespace) -> None:
     settings = settings_for(args)
     args.brokers = args.brokers or settings.kafka.brokers
     args.dlq_topic = args.dlq_topic or settings.dlq_topic
-    if args.command in ("replay", "revalidate"):
+    if args.command in ("replay", "revalidate", "reindex"):
         args.dsn = args.dsn or settings.postgres.dsn
-    if args.command == "revalidate":
+    if args.command in ("revalidate", "reindex"):
         args.policy = settings.consumer.validation_policy()
     if args.command == "resume":
         host = "127.0.0.1" if settings.http.host in ("0.0.0.0", "::") else settings.http.host  # noqa: S104

@@ -25,11 +25,12 @@ from datetime import UTC, datetime
 
 from confluent_kafka import Producer
 
-from internal.domain.errors import InvalidOrder, PermanentError
+from internal.domain.errors import InvalidOrder, PermanentError, Violation
 from internal.domain.letter_groups import group_key
 from internal.domain.order import content_hash
 from internal.domain.reasons import DeadLetterReason
 from internal.domain.validation import ValidationPolicy, decode_order
+from internal.store.dead_letters import LetterRow
 from internal.store.stored import StoredContent
 from internal.tools.dlq_letters import Letter, Selection, ToolError, read_letters_at
 from internal.tools.dlq_replay import ReplayStats, StoredCheck, Targets, open_producer, replay
@@ -169,3 +170,50 @@ class KafkaConsoleActions:
             return replay_letters(letters, producer, Targets(self._brokers, self._dlq_topic), stored)
         finally:
             stored.close()
+
+
+def letter_row(letter: Letter, dlq_topic: str, policy: ValidationPolicy) -> LetterRow | None:
+    """A letter read from the topic as a row of the read model (``l0-dlq reindex``, for letters
+    written before the read model existed); None when it names no origin. The group comes from the
+    validator's structured violations when the value still fails the rules, else from the reason and
+    the error header (the rule may have changed since)."""
+    topic, partition, offset = letter.origin
+    if topic is None or partition is None or offset is None:
+        return None
+    reason = DeadLetterReason(letter.reason) if letter.reason in DeadLetterReason.values() else None
+    if reason is None:
+        return None
+    group = group_key(reason, (), letter.error)
+    decodable = (DeadLetterReason.INVALID, DeadLetterReason.UNDECODABLE)
+    if reason in decodable and not letter.truncated:
+        try:
+            decode_order(letter.value, policy, datetime.now(UTC))
+        except PermanentError as exc:
+            if exc.reason is reason:
+                violations = exc.violations if isinstance(exc, InvalidOrder) else ()
+                group = group_key(reason, violations, str(exc))
+        else:
+            if reason is DeadLetterReason.INVALID:  # passes now: the header's first violation
+                path, _, message = letter.error.partition("; ")[0].partition(": ")
+                group = group_key(reason, [Violation(path, message)])
+    try:
+        failed_at = datetime.fromisoformat(letter.failed_at.replace("Z", "+00:00"))
+    except ValueError:
+        failed_at = datetime.now(UTC)
+    uid = letter.order_uid or (letter.key.decode("utf-8", "replace") if letter.key else None)
+    size = letter.original_size if letter.truncated else len(letter.value or b"")
+    return LetterRow(
+        origin_topic=topic,
+        origin_partition=partition,
+        origin_offset=offset,
+        dlq_topic=dlq_topic,
+        dlq_partition=letter.partition,
+        dlq_offset=letter.offset,
+        reason=reason.value,
+        group_key=group,
+        order_uid=uid,
+        failed_at=failed_at,
+        error=letter.error,
+        is_stub=letter.truncated,
+        value_bytes=size or 0,
+    )

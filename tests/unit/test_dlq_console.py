@@ -300,3 +300,15 @@ def test_the_cli_resumes_with_the_bearer_token(world: Any) -> None:
 def test_cursors_round_trip() -> None:
     cursor = Cursor(T0 + timedelta(microseconds=7), "orders.x", 3, 12345)
     assert parse_cursor(format_cursor(cursor)) == cursor
+
+
+def test_a_group_replay_in_a_time_range_touches_only_those_letters(world: Any) -> None:
+    c = client(world)
+    csrf = signed_in(c)
+    since = (T0 + timedelta(seconds=10)).strftime("%Y-%m-%dT%H:%M:%S")
+    until = (T0 + timedelta(seconds=13)).strftime("%Y-%m-%dT%H:%M:%S")
+    form = {**group_form(csrf), "since": since, "until": until}
+    r = c.post("/dlq/replay", data=form, headers={"origin": ORIGIN})
+    assert r.status_code == 200
+    assert "failed between" in r.text
+    assert sorted(x.offset for x in world[1].replayed) == [10, 11, 12]
