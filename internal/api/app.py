@@ -1,4 +1,5 @@
-"""The HTTP application: routes only; the work is in order_endpoint.py, json_api.py, ui.py, snapshots.py."""
+"""The HTTP application: its one route table and its one error mapping; the work is in orders.py,
+json_api.py, ui.py and snapshots.py."""
 
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
-from internal.api.fallbacks import Fallbacks
+from internal.api.errors import Errors
 from internal.api.json_api import JsonApi
 from internal.api.lookup import OrderLookup
 from internal.api.middleware import ObservabilityMiddleware
-from internal.api.order_endpoint import OrderEndpoint
+from internal.api.orders import OrderAnswers
 from internal.api.pages import Pages
+from internal.api.routes import AnswerRoute, FastPath
 from internal.api.ui import Ui
 from internal.cache.lru import OrderCache
 from internal.pkg.health import Health
@@ -75,31 +77,34 @@ def create_api(
             return await run_in_threadpool(reader.recent, RECENT_COUNT, request_timeout_s)
 
     pages = Pages(templates)
-    api = JsonApi(lookup, health, metrics)
+    api = JsonApi(health, metrics)
+    orders = OrderAnswers(lookup, pages)
     ui = Ui(lookup, OrderSearch(search_pool, observer), pages, recent, search_pages_bytes)
-    app = Starlette(
-        lifespan=lifespan,
-        exception_handlers=Fallbacks(pages).handlers(),
-        routes=[
-            Route("/api/orders/{order_uid}", api.get_order),
-            Route("/order/{order_uid}", api.get_order),
-            Route("/openapi.json", api.openapi),
-            Route("/healthz", api.healthz),
-            Route("/readyz", api.readyz),
-            Route("/metrics", api.metrics),
-            Route("/", ui.home),
-            Route("/orders", ui.lookup_form),
-            Route("/orders/{order_uid}", ui.order),
-            Route("/search", ui.search),
-            Route("/static/style.css", ui.stylesheet),
-            *console_routes,
-        ],
-    )
+    # Every URL the service serves, once. An AnswerRoute's GET is also answered by FastPath (below)
+    # from this same entry. Errors under the API's paths are JSON (errors.py), elsewhere the UI's page.
+    api_routes = [
+        AnswerRoute("/api/orders/{order_uid}", orders.json, hit=orders.json_hit),
+        AnswerRoute("/order/{order_uid}", orders.json, hit=orders.json_hit),  # the original's path
+        Route("/openapi.json", api.openapi),
+        Route("/healthz", api.healthz),
+        Route("/readyz", api.readyz),
+        Route("/metrics", api.metrics),
+    ]
+    ui_routes = [
+        AnswerRoute("/", ui.home),
+        Route("/orders", ui.lookup_form),
+        AnswerRoute("/orders/{order_uid}", orders.page, hit=orders.page_hit),
+        AnswerRoute("/search", ui.search),
+        Route("/static/style.css", ui.stylesheet),
+    ]
+    errors = Errors(pages, api_routes)
+    routes = [*api_routes, *ui_routes, *console_routes]  # the console's: dlq_console.py
+    app = Starlette(lifespan=lifespan, exception_handlers=errors.handlers(), routes=routes)
     # No redirect from "/x/" to "/x": "/api/orders/0%2F" decodes to "/api/orders/0/", and the redirect
     # would answer a look-up of uid "0/" with a look-up of another uid, "0". Unmatched paths are 404.
     app.router.redirect_slashes = False
-    # Around Starlette, not inside it: the hot GETs (order JSON, order page, home, search) are answered
-    # before Starlette's own middleware stack, whose error layer costs each request a closure and a
-    # wrapped send (docs/performance.md); everything else still gets Starlette's whole stack.
-    fast = OrderEndpoint(app, lookup=lookup, pages=pages, home=ui.home_answer, search=ui.search_answer)
+    # Around Starlette, not inside it: the AnswerRoutes' GETs (order JSON, order page, home, search)
+    # are answered before Starlette's own middleware stack, whose error layer costs each request a
+    # closure and a wrapped send (docs/performance.md); everything else gets Starlette's whole stack.
+    fast = FastPath(app, app.routes, errors.server_error)
     return ObservabilityMiddleware(fast, metrics=metrics, access_log=access_log)

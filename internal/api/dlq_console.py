@@ -9,7 +9,9 @@ Pages (GET, anyone who can reach the UI):
   kept at most ``SNAPSHOT_MAX_AGE_S`` (``snapshots.py``), so a page asked for by many at once is one
   query a second.
 * ``/dlq/group?g=<group>`` - one group: its facts, its letters, and the actions on it.
-* ``/dlq/letters/<topic>/<partition>/<offset>`` - one letter by its origin: every header, every
+* ``/dlq/letters/<topic>:<partition>:<offset>`` - one letter by its origin (one path segment: the
+  one route table's fast path takes routes with one trailing parameter; a topic name has no ``:``):
+  every header, every
   violation, the order uid (linked when the order is stored), the value pretty-printed when it is
   JSON and escaped and bounded when it is not, the stub marker. Fetched from the dead-letter topic
   by its partition and offset (read_committed).
@@ -173,7 +175,21 @@ def parse_query(params: dict[str, str] | Any) -> Query:
 
 
 def letter_url(row: LetterRow) -> str:
-    return f"/dlq/letters/{quote(row.origin_topic, safe='')}/{row.origin_partition}/{row.origin_offset}"
+    return letter_path((row.origin_topic, row.origin_partition, row.origin_offset))
+
+
+def letter_path(origin: tuple[str, int, int]) -> str:
+    topic, partition, offset = origin
+    return f"/dlq/letters/{quote(topic, safe='')}:{partition}:{offset}"
+
+
+def parse_origin(text: str) -> tuple[str, int, int] | None:
+    """``<topic>:<partition>:<offset>`` from a letter's path; None when it is not one."""
+    topic, _, rest = text.rpartition(":")
+    topic, _, partition = topic.rpartition(":")
+    if not topic or not partition.isdigit() or not rest.isdigit() or len(partition) > 9 or len(rest) > 19:
+        return None
+    return topic, int(partition), int(rest)
 
 
 def group_url(group: str) -> str:
@@ -220,14 +236,14 @@ class DlqConsole:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        env.globals.update(letter_url=letter_url, group_url=group_url, when=_when)
+        env.globals.update(letter_url=letter_url, letter_path=letter_path, group_url=group_url, when=_when)
         self._env = env
 
     def routes(self) -> list[Route]:
         return [
             Route("/dlq", self.overview, methods=["GET", "HEAD"]),
             Route("/dlq/group", self.group, methods=["GET", "HEAD"]),
-            Route("/dlq/letters/{topic}/{partition:int}/{offset:int}", self.letter, methods=["GET", "HEAD"]),
+            Route("/dlq/letters/{letter}", self.letter, methods=["GET", "HEAD"]),
             Route("/dlq/sign-in", self.sign_in_form, methods=["GET", "HEAD"]),
             Route("/dlq/sign-in", self.sign_in, methods=["POST"]),
             Route("/dlq/sign-out", self.sign_out, methods=["POST"]),
@@ -321,9 +337,10 @@ class DlqConsole:
         )  # fmt: skip
 
     async def letter(self, request: Request) -> Response:
-        topic: str = request.path_params["topic"]
-        partition: int = request.path_params["partition"]
-        offset: int = request.path_params["offset"]
+        origin = parse_origin(request.path_params["letter"])
+        if origin is None:
+            return self._refused(request, "That is not a letter: /dlq/letters/<topic>:<partition>:<offset>.")
+        topic, partition, offset = origin
         try:
             row = await self._queries.letter(topic, partition, offset)
         except ServiceError:

@@ -12,7 +12,6 @@ from typing import Any
 from internal.domain.order import RFC3339
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S UTC"
-NONE_SHOWN = "&mdash;"  # HTML: the pages put it in element content (and stay ASCII, order_page.py)
 LAST_SECOND = 253_402_300_799  # 9999-12-31 23:59:59 UTC: the last one datetime can show
 
 
@@ -36,11 +35,6 @@ def iso_time(text: object) -> str:
         zone = "UTC" if text[-1] in "Zz" else text[-6:]
         return f"{text[:10]} {text[11:19]} {zone}"
     return str(text)
-
-
-def or_none(text: object) -> str:
-    """An empty text as a dash, so an empty field reads as empty rather than as a missing one."""
-    return NONE_SHOWN if text == "" else str(text)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,5 @@
-"""The JSON API: ``GET /api/orders/{order_uid}`` (and ``/order/{order_uid}``, the path the original
-README documents), health endpoints and the OpenAPI description."""
+"""The JSON API's endpoints but the order look-up (``orders.py``): health, metrics and the OpenAPI
+description."""
 
 from __future__ import annotations
 
@@ -7,28 +7,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from internal.api.lookup import OrderLookup
-from internal.api.middleware import request_id
 from internal.api.openapi import OPENAPI
-from internal.api.order_endpoint import answer
 from internal.pkg.health import Component, Health
 from internal.pkg.metrics import Metrics
 
 
 class JsonApi:
-    def __init__(self, lookup: OrderLookup, health: Health, metrics: Metrics) -> None:
-        self._lookup = lookup
+    def __init__(self, health: Health, metrics: Metrics) -> None:
         self._health = health
         self._metrics = metrics
-
-    async def get_order(self, request: Request) -> Response:
-        """The routed look-up: HEAD, and any GET the plain-ASGI ``OrderEndpoint`` let through. The
-        same ``answer`` decides, so both paths give the same status, headers and body."""
-        uid: str = request.path_params["order_uid"]
-        found = await answer(self._lookup, uid, request.headers.get("if-none-match"), request_id(request))
-        response = Response(found.body, status_code=found.status)
-        response.raw_headers = found.headers
-        return response
 
     async def healthz(self, _request: Request) -> Response:
         return _health(self._health.liveness())

@@ -31,7 +31,9 @@ class RequestLimits:
 
     def protocol(self) -> type[HttpToolsProtocol]:
         """uvicorn's httptools protocol with these limits (``uvicorn.Config(http=...)`` takes a class)."""
-        return type("BoundedHttpToolsProtocol", (BoundedHttpToolsProtocol,), {"limits": self})
+        head_bound = self.max_request_line_bytes + self.max_header_bytes
+        attributes = {"limits": self, "_head_bound": head_bound}
+        return type("BoundedHttpToolsProtocol", (BoundedHttpToolsProtocol,), attributes)
 
 
 class _Refused(Exception):
@@ -57,19 +59,25 @@ def refusal(status: int, message: str) -> bytes:
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """Every request passes through here, so the hooks are as few and as cheap as they can be: the
+    head in progress is told apart by the identity of uvicorn's header list (a new list per message,
+    remembered when its head completes), and the headers' bytes are only added up when the reads since
+    the head began hold more than the limit - never for an ordinary request."""
+
     limits: RequestLimits  # set on the subclass RequestLimits.protocol() makes
-    _in_head = True  # between a message's first byte and the end of its headers
-    _head_read = 0  # raw bytes read while the head was incomplete
+    _head_bound: int  # no valid head is longer: the request line and the headers at their limits
+    _done_headers: list[tuple[bytes, bytes]] | None = None  # the list of the last completed head
+    _head_read = 0  # bytes read since the read in which the current head may have begun
     _refusal: bytes | None = None
 
     def data_received(self, data: bytes) -> None:
-        if self._in_head:
-            self._head_read += len(data)
-        super().data_received(data)
-        limits = self.limits
+        if self.headers is self._done_headers:  # between messages or in a body: a head may begin here
+            self._head_read = 0
+        self._head_read += len(data)
+        HttpToolsProtocol.data_received(self, data)  # not super(): this runs for every read
         if (
-            self._in_head
-            and self._head_read > limits.max_request_line_bytes + limits.max_header_bytes
+            self._head_read > self._head_bound
+            and self.headers is not self._done_headers
             and not self.transport.is_closing()
         ):
             # Still no end of the head after more bytes than a valid one can have: refused now, before
@@ -77,28 +85,22 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse(*self._head_too_large())
             self.send_400_response("")
 
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._in_head = True
-
     def on_headers_complete(self) -> None:
-        self._in_head = False
-        self._head_read = 0
+        self._done_headers = headers = self.headers
         limits = self.limits
         if len(self.url) > limits.max_request_line_bytes:
             self._refuse(414, f"the request target is over {limits.max_request_line_bytes} bytes")
             raise _Refused
-        if len(self.headers) > limits.max_headers:
+        if len(headers) > limits.max_headers:
             self._refuse(431, f"more than {limits.max_headers} header fields")
             raise _Refused
-        if sum(map(len, itertools.chain.from_iterable(self.headers))) > limits.max_header_bytes:
+        if (
+            self._head_read > limits.max_header_bytes
+            and sum(map(len, itertools.chain.from_iterable(headers))) > limits.max_header_bytes
+        ):
             self._refuse(431, f"the header fields are over {limits.max_header_bytes} bytes")
             raise _Refused
-        super().on_headers_complete()
-
-    def on_message_complete(self) -> None:
-        super().on_message_complete()
-        self._in_head = True
+        HttpToolsProtocol.on_headers_complete(self)
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn answers every parser error with 400; a refusal of ours answers with its own status."""

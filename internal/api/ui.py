@@ -1,6 +1,7 @@
-"""The HTML UI's routed handlers. Pages: ``/`` look-up form and recent orders (``home.py``),
-``/orders/{uid}`` one order (answered by ``order_endpoint.page_answer``, here for HEAD and odd
-paths), ``/search?q=`` by uid prefix, track number or customer id (``internal/store/search.py``)."""
+"""The HTML UI's pages but the order's (``orders.py``): ``/`` the look-up form and the recent
+orders, ``/search?q=`` by uid prefix, track number or customer id (``internal/store/search.py``), the
+look-up form's redirect and the stylesheet. The home page and search pages are ``Answer`` functions
+(``routes.AnswerRoute``): kept snapshots (``snapshots.py``), sent as they are."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ import structlog
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
+from starlette.types import Scope
 
+from internal.api.answers import Answer, etag_matches, header, html_answer
 from internal.api.lookup import OrderLookup, valid_uid
-from internal.api.middleware import request_id
-from internal.api.order_endpoint import Answer, etag_matches, html_answer, page_answer
+from internal.api.middleware import scope_request_id
 from internal.api.pages import Pages
 from internal.api.snapshots import Snapshot, Snapshots
 from internal.domain.errors import ServiceError
@@ -75,12 +77,6 @@ def format_cursor(cursor: Cursor) -> str:
     return "i" if cursor.before_id is None else f"i{cursor.before_id}"
 
 
-def respond(found: Answer) -> Response:
-    response = Response(found.body, status_code=found.status)
-    response.raw_headers = list(found.headers)  # answers may be shared (HomeAnswers): never mutated
-    return response
-
-
 class Ui:
     def __init__(
         self,
@@ -98,9 +94,9 @@ class Ui:
         self._home_answers: HomeAnswers | None = None
         self._searches = Snapshots(SNAPSHOT_MAX_AGE_S, search_pages_bytes)
 
-    async def home_answer(self, if_none_match: str | None = None) -> Answer:
-        """The home page, shared by the plain-ASGI GET and the routed HEAD; 304 while the browser's
-        copy is the current snapshot's."""
+    async def home(self, scope: Scope, _param: str = "") -> Answer:
+        """The home page; 304 while the browser's copy is the current snapshot's."""
+        if_none_match = header(scope, b"if-none-match")
         page = await self._home.get("", self._read_home)
         answers = self._home_answers
         if answers is None or answers.snapshot is not page:  # a new snapshot: at most once a second
@@ -115,27 +111,15 @@ class Ui:
             recent, problem = [], RECENT_UNAVAILABLE
         return 200, self._pages.home(recent, problem)
 
-    async def home(self, request: Request) -> Response:
-        return respond(await self.home_answer(request.headers.get("if-none-match")))
-
     async def lookup_form(self, request: Request) -> Response:
         uid = request.query_params.get("order_uid", "").strip()
         if not uid:
             return RedirectResponse("/", status_code=303)
         return RedirectResponse(f"/orders/{quote(uid, safe='')}", status_code=303)
 
-    async def order(self, request: Request) -> Response:
-        uid: str = request.path_params["order_uid"]
-        inm = request.headers.get("if-none-match")
-        return respond(await page_answer(self._lookup, self._pages, uid, inm, request_id(request)))
-
-    async def search(self, request: Request) -> Response:
-        """The routed search (HEAD); GET is answered in plain ASGI by the same ``search_answer``."""
-        return respond(
-            await self.search_answer(QueryParams(request.scope["query_string"]), request_id(request))
-        )
-
-    async def search_answer(self, params: QueryParams, rid: str) -> Answer:
+    async def search(self, scope: Scope, _param: str = "") -> Answer:
+        params = QueryParams(scope["query_string"])
+        rid = scope_request_id(scope)
         query = params.get("q", "").strip()[:MAX_QUERY]
         if any(ord(c) < 32 or ord(c) == 127 for c in query):  # PostgreSQL refuses NUL in text, too
             return self._refused("Search text must not contain control characters.", rid)

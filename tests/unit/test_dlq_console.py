@@ -178,11 +178,11 @@ def test_filters_narrow_groups_and_letters(world: Any) -> None:
 
 def test_a_hostile_letter_is_shown_as_text(world: Any) -> None:
     c = client(world)
-    for path in ("/dlq", "/dlq/letters/orders/2/101", "/dlq/letters/orders/1/100"):
+    for path in ("/dlq", "/dlq/letters/orders:2:101", "/dlq/letters/orders:1:100"):
         page = c.get(path).text
         assert "<script>" not in page, path
         assert "<img src=x" not in page, path
-    page = c.get("/dlq/letters/orders/1/100").text
+    page = c.get("/dlq/letters/orders:1:100").text
     assert "not JSON, shown as escaped text" in page
     assert "&lt;script&gt;" in page
     assert "\\x00" in page
@@ -192,14 +192,14 @@ def test_a_hostile_letter_is_shown_as_text(world: Any) -> None:
 
 def test_a_json_letter_and_a_stub(world: Any) -> None:
     c = client(world)
-    page = c.get("/dlq/letters/orders/0/0").text
+    page = c.get("/dlq/letters/orders:0:0").text
     assert "Value (JSON)" in page
     assert "&#34;price&#34;: -1" in page
     assert "items[0].price: must be at least 0" in page
     assert "dlq.reason" in page
-    stub = c.get("/dlq/letters/orders/0/102").text
+    stub = c.get("/dlq/letters/orders:0:102").text
     assert "Stub letter" in stub
-    assert c.get("/dlq/letters/orders/0/999").status_code == 404
+    assert c.get("/dlq/letters/orders:0:999").status_code == 404
 
 
 def test_without_a_token_the_console_is_read_only(world: Any) -> None:

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from internal.api.lookup import OrderLookup, Unavailable
-from internal.api.order_endpoint import find
+from internal.api.orders import find
 from internal.cache.lru import OrderCache, make_entry
 from internal.domain.errors import TransientError
 from internal.store.reader import StoredOrder

@@ -4,7 +4,6 @@ validator's whole accepted range, rendered through the real templates."""
 from __future__ import annotations
 
 import asyncio
-import html
 import json
 from datetime import datetime
 from html.parser import HTMLParser
@@ -13,13 +12,15 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from markupsafe import escape
 from pydantic import BaseModel
 
+from internal.api.answers import Answer, etag_matches
 from internal.api.formatting import iso_time, unix_time
 from internal.api.lookup import OrderLookup
-from internal.api.order_endpoint import OrderEndpoint, etag_matches, page_answer
-from internal.api.order_page import escaped_order
+from internal.api.orders import OrderAnswers
 from internal.api.pages import Pages
+from internal.api.routes import AnswerRoute, FastPath
 from internal.cache.lru import OrderCache
 from internal.domain.order import (
     BIGINT_MAX,
@@ -205,7 +206,7 @@ def test_any_valid_order_renders_a_200_page_showing_its_values(order: Order) -> 
     body = order_to_json_bytes(order)
     cache = OrderCache(BIG, BIG, BIG)
     lookup = OrderLookup(cache, Source({order.order_uid: body}), timeout_s=1)
-    found = asyncio.run(page_answer(lookup, PAGES, order.order_uid, None, "rid-1"))
+    found = page_answer(lookup, PAGES, order.order_uid, None, "rid-1")
     assert found.status == 200
     text = shown_text(found.body)
     sent = order.date_created
@@ -213,6 +214,14 @@ def test_any_valid_order_renders_a_200_page_showing_its_values(order: Order) -> 
     for field, shown in values_of(json.loads(body)).items():
         assert shown[0] in text, f"{field} = {shown[0]!r} is not on the page"
     assert "rid-1" not in found.body.decode()  # an order page carries no request id
+
+
+def page_answer(lookup: OrderLookup, pages: Pages, uid: str, if_none_match: str | None, rid: str) -> Answer:
+    """What ``GET /orders/{uid}`` answers: from the cache, else the full answer."""
+    answers = OrderAnswers(lookup, pages)
+    headers = [] if if_none_match is None else [(b"if-none-match", if_none_match.encode())]
+    scope = {"headers": headers, "state": {"request_id": rid}}
+    return answers.page_hit(scope, uid) or asyncio.run(answers.page(scope, uid))
 
 
 class Source:
@@ -224,17 +233,19 @@ class Source:
         return None if body is None else StoredOrder(order_uid, body)
 
 
-def test_the_quick_escape_and_the_slow_one_agree() -> None:
-    """Pre-escaping the JSON text is the shortcut; JSON spelling a character as \\uXXXX takes the slow
-    way, which must give the same values."""
+def test_values_are_escaped_by_the_template_however_the_json_spells_them() -> None:
+    """Autoescaping works on the decoded values: a character spelled ``\\uXXXX`` in the JSON is
+    escaped like the character itself, and the two spellings give the same page."""
     doc = order_doc(1, seed=3)
     doc["customer_id"] = "<b>&\"'</b> ä 🚚"
-    quick = json.dumps(doc, ensure_ascii=False).encode()
-    slow = json.dumps(doc, ensure_ascii=True).encode()  # every non-ASCII character as \u....
-    assert b"\\u" in slow
-    assert escaped_order(quick) == escaped_order(slow)
-    assert escaped_order(quick)["customer_id"] == html.escape(doc["customer_id"], quote=False)
-    assert escaped_order(b'{"x":"\\u003cscript\\u003e"}') == {"x": "&lt;script&gt;"}
+    plain = json.dumps(doc, ensure_ascii=False).encode()
+    escaped = json.dumps(doc, ensure_ascii=True).encode()  # every non-ASCII character as \u....
+    assert b"\\u" in escaped
+    page = PAGES.order(plain)
+    assert page == PAGES.order(escaped)
+    assert str(escape(doc["customer_id"])).encode() in page  # what autoescaping does
+    assert b"<b>" not in page
+    assert doc["customer_id"] in shown_text(page)
 
 
 def test_a_json_that_is_not_an_order_shows_raw_and_is_not_an_error() -> None:
@@ -272,8 +283,8 @@ def test_a_page_is_rendered_once_and_answered_from_the_entry_then() -> None:
     body = order_to_json_bytes(Order.model_validate_json(json.dumps(doc)))
     cache = OrderCache(BIG, BIG, BIG)
     lookup = OrderLookup(cache, Source({doc["order_uid"]: body}), timeout_s=1)
-    miss = asyncio.run(page_answer(lookup, PAGES, doc["order_uid"], None, "r"))
-    hit = asyncio.run(page_answer(lookup, PAGES, doc["order_uid"], None, "r"))
+    miss = page_answer(lookup, PAGES, doc["order_uid"], None, "r")
+    hit = page_answer(lookup, PAGES, doc["order_uid"], None, "r")
     entry = cache.get(doc["order_uid"])
     assert entry is not None
     assert entry.page is hit.body
@@ -282,10 +293,10 @@ def test_a_page_is_rendered_once_and_answered_from_the_entry_then() -> None:
     assert headers[b"x-cache"] == b"HIT"
     assert dict(miss.headers)[b"x-cache"] == b"MISS"
     assert headers[b"etag"].decode().startswith(entry.etag[:-1])  # the JSON's ETag, + templates' version
-    again = asyncio.run(page_answer(lookup, PAGES, doc["order_uid"], headers[b"etag"].decode(), "r"))
+    again = page_answer(lookup, PAGES, doc["order_uid"], headers[b"etag"].decode(), "r")
     assert (again.status, again.body) == (304, b"")
     for uid, status in [("nosuch", 404), ("no-such", 400), ("a" * 65, 400)]:
-        error = asyncio.run(page_answer(lookup, PAGES, uid, None, "req-7"))
+        error = page_answer(lookup, PAGES, uid, None, "req-7")
         assert error.status == status
         assert b"req-7" in error.body
 
@@ -311,42 +322,17 @@ def asgi_get(app: Any, path: str) -> list[dict[str, Any]]:
     return sent
 
 
-def test_a_bug_on_the_plain_asgi_path_is_a_500_page_or_json_never_a_dropped_answer() -> None:
-    class Broken(OrderLookup):
-        def cached(self, uid: str) -> Any:
-            raise RuntimeError("bug")
-
-    async def home(*_args: Any) -> Any:
-        raise RuntimeError("bug")
-
-    async def nothing(_scope: Any, _receive: Any, _send: Any) -> None:
-        raise AssertionError("the fast path fell through")
-
-    endpoint = OrderEndpoint(nothing, Broken(OrderCache(BIG, BIG, BIG), Source({}), 1), PAGES, home, home)
-    for path, kind in [
-        ("/api/orders/abc", b"application/json"),
-        ("/orders/abc", b"text/html"),
-        ("/", b"text/html"),
-        ("/search", b"text/html"),
-    ]:
-        start, body = asgi_get(endpoint, path)
-        assert start["status"] == 500, path
-        assert dict(start["headers"])[b"content-type"].startswith(kind), path
-        assert b"rid-1" in body["body"], path  # the request id, no trace
-        assert b"Traceback" not in body["body"]
-
-
 def test_a_miss_is_counted_once() -> None:
     doc = order_doc(5, seed=4)
     body = order_to_json_bytes(Order.model_validate_json(json.dumps(doc)))
     cache = OrderCache(BIG, BIG, BIG)
+    answers = OrderAnswers(OrderLookup(cache, Source({doc["order_uid"]: body}), 1), PAGES)
 
     async def unused(*_args: Any) -> Any:
         raise AssertionError("not a look-up")
 
-    endpoint = OrderEndpoint(
-        unused, OrderLookup(cache, Source({doc["order_uid"]: body}), 1), PAGES, unused, unused
-    )
+    route = AnswerRoute("/api/orders/{order_uid}", answers.json, hit=answers.json_hit)
+    endpoint = FastPath(unused, [route], unused)
     asgi_get(endpoint, f"/api/orders/{doc['order_uid']}")
     asgi_get(endpoint, f"/api/orders/{doc['order_uid']}")
     stats = cache.stats()
