@@ -20,8 +20,9 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from types import FrameType
 from typing import Any, Protocol
@@ -33,14 +34,18 @@ from confluent_kafka import Consumer, Producer
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from internal.api.app import create_api
+from internal.api.console_auth import ConsoleAuth
+from internal.api.dlq_console import DlqConsole
 from internal.api.request_limits import RequestLimits
 from internal.cache.lru import OrderCache
 from internal.cache.warmup import warm_up
 from internal.config import Settings
 from internal.consumer.commits import CommitConfirmations
 from internal.consumer.dlq import KafkaDeadLetterSink, SinkProducer
+from internal.consumer.drift import DriftGuard, DriftPolicy, DriftTrip
 from internal.consumer.lanes import BatchLimits
 from internal.consumer.loop import ConsumerLoop, LoopPolicy, consumer_config
+from internal.consumer.messages import DeadLetter
 from internal.consumer.observe import LagFromStatistics, ReportMetrics
 from internal.consumer.offsets import OffsetTracker
 from internal.consumer.ports import KafkaConsumer, OrderStore
@@ -52,15 +57,19 @@ from internal.domain.errors import failure_of
 from internal.lifecycle import Lifecycle, State
 from internal.pkg.backoff import Backoff
 from internal.pkg.health import Health
+from internal.pkg.kafka_offsets import TopicSize
 from internal.pkg.metrics import Metrics
 from internal.pkg.paths import templates_dir
+from internal.store.dead_letters import DeadLetterIndex, DeadLetterQueries, LetterRow
 from internal.store.observe import DbObserver
 from internal.store.probe import DatabaseProbe
 from internal.store.reader import PostgresOrderReader
 from internal.store.sessions import configure_lookup_session, configure_session
 from internal.store.writer import PostgresOrderWriter
+from internal.tools.dlq_actions import KafkaConsoleActions
 
 log = structlog.get_logger(component="app")
+CONSOLE_POOL_SIZE = 2  # the dead-letter console's reads: few people, each page a query or two
 WARMUP_RETRY = Backoff(initial_s=0.5, max_s=10.0)
 WAIT_STEP_S = 0.1  # how often the main thread looks whether the HTTP server listens yet
 
@@ -107,6 +116,19 @@ class DeadLetters(Protocol):
         """Flush the dead-letter producer for up to ``timeout_s``; the letters not delivered (stop)."""
 
 
+class LetterRecorder(Protocol):
+    def record(self, rows: Sequence[LetterRow]) -> int:
+        """Add the rows not recorded yet (one transaction); TransientError while the database is away."""
+
+
+class Background(Protocol):
+    """A helper thread: ``start`` and ``stop`` never block; ``value`` is its latest answer."""
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def value(self) -> float: ...
+
+
 class HttpServer(Protocol):
     """The part of ``uvicorn.Server`` the service uses: all of it public API."""
 
@@ -133,6 +155,10 @@ class Factories:
     db_probe: Callable[[Settings, DbObserver], Probe]
     http_server: Callable[[uvicorn.Config], HttpServer]
     clock: Callable[[], float] = time.monotonic
+    # The console's read model of the dead letters (store/dead_letters.py) on the writer pool, and the
+    # dead-letter topic's size for dlq_topic_messages; None (the unit tests' fakes): left out.
+    letter_index: Callable[[SyncPool], LetterRecorder] | None = None
+    topic_size: Callable[[str, str], Background] | None = None
     # What lives as long as the process is moved out of the collector's generations after the warm-up
     # (gc.freeze: docs/performance.md); tests leave the collector alone.
     freeze_heap: Callable[[], None] = gc.freeze
@@ -153,6 +179,8 @@ def real_factories() -> Factories:
             application_name=f"{s.postgres.application_name}-probe",
         ),
         http_server=uvicorn.Server,
+        letter_index=lambda pool: DeadLetterIndex(_real(pool)),
+        topic_size=TopicSize,
     )
 
 
@@ -190,9 +218,31 @@ def build(settings: Settings, factories: Factories) -> Service:
         producer_factory=f.dlq_producer,
     )
     writer = f.order_writer(writer_pool, observer)
-    loop = _consumer_loop(
-        s, f, metrics=metrics, state=state, cache=cache, dead_letters=dead_letters, writer=writer
+    drift = DriftGuard(
+        DriftPolicy(s.consumer.drift_window, s.consumer.drift_ratio), on_change=_DriftReport(metrics)
     )
+    index = IndexedLetters(f.letter_index(writer_pool), s.dlq_topic, metrics) if f.letter_index else None
+    loop = _consumer_loop(
+        s, f, metrics=metrics, state=state, cache=cache, dead_letters=dead_letters, writer=writer,
+        drift=drift, letter_index=index,
+    )  # fmt: skip
+    console_pool = f.async_pool(s, PoolSpec("console", CONSOLE_POOL_SIZE, s.http.request_timeout_ms))
+    queries = DeadLetterQueries(console_pool, s.http.request_timeout_ms / 1000)
+    console = DlqConsole(
+        queries=queries,
+        actions=KafkaConsoleActions(
+            s.kafka.brokers, s.dlq_topic, s.consumer.validation_policy(), s.postgres.dsn
+        ),
+        auth=ConsoleAuth(s.console.operator_token),
+        templates=templates_dir(),
+        dlq_topic=s.dlq_topic,
+        max_replay=s.console.max_replay,
+        drift=drift,
+        order_stored=queries.order_stored,
+    )
+    dlq_size = f.topic_size(s.kafka.brokers, s.dlq_topic) if f.topic_size else None
+    if dlq_size is not None:
+        metrics.dlq_size.set_function(dlq_size.value)
     api = create_api(
         cache,
         reader,
@@ -208,6 +258,8 @@ def build(settings: Settings, factories: Factories) -> Service:
         search_pages_bytes=s.cache.search_pages_bytes,
         templates=templates_dir(),
         access_log=s.log.access_log,
+        console_routes=console.routes(),
+        console_pool=console_pool,
     )
     server = f.http_server(
         uvicorn.Config(
@@ -241,7 +293,65 @@ def build(settings: Settings, factories: Factories) -> Service:
         server=server,
         clock=f.clock,
         freeze_heap=f.freeze_heap,
+        helpers=(dlq_size,) if dlq_size is not None else (),
     )
+
+
+class _DriftReport:
+    """The drift guard's trips and resumes: a log event, the gauge and the counter."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def __call__(self, trip: DriftTrip | None) -> None:
+        if trip is None:
+            self._metrics.drift_paused.set(0)
+            log.warning("dead_letter_drift_resumed")
+            return
+        self._metrics.drift_paused.set(1)
+        self._metrics.drift_trips.inc()
+        log.error(
+            "dead_letter_drift", cause=Cause.DEAD_LETTER_DRIFT.value, dead_lettered=trip.dead_lettered,
+            window=trip.window, group=trip.group,
+        )  # fmt: skip
+
+
+class IndexedLetters:
+    """``LetterIndex`` of the batch processor: acknowledged letters into the console's read model
+    (store/dead_letters.py) and into the letter metrics."""
+
+    def __init__(self, recorder: LetterRecorder, dlq_topic: str, metrics: Metrics) -> None:
+        self._recorder, self._dlq_topic, self._metrics = recorder, dlq_topic, metrics
+
+    def record(self, letters: Sequence[DeadLetter]) -> None:
+        now = datetime.now(UTC)
+        rows = [self._row(letter, now) for letter in letters]
+        new = self._recorder.record(rows)
+        if new:  # a batch repeated after a crash (nothing new) is not counted again
+            self._metrics.count_letters(((r.reason, r.group_key) for r in rows), now.timestamp())
+
+    def _row(self, letter: DeadLetter, now: datetime) -> LetterRow:
+        m = letter.message
+        return LetterRow(
+            origin_topic=m.topic,
+            origin_partition=m.partition,
+            origin_offset=m.offset,
+            dlq_topic=self._dlq_topic,
+            dlq_partition=letter.dlq_partition,
+            dlq_offset=letter.dlq_offset,
+            reason=letter.reason.value,
+            group_key=letter.group or letter.reason.value,
+            order_uid=_order_uid(m.key),
+            failed_at=now,
+            error=letter.error,
+            is_stub=letter.truncated is not None,
+            value_bytes=len(m.value or b""),
+        )
+
+
+def _order_uid(key: bytes | None) -> str | None:
+    """The producer keys messages by order_uid (gen_orders.py, docs/producer.md)."""
+    return key.decode("utf-8", "replace") if key else None
 
 
 def _consumer_loop(
@@ -253,6 +363,8 @@ def _consumer_loop(
     cache: OrderCache,
     dead_letters: KafkaDeadLetterSink,
     writer: OrderStore,
+    drift: DriftGuard,
+    letter_index: IndexedLetters | None,
 ) -> ConsumerLoop:
     c, k = s.consumer, s.kafka
     processor = BatchProcessor(
@@ -266,6 +378,8 @@ def _consumer_loop(
                 Backoff(c.retry_initial_ms / 1000, c.retry_max_ms / 1000), max_attempts=c.max_attempts
             ),
         ),
+        drift=drift,
+        letter_index=letter_index,
     )
     config = consumer_config(k.brokers, k.group_id, k.client_id, k.session_timeout_ms, k.auto_offset_reset)
     tracker = OffsetTracker()
@@ -308,6 +422,7 @@ class Service:
     server: HttpServer
     clock: Callable[[], float]
     freeze_heap: Callable[[], None]
+    helpers: tuple[Background, ...] = ()  # threads of their own: started first, stopped last
 
     def __post_init__(self) -> None:
         self._stopping = threading.Event()  # wakes the warm-up's backoff at the stop
@@ -328,6 +443,8 @@ class Service:
         self.lifecycle.move(State.STARTING)
         for pool in self.pools:
             pool.open(wait=False)
+        for helper in self.helpers:
+            helper.start()
         self.probe.start()
         self._consumer_thread.start()
         self._http_thread.start()
@@ -381,6 +498,8 @@ class Service:
             self._consumer_thread.join(timeout=left())
         clean = not self._consumer_thread.is_alive()
         self.probe.stop()
+        for helper in self.helpers:
+            helper.stop()
         undelivered = self.dead_letters.close(left(0.1))
         for pool in self.pools:
             pool.close(timeout=left(0.1))

@@ -4,14 +4,14 @@ json_api.py, ui.py and snapshots.py."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
 from internal.api.errors import Errors
@@ -45,11 +45,15 @@ def create_api(
     search_pages_bytes: int,
     templates: Path,
     access_log: bool,
+    console_routes: Sequence[BaseRoute] = (),
+    console_pool: AsyncConnectionPool | None = None,
 ) -> ASGIApp:
     """The app. ``lookup_pool`` serves cache misses on the event loop, ``search_pool`` the UI's
     searches (a budget of their own: they never queue ahead of look-ups or readiness); neither is
     open yet: they are opened and closed with the app's lifespan, because an async pool belongs to
-    the loop that runs it. The recent-orders list and readiness use the sync ``reader``'s pool."""
+    the loop that runs it. The recent-orders list and readiness use the sync ``reader``'s pool.
+    ``console_routes`` are the dead-letter console's (dlq_console.py), reading through ``console_pool``
+    (opened with the others)."""
     observer = DbObserver(metrics)
     lookup = OrderLookup(cache, AsyncOrderReader(lookup_pool, observer), request_timeout_s)
 
@@ -58,9 +62,13 @@ def create_api(
         # The service answers (503) even while the database is down.
         await lookup_pool.open(wait=False)
         await search_pool.open(wait=False)
+        if console_pool is not None:
+            await console_pool.open(wait=False)
         try:
             yield
         finally:
+            if console_pool is not None:
+                await console_pool.close()
             await search_pool.close()
             await lookup_pool.close()
 
@@ -90,7 +98,8 @@ def create_api(
         Route("/static/style.css", ui.stylesheet),
     ]
     errors = Errors(pages, api_routes)
-    app = Starlette(lifespan=lifespan, exception_handlers=errors.handlers(), routes=[*api_routes, *ui_routes])
+    routes = [*api_routes, *ui_routes, *console_routes]  # the console's: dlq_console.py
+    app = Starlette(lifespan=lifespan, exception_handlers=errors.handlers(), routes=routes)
     # No redirect from "/x/" to "/x": "/api/orders/0%2F" decodes to "/api/orders/0/", and the redirect
     # would answer a look-up of uid "0/" with a look-up of another uid, "0". Unmatched paths are 404.
     app.router.redirect_slashes = False

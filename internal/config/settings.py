@@ -95,6 +95,7 @@ class Secret:
 
 
 SECRET_DSN = Secret(masked_dsn, dsn_secrets)  # a DSN: shown without its password
+SECRET_TEXT = Secret(lambda v: MASKED if v else "", lambda v: [v] if v else [])  # a token: never shown
 
 
 def setting(default: Any, help: str, check: Check | None = None, *, secret: Secret | None = None) -> Any:
@@ -282,6 +283,18 @@ class ConsumerSettings:
     revoke_timeout_s: float = setting(
         10.0, "time in-flight batches get to finish when partitions are revoked", at_least(0)
     )
+    drift_window: int = setting(
+        500,
+        "the drift guard watches the outcomes of this many most recent messages (0 = off); when "
+        "drift_ratio of them were dead-lettered, consumption pauses until an operator resumes it "
+        "(docs/dlq.md#drift-guard)",
+        at_least(0),
+    )
+    drift_ratio: float = setting(
+        0.95,
+        "the share of dead letters among the last drift_window messages that pauses consumption",
+        between(0.01, 1.0),
+    )
 
     def validation_policy(self) -> ValidationPolicy:
         """The validator's knobs: each field of ValidationPolicy is the setting of the same name."""
@@ -294,6 +307,19 @@ class DlqSettings:
         0, "stop consuming after this many dead-letters in a row (0 = off)", at_least(0)
     )
     max_error_bytes: int = setting(4096, "the error header is cut to this length", at_least(64))
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleSettings:
+    operator_token: str = setting(
+        "",
+        "token an operator signs in to the dead-letter console (/dlq) with, and l0-dlq resume sends; "
+        "empty: the console is read-only",
+        secret=SECRET_TEXT,
+    )
+    max_replay: int = setting(
+        1000, "letters one console action (re-validate, replay) works on at most", between(1, 100000)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,6 +351,7 @@ class Settings:
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     consumer: ConsumerSettings = field(default_factory=ConsumerSettings)
     dlq: DlqSettings = field(default_factory=DlqSettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
     shutdown: ShutdownSettings = field(default_factory=ShutdownSettings)
 

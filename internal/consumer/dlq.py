@@ -52,6 +52,12 @@ class _Sent:
     done: bool = False
     error: KafkaError | None = None
     local: bool = False  # refused by produce() itself, before queuing
+    partition: int = -1  # where the broker put it (the delivery report)
+    offset: int = -1
+
+    def placed(self) -> DeadLetter:
+        """The letter as delivered, with its place in the dead-letter topic."""
+        return replace(self.letter, dlq_partition=self.partition, dlq_offset=self.offset)
 
 
 class SinkProducer(ProducerLike, Protocol):
@@ -143,9 +149,9 @@ class KafkaDeadLetterSink:
                 f"dead-letter topic {self._topic}: {len(sent) - len(pending)}/{len(sent)} acknowledged "
                 f"({why})",
                 pending,
-                delivered=[s.letter for s in sent if s.done],
+                delivered=[s.placed() for s in sent if s.done],
             )
-        return [s.letter for s in sent]
+        return [s.placed() for s in sent]
 
     def _publish(self, producer: SinkProducer, sent: list[_Sent]) -> list[_Sent]:
         """Queue every letter in its form and wait for their own delivery reports (not for the
@@ -155,9 +161,11 @@ class KafkaDeadLetterSink:
 
         for s in sent:
 
-            def on_delivery(err: KafkaError | None, _msg: Message, s: _Sent = s) -> None:
+            def on_delivery(err: KafkaError | None, msg: Message, s: _Sent = s) -> None:
                 # May run on another worker's thread (whichever polls the shared producer).
                 s.done, s.error = err is None, err
+                if err is None and msg is not None:  # unit tests' fake producers report no message
+                    s.partition, s.offset = msg.partition() or 0, msg.offset() or 0
                 with lock:
                     outstanding[0] -= 1
 

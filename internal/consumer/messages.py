@@ -48,6 +48,12 @@ class DeadLetter:
     error: str
     attempts: int
     truncated: str | None = None
+    # What went wrong, as the console groups it (internal/domain/letter_groups.py); set where the
+    # letter is made, from the structured error.
+    group: str = ""
+    # Where the broker put it (its delivery report): the console fetches it from there.
+    dlq_partition: int = -1
+    dlq_offset: int = -1
 
 
 @dataclass(frozen=True, slots=True)

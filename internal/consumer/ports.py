@@ -60,6 +60,27 @@ class DeadLetterSink(Protocol):
         ...
 
 
+class LetterIndex(Protocol):
+    def record(self, letters: Sequence[DeadLetter]) -> None:
+        """Note acknowledged letters in the read model the console pages read
+        (internal/store/dead_letters.py), idempotently: a letter recorded twice is one row. Raises
+        ``TransientError`` while the database is away (the caller retries it)."""
+        ...
+
+
+class DriftWatch(Protocol):
+    """The drift guard (internal/consumer/drift.py) as the batch processor uses it."""
+
+    def admit(self, groups: Sequence[str | None]) -> object | None:
+        """None: the batch (a group per message that is to be dead-lettered, else None) may go on;
+        else the guard tripped and the batch must be held. Any thread; never blocks."""
+        ...
+
+    def tripped(self) -> object | None:
+        """Not None while tripped (until an operator resumes)."""
+        ...
+
+
 class StoredOrderSink(Protocol):
     def put_many(self, records: Sequence[OrderRecord]) -> None:
         """Receive orders right after their transaction committed (the cache's write-through).

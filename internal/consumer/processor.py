@@ -36,10 +36,12 @@ from datetime import UTC, datetime
 
 import structlog
 
-from internal.consumer.control import Control
+from internal.consumer.control import Abandoned, Control
 from internal.consumer.messages import BatchReport, DeadLetter, Inbound
 from internal.consumer.ports import (
     DeadLetterSink,
+    DriftWatch,
+    LetterIndex,
     LettersPending,
     OrderStore,
     OutageListener,
@@ -47,7 +49,15 @@ from internal.consumer.ports import (
 )
 from internal.consumer.retry import RetryPolicy, Tally, Verdict, attempt
 from internal.domain.causes import Cause
-from internal.domain.errors import FatalError, PermanentError, RecordRejected, TimedOut, TransientError
+from internal.domain.errors import (
+    FatalError,
+    InvalidOrder,
+    PermanentError,
+    RecordRejected,
+    TimedOut,
+    TransientError,
+)
+from internal.domain.letter_groups import group_key
 from internal.domain.outcomes import Outcome
 from internal.domain.reasons import DeadLetterReason
 from internal.domain.records import OrderRecord
@@ -56,6 +66,7 @@ from internal.domain.validation import ValidationPolicy, decode_order
 log = structlog.get_logger(component="consumer")
 
 ERROR_TEXT_CHARS = 500  # of an unexpected exception's message, in the letter's error header
+DRIFT_HOLD_POLL_S = 0.5  # how often a batch held by the drift guard looks whether it was resumed
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +110,11 @@ class BatchProcessor:
         outage: OutageListener,
         policy: ProcessingPolicy,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        drift: DriftWatch | None = None,
+        letter_index: LetterIndex | None = None,
     ) -> None:
+        self._drift = drift
+        self._index = letter_index
         self._store = store
         self._dlq = dead_letters
         self._sink = stored_sink
@@ -122,11 +137,13 @@ class BatchProcessor:
                 )
             except PermanentError as exc:
                 outcomes[index] = Outcome.dead_letter(exc.reason)
-                letters.append(DeadLetter(message, exc.reason, str(exc), attempts=1))
+                violations = exc.violations if isinstance(exc, InvalidOrder) else ()
+                group = group_key(exc.reason, violations, str(exc))
+                letters.append(_letter(message, exc.reason, str(exc), 1, group))
             except Exception as exc:  # decoding is pure: retrying cannot change the answer
                 log.exception("decode_failed", **_where(message))
                 outcomes[index] = Outcome.PROCESSING_ERROR
-                letters.append(DeadLetter(message, DeadLetterReason.PROCESSING_ERROR, _text(exc), attempts=1))
+                letters.append(_letter(message, DeadLetterReason.PROCESSING_ERROR, _text(exc), 1))
 
         stored: list[OrderRecord] = []
         results = self._store_all([record for _, record in decoded], control)
@@ -139,15 +156,19 @@ class BatchProcessor:
                 error = (
                     f"order_uid {record.uid!r} is already stored with different content (first write wins)"
                 )
-                letters.append(DeadLetter(message, DeadLetterReason.CONFLICT, error, attempts=1))
+                letters.append(_letter(message, DeadLetterReason.CONFLICT, error, 1))
             elif result.outcome.dead_lettered:
-                letters.append(DeadLetter(message, result.outcome.reason, result.error, result.attempts))
+                letters.append(_letter(message, result.outcome.reason, result.error, result.attempts))
 
         stored_at_ms = None
         if stored:
             self._feed_cache(stored)
             stored_at_ms = self._clock().timestamp() * 1000  # committed and in the cache: visible now
+        if self._drift is not None:
+            self._hold_while_drifting(self._drift, batch, letters, control)
         delivered = self._dead_letter(letters, control) if letters else []
+        if delivered and self._index is not None:
+            self._record(self._index, delivered, control)
         for letter in delivered:  # after the acknowledgement: each line is a fact, not an intention
             log.warning(
                 "dead_lettered",
@@ -247,11 +268,52 @@ class BatchProcessor:
             ) from error
         return delivered
 
+    def _hold_while_drifting(
+        self, drift: DriftWatch, batch: Sequence[Inbound], letters: list[DeadLetter], control: Control
+    ) -> None:
+        """Count the batch's outcomes in the drift guard; when it trips (or has), hold the batch -
+        none of its letters sent, none of its offsets committed, the partitions paused as in an
+        outage - until an operator resumes. A stop or revoke abandons the held batch (delivered again
+        later). Its orders are stored already: a later delivery finds them as duplicates."""
+        by_place = {(m.message.partition, m.message.offset): m.group for m in letters}
+        if drift.admit([by_place.get((m.partition, m.offset)) for m in batch]) is None:
+            return
+        self._outage.outage_started(Cause.DEAD_LETTER_DRIFT)
+        try:
+            while drift.tripped() is not None:
+                if not control.wanted():
+                    raise Abandoned
+                control.sleep(DRIFT_HOLD_POLL_S)
+        finally:
+            self._outage.outage_ended()
+
+    def _record(self, index: LetterIndex, delivered: list[DeadLetter], control: Control) -> None:
+        """The acknowledged letters into the console's read model, before the batch's offsets are
+        committed; idempotent, so retried through an outage. A bug there is logged, not fatal: the
+        letters themselves are safe in the topic, only the console would miss them."""
+
+        def judge(exc: Exception, tally: Tally) -> Verdict:
+            if not isinstance(exc, TransientError):
+                log.exception("letter_index_failed_unexpectedly", attempt=tally.unexpected)
+            return self._policy.retry.judge_dead_letters(exc, tally)
+
+        done = attempt(lambda: index.record(delivered), judge, self._policy.retry, control, self._outage)
+        if done.verdict is not Verdict.DONE:
+            log.error("letters_not_indexed", letters=len(delivered))
+
     def _feed_cache(self, stored: list[OrderRecord]) -> None:
         try:
             self._sink.put_many(stored)
         except Exception:  # the contract says it never raises; a durable write must not be undone by it
             log.exception("cache_feed_failed", orders=len(stored))
+
+
+def _letter(
+    message: Inbound, reason: DeadLetterReason, error: str, attempts: int, group: str = ""
+) -> DeadLetter:
+    """A letter with its group (what went wrong, letter_groups.py): from the violations when the
+    caller has them, else from the reason and the error."""
+    return DeadLetter(message, reason, error, attempts, group=group or group_key(reason, (), error))
 
 
 def _text(exc: BaseException) -> str:

@@ -33,6 +33,10 @@ class Kind(Enum):
 
 
 STORM_WORDS = "too many dead-letters in a row (dlq.max_consecutive)"
+DRIFT_WORDS = (
+    "dead-letter drift: most recent messages were dead-lettered (consumer.drift_ratio); see /dlq, "
+    "resume there or with l0-dlq resume"
+)
 SEE_LOG = "see the log"
 
 
@@ -47,6 +51,7 @@ class Cause(Enum):
     DEAD_LETTER_REFUSED = "dead_letter_refused"  # the topic refuses even a stub letter
     DEAD_LETTERING_BUG = "dead_lettering_bug"  # unexpected exceptions while dead-lettering
     DEAD_LETTER_STORM = "dead_letter_storm"
+    DEAD_LETTER_DRIFT = "dead_letter_drift"  # the drift guard paused consumption (consumer/drift.py)
     STORE_ANSWER_MISMATCH = "store_answer_mismatch"  # the store answered a wrong number of results
     POLL_THREAD_CRASHED = "poll_thread_crashed"  # an exception escaped the poll loop
     WARMUP_CRASHED = "warmup_crashed"  # an exception escaped the cache warm-up
@@ -66,6 +71,8 @@ class Cause(Enum):
         which one; a bug points to the log."""
         if self is Cause.DEAD_LETTER_STORM:
             return STORM_WORDS
+        if self is Cause.DEAD_LETTER_DRIFT:
+            return DRIFT_WORDS
         if self.kind is Kind.BUG and self.component is Component.CONSUMER:
             return SEE_LOG
         return self.component.value
@@ -80,6 +87,7 @@ _TRAITS: dict[Cause, tuple[Component, Kind]] = {
     Cause.DEAD_LETTER_REFUSED: (Component.DEAD_LETTER_TOPIC, Kind.UNUSABLE),
     Cause.DEAD_LETTERING_BUG: (Component.DEAD_LETTER_TOPIC, Kind.BUG),
     Cause.DEAD_LETTER_STORM: (Component.CONSUMER, Kind.GUARD),
+    Cause.DEAD_LETTER_DRIFT: (Component.CONSUMER, Kind.GUARD),
     Cause.STORE_ANSWER_MISMATCH: (Component.CONSUMER, Kind.BUG),
     Cause.POLL_THREAD_CRASHED: (Component.CONSUMER, Kind.BUG),
     Cause.WARMUP_CRASHED: (Component.CONSUMER, Kind.BUG),

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from internal.domain.causes import Cause, Failure
@@ -32,10 +32,15 @@ from internal.domain.reasons import DeadLetterReason
 
 @dataclass(frozen=True, slots=True)
 class Violation:
-    """One broken rule of one message, located by a path such as ``items[2].price``."""
+    """One broken rule of one message, located by a path such as ``items[2].price``.
+
+    ``kind`` is the rule without this message's values ("must be the sum of items[].total_price",
+    not "... = 120, got 100"): what the dead-letter console groups letters by
+    (internal/domain/letter_groups.py). Empty means the message itself names the rule."""
 
     path: str
     message: str
+    kind: str = field(default="", compare=False)
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}"

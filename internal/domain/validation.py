@@ -99,7 +99,7 @@ def _domain_error(exc: ValidationError, text: str) -> UndecodableMessage | Inval
             return UndecodableMessage(f"not a JSON document: {detail}")
     # Refused anyway, so the exact search costs nothing that matters; repeated keys come first: the
     # other violations describe whichever value the parser kept.
-    violations = [Violation(location(error["loc"]), _message(error)) for error in errors]
+    violations = [Violation(location(error["loc"]), _message(error), _kind(error)) for error in errors]
     return InvalidOrder([*duplicate_keys(text), *violations])
 
 
@@ -155,6 +155,18 @@ def _message(error: ErrorDetails) -> str:
     return error["msg"] if template is None else template.format_map(ctx)
 
 
+def _kind(error: ErrorDetails) -> str:
+    """The rule an error broke, without what came instead ("got string", "got 12 entries")."""
+    kind = error["type"]
+    if kind in _EXPECTED:
+        return f"must be {_EXPECTED[kind]}"
+    if kind == "too_long":
+        return "must have at most {max_length} entries".format_map(error.get("ctx", {}))
+    if kind in ("datetime_parsing", "datetime_from_date_parsing"):
+        return "must be a valid RFC 3339 date-time"
+    return ""  # the message names the rule
+
+
 def _cross_field_violations(
     order: Order, created: datetime, policy: ValidationPolicy, now: datetime
 ) -> list[Violation]:
@@ -169,17 +181,21 @@ def _cross_field_violations(
         first = first_index_of_rid.setdefault(item.rid, index)
         if first != index:
             violations.append(
-                Violation(f"items[{index}].rid", f"duplicate rid, already used by items[{first}]")
+                Violation(
+                    f"items[{index}].rid", f"duplicate rid, already used by items[{first}]", "duplicate rid"
+                )
             )
     payment = order.payment
     items_total = sum(item.total_price for item in order.items)
     if payment.goods_total != items_total:
         message = f"must be the sum of items[].total_price = {items_total}, got {payment.goods_total}"
-        violations.append(Violation("payment.goods_total", message))
+        violations.append(Violation("payment.goods_total", message, "must be the sum of items[].total_price"))
     expected = payment.goods_total + payment.delivery_cost + payment.custom_fee
     if payment.amount != expected:
         message = f"must be goods_total + delivery_cost + custom_fee = {expected}, got {payment.amount}"
-        violations.append(Violation("payment.amount", message))
+        violations.append(
+            Violation("payment.amount", message, "must be goods_total + delivery_cost + custom_fee")
+        )
     skew = policy.max_future_skew_seconds
     if created > now + timedelta(seconds=skew):
         violations.append(

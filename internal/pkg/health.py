@@ -93,6 +93,8 @@ class Health:
             consumer = Component("consumer", False, f"stopped: {c.fatal.cause.words}")
         elif not c.running:
             consumer = Component("consumer", False, "not running")
+        elif c.paused and c.outage is Cause.DEAD_LETTER_DRIFT:  # a guard, not an outage: say which
+            consumer = Component("consumer", False, f"paused: {c.outage.words}")
         elif c.paused:
             words = c.outage.words if c.outage is not None else SEE_LOG
             consumer = Component("consumer", False, f"paused by an outage: {words}")

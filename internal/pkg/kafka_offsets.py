@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import threading
 import uuid
 
 from confluent_kafka import Consumer, TopicPartition
@@ -36,3 +38,47 @@ def committed_offsets(
         return {tp.partition: tp.offset for tp in answer}
     finally:
         probe.close()
+
+
+class TopicSize:
+    """How many messages a topic holds - the sum over its partitions of high minus low watermark -
+    asked of the broker every ``every_s`` on a thread of its own (a metric's scrape never waits for
+    Kafka), by one consumer that never joins a group. ``value()`` is the last answer (NaN before
+    the first, or while the broker does not answer: no number is better than a stale one)."""
+
+    def __init__(self, brokers: str, topic: str, every_s: float = 30.0, timeout_s: float = 5.0) -> None:
+        self._brokers, self._topic = brokers, topic
+        self._every_s, self._timeout_s = every_s, timeout_s
+        self._value = math.nan
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="dlq-size", daemon=True)
+
+    def value(self) -> float:
+        return self._value
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        probe = _probe(self._brokers, f"probe-{uuid.uuid4().hex}")
+        try:
+            while not self._stop.is_set():
+                try:
+                    self._value = float(self._measure(probe))
+                except Exception:  # broker away, topic missing: unknown until the next answer
+                    self._value = math.nan
+                self._stop.wait(self._every_s)
+        finally:
+            probe.close()
+
+    def _measure(self, probe: Consumer) -> int:
+        topics = probe.list_topics(self._topic, timeout=self._timeout_s).topics
+        partitions = topics[self._topic].partitions
+        total = 0
+        for p in partitions:
+            low, high = probe.get_watermark_offsets(TopicPartition(self._topic, p), timeout=self._timeout_s)
+            total += max(0, high - low)
+        return total

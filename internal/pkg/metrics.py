@@ -10,6 +10,7 @@ measures; each hands in a callable (``watch_cache``, ``watch_partitions``).
 from __future__ import annotations
 
 import math
+import threading
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
@@ -47,6 +48,8 @@ BATCH_SIZES = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500)
 # Freshness is judged in milliseconds at everyday rates and in minutes after an outage.
 FRESHNESS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 AGES = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
+GROUP_LABELS = 50  # distinct group labels of dlq_letters_total at most (Prometheus series are not free)
+OTHER_GROUP = "other"
 
 # The names, for docs/metrics.md and the tests that keep the docs, dashboard and alerts honest.
 METRIC_NAMES = (
@@ -64,7 +67,12 @@ METRIC_NAMES = (
     "consumer_partition_stuck",
     "consumer_commit_failures_total",
     "consumer_stopped",
+    "consumer_drift_paused",
+    "consumer_drift_trips_total",
     "dlq_messages_total",
+    "dlq_letters_total",
+    "dlq_newest_letter_timestamp_seconds",
+    "dlq_topic_messages",
     "dlq_truncated_letters_total",
     "cache_hits_total",
     "cache_misses_total",
@@ -130,6 +138,32 @@ class Metrics:
         self.dead_letters = Counter(
             "dlq_messages_total", "Messages dead-lettered, by reason", ["reason"], registry=r
         )
+        self.letters = Counter(
+            "dlq_letters_total",
+            f"Dead letters acknowledged, by reason and group (the console's groups; the first "
+            f"{GROUP_LABELS} groups seen get a label of their own, later ones count as 'other')",
+            ["reason", "group"],
+            registry=r,
+        )
+        self._group_labels: set[str] = set()
+        self._group_lock = threading.Lock()
+        self.newest_letter = Gauge(
+            "dlq_newest_letter_timestamp_seconds",
+            "Unix time of the newest letter this instance dead-lettered (0 before the first)",
+            registry=r,
+        )
+        self.dlq_size = Gauge(
+            "dlq_topic_messages",
+            "Letters the dead-letter topic holds: the sum of its partitions' high minus low watermarks, "
+            "asked of the broker every 30 s (NaN while unknown)",
+            registry=r,
+        )
+        self.drift_paused = Gauge(
+            "consumer_drift_paused", "1 while the drift guard holds consumption (until resumed)", registry=r
+        )
+        self.drift_trips = Counter(
+            "consumer_drift_trips_total", "Times the drift guard paused consumption", registry=r
+        )
         self.truncated_letters = Counter(
             "dlq_truncated_letters_total",
             "Dead letters sent as stubs because the full letter was refused for good",
@@ -153,6 +187,17 @@ class Metrics:
         # process_start_time_seconds (and prometheus_client's other process_* series): a restart loop
         # shows as its changes (alert ServiceRestarting).
         ProcessCollector(registry=r)
+
+    def count_letters(self, letters: Iterable[tuple[str, str]], at_s: float) -> None:
+        """Acknowledged letters as (reason, group); any worker thread. Group labels are bounded: a
+        producer sending many unknown fields makes many groups, the series stay ``GROUP_LABELS``."""
+        for reason, group in letters:
+            with self._group_lock:
+                if group not in self._group_labels and len(self._group_labels) < GROUP_LABELS:
+                    self._group_labels.add(group)
+                label = group if group in self._group_labels else OTHER_GROUP
+            self.letters.labels(reason, label).inc()
+        self.newest_letter.set(at_s)
 
     def watch_cache(self, stats: Callable[[], CacheFigures]) -> None:
         self.registry.register(CacheCollector(stats))

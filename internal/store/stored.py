@@ -19,10 +19,10 @@ CHUNK = 1000  # uids per query: a short array parameter, an index look-up each
 
 
 class StoredContent:
-    def __init__(self, dsn: str, connect_timeout_s: int = 5) -> None:
+    def __init__(self, dsn: str, connect_timeout_s: int = 5, application_name: str = "l0-dlq") -> None:
         try:
             self._conn: psycopg.Connection[tuple[object, ...]] = psycopg.connect(
-                dsn, autocommit=True, connect_timeout=connect_timeout_s, application_name="l0-dlq"
+                dsn, autocommit=True, connect_timeout=connect_timeout_s, application_name=application_name
             )
         except psycopg.Error as exc:
             raise TransientError(f"PostgreSQL: {first_line(exc)}") from None

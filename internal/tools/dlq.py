@@ -14,15 +14,21 @@ import argparse
 import os
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import NoReturn
+
+import psycopg
+from psycopg_pool import ConnectionPool
 
 from internal.config.cli import add_config_option, settings_for
 from internal.config.settings import dsn_secrets
 from internal.consumer.letters import H_ERROR
 from internal.domain.errors import TransientError
 from internal.pkg.logging import redactor
+from internal.store.dead_letters import DeadLetterIndex, LetterRow
 from internal.store.stored import StoredContent
+from internal.tools.dlq_actions import letter_row, resume_service, revalidate
 from internal.tools.dlq_display import LINE_WIDTH, VALUE_LINES, printable, shorten, show_bytes, value_lines
 from internal.tools.dlq_letters import (
     DLQ_PREFIX,
@@ -37,6 +43,7 @@ from internal.tools.dlq_replay import Targets, open_producer, replay
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 ERROR_WIDTH = 100
+REINDEX_BATCH = 1000  # rows per statement of reindex
 # Bounds of what one letter may print, whatever it holds (a forged letter can carry 10,000 headers, a
 # 16 MB value or a megabyte of error): a list row stays one line of a few hundred characters; show
 # prints at most this many headers and error characters (the value's bounds: dlq_display.py).
@@ -148,8 +155,7 @@ def _replay(args: argparse.Namespace) -> int:
     if args.to_topic == args.dlq_topic:
         raise ToolError(f"--to-topic {printable(args.to_topic)} is the dead-letter topic: never a target")
     producer = open_producer(args.brokers, args.to_topic)  # checked before reading: fail fast
-    stored = _stored(args.dsn)
-    try:
+    with _stored(args.dsn) as stored:
         stats = replay(
             lambda: open_letters(args.brokers, args.dlq_topic),
             selection,
@@ -159,27 +165,79 @@ def _replay(args: argparse.Namespace) -> int:
             force=args.force,
             dry_run=args.dry_run,
         )
-    except TransientError as exc:
-        raise ToolError(
-            f"the stored-order check failed: {redactor(dsn_secrets(args.dsn))(str(exc))}"
-        ) from None
-    finally:
-        stored.close()
     for failure in stats.failures[:5]:  # the first few tell the cause
         print(f"l0-dlq: delivery failed: {failure}", file=sys.stderr)
     print(stats.summary())
     return EXIT_FAILED if stats.failed else EXIT_OK
 
 
-def _stored(dsn: str) -> StoredContent:
-    """The database the service stores into: a letter whose order it holds with the same content is
-    not sent again, in this run or any later one."""
+def _revalidate(args: argparse.Namespace) -> int:
+    """The service's current rules over the selected letters (at most --limit): a dry run."""
+    selection = _selection(args)
+    chosen = []
+    for letter in open_letters(args.brokers, args.dlq_topic):
+        if selection.matches(letter):
+            chosen.append(letter)
+            if len(chosen) >= args.limit:
+                break
+    with _stored(args.dsn) as stored:
+        stats = revalidate(chosen, args.policy, stored)
+    print(stats.summary())
+    for group, count in stats.still_failing.most_common(20):
+        print(f"{count:>8}  {printable(group)}")
+    return EXIT_OK
+
+
+def _reindex(args: argparse.Namespace) -> int:
+    """Fill the console's read model from the topic: letters written before it existed (or while it
+    was not kept) become rows; those indexed already are left alone (ON CONFLICT DO NOTHING)."""
+    read = added = skipped = 0
     try:
-        return StoredContent(dsn)
+        with ConnectionPool(args.dsn, min_size=1, max_size=1, kwargs={"autocommit": True}) as pool:
+            index = DeadLetterIndex(pool)
+            batch: list[LetterRow] = []
+            for letter in open_letters(args.brokers, args.dlq_topic):
+                read += 1
+                row = letter_row(letter, args.dlq_topic, args.policy)
+                if row is None:
+                    skipped += 1
+                    continue
+                batch.append(row)
+                if len(batch) >= REINDEX_BATCH:
+                    added += index.record(batch)
+                    batch = []
+            added += index.record(batch)
+    except (TransientError, psycopg.Error) as exc:
+        raise ToolError(
+            f"the read model could not be written: {redactor(dsn_secrets(args.dsn))(str(exc))}"
+        ) from None
+    print(f"reindex: read {read} letters, added {added} rows ({read - added - skipped} indexed already, "
+          f"{skipped} without an origin or a known reason)")  # fmt: skip
+    return EXIT_OK
+
+
+def _resume(args: argparse.Namespace) -> int:
+    answer = resume_service(args.url, args.token)
+    print("resumed" if answer.get("resumed") else "the service was not paused; nothing to resume")
+    return EXIT_OK
+
+
+@contextmanager
+def _stored(dsn: str) -> Iterator[StoredContent]:
+    """The database the service stores into: a letter whose order it holds with the same content is
+    not sent again, in this run or any later one; a failed check is one line, without the password."""
+    try:
+        stored = StoredContent(dsn)
     except TransientError as exc:
         raise ToolError(
             f"cannot check stored orders: {redactor(dsn_secrets(dsn))(str(exc))} (--dsn)"
         ) from None
+    try:
+        yield stored
+    except TransientError as exc:
+        raise ToolError(f"the stored-order check failed: {redactor(dsn_secrets(dsn))(str(exc))}") from None
+    finally:
+        stored.close()
 
 
 def _selection(args: argparse.Namespace) -> Selection:
@@ -238,7 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
         description="Inspect and replay the dead-letter topic of the L0 order service (docs/dlq.md).",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{list,show,replay}")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="{list,show,replay,revalidate,resume,reindex}"
+    )
     listing = commands.add_parser(
         "list", parents=[common, filters], allow_abbrev=False, help="one line per letter, totals per reason"
     )
@@ -267,6 +327,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="send conflict letters too, and to a --to-topic that is not their origin (docs/dlq.md)",
     )
     again.set_defaults(run=_replay, to_topic=None, dsn=None)
+    check = commands.add_parser(
+        "revalidate",
+        parents=[common, filters],
+        allow_abbrev=False,
+        help="the service's current rules over letters: how many would be stored now (a dry run)",
+    )
+    check.add_argument("--limit", type=_positive, default=10_000, metavar="N", help="at most N letters")
+    check.add_argument("--dsn", help="PostgreSQL of the service (default: the setting postgres.dsn)")
+    check.set_defaults(run=_revalidate, dsn=None)
+    resume = commands.add_parser(
+        "resume",
+        parents=[common],
+        allow_abbrev=False,
+        help="resume a service its drift guard paused (POST /dlq/api/resume with the operator token)",
+    )
+    resume.add_argument("--url", default=None, help="the service (default: http://<http.host>:<http.port>)")
+    resume.add_argument("--token", default=None, help="operator token (default: console.operator_token)")
+    resume.set_defaults(run=_resume)
+    reindex = commands.add_parser(
+        "reindex",
+        parents=[common],
+        allow_abbrev=False,
+        help="fill the console's read model from the topic (letters written before it existed)",
+    )
+    reindex.add_argument("--dsn", help="PostgreSQL of the service (default: the setting postgres.dsn)")
+    reindex.set_defaults(run=_reindex, dsn=None)
     return parser
 
 
@@ -275,8 +361,14 @@ def _fill_defaults(args: argparse.Namespace) -> None:
     settings = settings_for(args)
     args.brokers = args.brokers or settings.kafka.brokers
     args.dlq_topic = args.dlq_topic or settings.dlq_topic
-    if args.command == "replay":
+    if args.command in ("replay", "revalidate", "reindex"):
         args.dsn = args.dsn or settings.postgres.dsn
+    if args.command in ("revalidate", "reindex"):
+        args.policy = settings.consumer.validation_policy()
+    if args.command == "resume":
+        host = "127.0.0.1" if settings.http.host in ("0.0.0.0", "::") else settings.http.host  # noqa: S104
+        args.url = args.url or f"http://{host}:{settings.http.port}"
+        args.token = args.token or settings.console.operator_token
 
 
 def main(argv: list[str] | None = None) -> int:

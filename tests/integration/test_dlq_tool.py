@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import psycopg
 import pytest
 from confluent_kafka import Message, Producer
 from psycopg_pool import ConnectionPool
@@ -497,3 +498,42 @@ def test_a_message_refused_again_after_a_replay_is_sent_once_with_the_next_count
     assert "skip dlq offset 7 (db_rejected" in out  # the letter of the second refusal repeats offset 2
     copies = [m for m in read_topic(kafka_brokers, letters.orders) if m.key() == UID_A.encode()]
     assert [dict(raw_headers(m))["dlq.replay.count"] for m in copies] == [b"1", b"2"]
+
+
+def test_reindex_fills_the_console_read_model_once(
+    capsys: pytest.CaptureFixture[str], kafka_brokers: str, letters: Topics, db: str
+) -> None:
+    """Letters written before the read model existed: one row per origin (letter 5 repeats letter 2)."""
+    code, out, err = run(capsys, kafka_brokers, letters, "reindex")
+    assert code == 0, err
+    assert (
+        out.strip()
+        == "reindex: read 7 letters, added 6 rows (1 indexed already, 0 without an origin or a known reason)"
+    )
+    code, out, _ = run(capsys, kafka_brokers, letters, "reindex")
+    assert out.strip().startswith("reindex: read 7 letters, added 0 rows (7 indexed already")
+    with psycopg.connect(db) as conn:
+        groups: dict[str, int] = dict(
+            conn.execute("SELECT group_key, letters FROM dead_letter_groups").fetchall()
+        )
+        places = conn.execute(
+            "SELECT dlq_partition, dlq_offset FROM dead_letters ORDER BY dlq_offset"
+        ).fetchall()
+    assert groups["db_rejected · refused by PostgreSQL"] == 2
+    assert groups["undecodable · not UTF-8"] == 1
+    assert groups["processing_error · RaiseException"] == 1
+    assert [offset for _, offset in places] == [0, 1, 2, 3, 4, 6]
+
+
+def test_revalidate_runs_the_current_rules_over_the_selected_letters(
+    capsys: pytest.CaptureFixture[str], kafka_brokers: str, letters: Topics
+) -> None:
+    code, out, err = run(
+        capsys, kafka_brokers, letters, "revalidate", "--reason", "db_rejected", "--reason", "undecodable"
+    )
+    assert code == 0, err
+    assert out.splitlines()[0] == (
+        "re-validate: chosen 4, fetched 4, would store 3, already stored 0, would conflict 0, "
+        "stubs 0, still failing 1"
+    )
+    assert out.splitlines()[1].split(maxsplit=1) == ["1", "undecodable · not UTF-8"]

@@ -13,7 +13,13 @@ from internal.store import migrations
 
 pytestmark = pytest.mark.integration
 TABLES = {"orders", "deliveries", "payments", "items"}
-ALL = ["0001_orders_schema", "0002_search_indexes", "0003_search_keyset_indexes", "0004_date_created_as_sent"]
+ALL = [
+    "0001_orders_schema",
+    "0002_search_indexes",
+    "0003_search_keyset_indexes",
+    "0004_date_created_as_sent",
+    "0005_dead_letters",
+]
 
 
 def tables(dsn: str) -> set[str]:
@@ -76,7 +82,7 @@ def test_orders_stored_before_0004_keep_the_text_they_were_served_with(
                 " VALUES (%s,'t','e','en','','c','d','1',1,%s,'1','\\x00')",
                 (f"u{n}", instant),
             )
-    assert migrations.apply_pending(schema_dsn) == ["0004_date_created_as_sent"]
+    assert migrations.apply_pending(schema_dsn) == ["0004_date_created_as_sent", "0005_dead_letters"]
     with psycopg.connect(schema_dsn) as conn:
         texts = conn.execute("SELECT date_created_text FROM orders ORDER BY order_uid").fetchall()
     assert [t for (t,) in texts] == [
@@ -94,6 +100,9 @@ def test_reapply_is_a_no_op(schema_dsn: str) -> None:
 
 def test_rollback_removes_the_tables(schema_dsn: str) -> None:
     migrations.apply_pending(schema_dsn)
+    assert {"dead_letters", "dead_letter_groups"} <= tables(schema_dsn)
+    assert migrations.rollback(schema_dsn, count=1) == ["0005_dead_letters"]
+    assert not {"dead_letters", "dead_letter_groups"} & tables(schema_dsn)
     assert migrations.rollback(schema_dsn, count=1) == ["0004_date_created_as_sent"]
     assert "orders.date_created_text" not in columns(schema_dsn)
     assert migrations.rollback(schema_dsn, count=1) == ["0003_search_keyset_indexes"]

@@ -157,7 +157,8 @@ def test_every_setting_marked_secret_is_masked_and_collected() -> None:
         for f in dataclasses.fields(getattr(Settings(), s.name))
         if secret_of(f)
     ]
-    assert marked == ["postgres.dsn"]  # a new secret setting is marked with a Secret (settings.py)
+    # A new secret setting is marked with a Secret (settings.py).
+    assert marked == ["postgres.dsn", "console.operator_token"]
 
 
 def test_a_malformed_dsn_with_an_alias_part_is_refused_without_repeating_it(tmp_path: Path) -> None:

@@ -54,6 +54,9 @@ class HeadersNotUtf8:
     def offset(self) -> int:
         return 7
 
+    def partition(self) -> int:
+        return 0
+
     def key(self) -> bytes:
         return b"k"
 

@@ -14,7 +14,7 @@ from internal.consumer.observe import LagFromStatistics, ReportMetrics
 from internal.domain.order import Order
 from internal.domain.outcomes import Outcome
 from internal.domain.records import OrderRecord
-from internal.pkg.metrics import FAST, METRIC_NAMES, Metrics
+from internal.pkg.metrics import FAST, GROUP_LABELS, METRIC_NAMES, OTHER_GROUP, Metrics
 from tests.orders import order_bytes
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
@@ -151,3 +151,14 @@ def test_the_http_figures_read_like_prometheus_clients_own_counter_and_histogram
         }
 
     assert samples(ours.registry) == samples(theirs)
+
+
+def test_letters_count_by_reason_and_a_bounded_set_of_groups() -> None:
+    metrics = Metrics("test")
+    groups = [f"invalid · field{i} · unknown field" for i in range(GROUP_LABELS + 5)]
+    metrics.count_letters([("invalid", g) for g in groups] + [("invalid", groups[0])], at_s=1234.5)
+    assert value(metrics, "dlq_letters_total", reason="invalid", group=groups[0]) == 2
+    assert value(metrics, "dlq_letters_total", reason="invalid", group=groups[GROUP_LABELS - 1]) == 1
+    assert value(metrics, "dlq_letters_total", reason="invalid", group=groups[GROUP_LABELS]) == 0
+    assert value(metrics, "dlq_letters_total", reason="invalid", group=OTHER_GROUP) == 5
+    assert value(metrics, "dlq_newest_letter_timestamp_seconds") == 1234.5

@@ -14,8 +14,9 @@ from datetime import UTC, datetime
 import pytest
 
 from internal.consumer.control import Abandoned, Control
+from internal.consumer.drift import DriftGuard, DriftPolicy
 from internal.consumer.messages import BatchReport, DeadLetter, Inbound
-from internal.consumer.ports import LettersPending
+from internal.consumer.ports import DriftWatch, LetterIndex, LettersPending
 from internal.consumer.processor import BatchProcessor, ProcessingPolicy
 from internal.consumer.retry import RetryPolicy
 from internal.domain.causes import Cause
@@ -103,7 +104,10 @@ class Harness:
         self.store, self.dlq, self.sink, self.outage = FakeStore(), FakeDlq(), FakeSink(), FakeOutage()
         self.sleeps: list[float] = []
         self.wanted = True
-        self.processor = BatchProcessor(
+        self.processor = self.build()
+
+    def build(self, drift: DriftWatch | None = None, index: LetterIndex | None = None) -> BatchProcessor:
+        return BatchProcessor(
             store=self.store,
             dead_letters=self.dlq,
             stored_sink=self.sink,
@@ -112,6 +116,8 @@ class Harness:
                 ValidationPolicy(max_message_bytes=50_000), RetryPolicy(Backoff(0.1, 1.0), 3)
             ),
             clock=lambda: NOW,
+            drift=drift,
+            letter_index=index,
         )
 
     def run(self, *values: bytes | None) -> list[Outcome]:
@@ -409,3 +415,71 @@ def test_a_cache_feed_that_raises_does_not_undo_the_batch(h: Harness) -> None:
 
     h.processor._sink = BrokenSink()
     assert h.run(order_bytes(90)) == [Outcome.STORED]
+
+
+# ---- the console's read model and the drift guard ------------------------------------------------
+class FakeIndex:
+    def __init__(self) -> None:
+        self.recorded: list[DeadLetter] = []
+        self.failures = 0
+
+    def record(self, letters: Sequence[DeadLetter]) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise TransientError("database down")
+        self.recorded.extend(letters)
+
+
+def with_parts(h: Harness, drift: DriftGuard | None = None) -> FakeIndex:
+    index = FakeIndex()
+    h.processor = h.build(drift, index)
+    return index
+
+
+def with_field(index: int, name: str = "loyalty_tier") -> bytes:
+    doc = order_doc(index)
+    doc[name] = "gold"
+    return encode(doc)
+
+
+def test_letters_carry_their_group_and_are_indexed_after_the_acknowledgement(h: Harness) -> None:
+    index = with_parts(h)
+    index.failures = 2  # the database blinks: retried, as idempotent
+    h.run(order_bytes(1), with_field(2), b"{nope")
+    assert [letter.group for letter in h.dlq.sent] == [
+        "invalid · loyalty_tier · unknown field",
+        "undecodable · not JSON",
+    ]
+    assert index.recorded == h.dlq.sent
+    assert h.outage.started == h.outage.ended == 1
+
+
+def test_a_trip_holds_the_batch_until_resumed_and_nothing_is_dead_lettered_meanwhile(h: Harness) -> None:
+    drift = DriftGuard(DriftPolicy(window=10, ratio=0.9))
+    index = with_parts(h, drift)
+    assert h.run(*(order_bytes(i) for i in range(5))) == [Outcome.STORED] * 5
+    held_sleeps: list[float] = []
+
+    def resume_after_a_while(seconds: float) -> None:
+        held_sleeps.append(seconds)
+        if len(held_sleeps) == 3:
+            assert h.dlq.sent == []  # held: not one letter of the tripping batch went out
+            drift.resume("test")
+
+    batch = [Inbound("orders", 0, 10 + i, b"k", with_field(10 + i), (), None, 1) for i in range(10)]
+    report = h.processor.process(batch, Control(lambda: True, resume_after_a_while))
+    assert len(held_sleeps) == 3
+    assert h.outage.causes == [Cause.DEAD_LETTER_DRIFT]  # partitions paused, readiness says why
+    assert h.outage.ended == 1
+    assert len(h.dlq.sent) == 10  # resumed: the held batch goes on from where it paused
+    assert len(index.recorded) == 10
+    assert list(report.outcomes) == [Outcome.INVALID] * 10
+
+
+def test_a_held_batch_is_abandoned_by_a_stop(h: Harness) -> None:
+    drift = DriftGuard(DriftPolicy(window=4, ratio=1.0))
+    with_parts(h, drift)
+    h.wanted = False
+    with pytest.raises(Abandoned):
+        h.run(*(with_field(i) for i in range(4)))
+    assert h.dlq.sent == []  # its offsets are not committed: delivered again after the restart

@@ -103,6 +103,7 @@ SAMPLE_LABELS: dict[str, tuple[str, ...]] = {
     "topic": ("orders",),
     "partition": ("0", "1"),
     "op": ("write_batch", "get_order"),
+    "group": ("invalid · items[].price · must be at least 0",),
 }
 
 
@@ -286,12 +287,18 @@ def make_targets() -> frozenset[str]:
 
 @cache
 def service_routes() -> tuple[re.Pattern[str], ...]:
-    """The service's route templates (internal/api/app.py) as patterns: {param} matches one segment."""
-    text = (ROOT / "internal" / "api" / "app.py").read_text(encoding="utf-8")
+    """The service's route templates (internal/api/app.py, and the console's in dlq_console.py) as
+    patterns: {param} (or {param:int}) matches one segment."""
+    text = "".join(
+        (ROOT / "internal" / "api" / name).read_text(encoding="utf-8")
+        for name in ("app.py", "dlq_console.py")
+    )
     templates = re.findall(r'Route\("([^"]+)"', text)
     assert "/readyz" in templates, "the routes moved: update service_routes()"
+    assert "/dlq" in templates, "the console's routes moved: update service_routes()"
     return tuple(
-        re.compile(re.sub(r"\\\{\w+\\\}", "[^/]+", re.escape(template)) + "$") for template in templates
+        re.compile(re.sub(r"\\\{\w+(:\w+)?\\\}", "[^/]+", re.escape(template)) + "$")
+        for template in templates
     )
 
 
