@@ -8,8 +8,9 @@ service uses, refuses a head over 1 MiB with 431; nginx over 8-32 KiB. Here a re
 
 The check costs the fast path almost nothing: the raw bytes of a head still incomplete are counted
 per chunk read (which bounds what a slow or endless head can make the parser buffer to the limits plus
-one read), and the finished head is measured once in ``on_headers_complete``. No route takes a body,
-so none is bounded here; uvicorn's flow control stops reading one the application does not consume.
+one read), and the finished head is measured once in ``on_headers_complete``. Bodies are the routes'
+business: only the console's POST actions take one, read in chunks up to its own bound
+(``dlq_console.FORM_BYTES``); uvicorn's flow control stops reading a body no route consumes.
 """
 
 from __future__ import annotations
