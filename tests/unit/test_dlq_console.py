@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from internal.api.console_auth import ConsoleAuth
-from internal.api.dlq_console import DlqConsole, format_cursor, parse_cursor
+from internal.api.dlq_console import FORM_BYTES, DlqConsole, format_cursor, parse_cursor
 from internal.consumer.drift import DriftGuard, DriftPolicy, DriftTrip
 from internal.consumer.letters import H_ERROR, H_REASON, H_TRUNCATED
 from internal.pkg.paths import templates_dir
@@ -312,3 +312,14 @@ def test_a_group_replay_in_a_time_range_touches_only_those_letters(world: Any) -
     assert r.status_code == 200
     assert "failed between" in r.text
     assert sorted(x.offset for x in world[1].replayed) == [10, 11, 12]
+
+
+def test_a_form_over_its_bound_is_refused_and_nothing_runs(world: Any) -> None:
+    """The console's forms are the only bodies the service reads: at most FORM_BYTES, read in chunks."""
+    c = client(world)
+    csrf = signed_in(c)
+    padded = {**group_form(csrf), "padding": "x" * FORM_BYTES}
+    r = c.post("/dlq/replay", data=padded, headers={"origin": ORIGIN})
+    assert r.status_code == 400
+    assert "too large" in r.text
+    assert world[1].replayed == []
