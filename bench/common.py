@@ -27,6 +27,9 @@ from internal.pkg.kafka_topics import TopicSpec, delete_topics, ensure_topics
 from internal.store import migrations
 
 ROOT = Path(__file__).resolve().parents[1]
+# The tree whose service the benchmarks start (cmd/service.py): this one unless BENCH_SERVICE_ROOT
+# names another checkout, e.g. the base commit in a worktree, measured by the same benchmark code.
+SERVICE_ROOT = Path(os.environ.get("BENCH_SERVICE_ROOT") or ROOT).resolve()
 BROKERS = os.environ.get("KAFKA_BROKERS", "127.0.0.1:9092")
 DSN = os.environ.get("POSTGRES_DSN", "postgresql://orders:orders@127.0.0.1:5432/orders")
 CACHE = ROOT / ".local" / "bench"
@@ -61,6 +64,33 @@ class CpuMeter:
         total = sum(spent) or 1
         # /proc/stat: user nice system idle iowait irq softirq steal ...
         return f"CPU stolen by the host {spent[7] / total:.1%}, idle {spent[3] / total:.1%}"
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of one process so far (all its threads), from /proc/<pid>/stat;
+    0.0 when it cannot be read (not Linux, or the process is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            # The command name (field 2) may hold spaces: the fields after its closing ")" are fixed.
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def processes_cpu_s(name: str) -> float:
+    """CPU seconds so far of every process whose command name is ``name`` (e.g. all PostgreSQL
+    backends), for the share of the machine each part of the pipeline took in a window."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                comm = (entry / "comm").read_text(encoding="ascii", errors="replace").strip()
+            except OSError:
+                continue
+            if comm == name:
+                total += process_cpu_s(int(entry.name))
+    return total
 
 
 def _cpu_times() -> list[int]:
@@ -139,7 +169,7 @@ class Service:
             if line.startswith("{"):
                 yield json.loads(line)
 
-    def wait_event(self, event: str, timeout_s: float = 120) -> dict[str, object]:
+    def wait_event(self, event: str, timeout_s: float = 120, poll_s: float = 0.05) -> dict[str, object]:
         """The first log line with this event, once the service wrote it."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -150,8 +180,12 @@ class Service:
                 raise RuntimeError(
                     f"the service exited ({self.proc.returncode}) before {event}; see {self.log}"
                 )
-            time.sleep(0.05)
+            time.sleep(poll_s)
         raise TimeoutError(f"no {event} within {timeout_s}s; see {self.log}")
+
+    def cpu_s(self) -> float:
+        """The service process's CPU seconds so far (every thread of it)."""
+        return process_cpu_s(self.proc.pid)
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -174,8 +208,8 @@ def start_service(dsn: str, topic: str, port: int, group: str, **env: str) -> Se
     }
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "cmd" / "service.py")],
-            env=environment,
+            [sys.executable, str(SERVICE_ROOT / "cmd" / "service.py")],
+            env={**environment, "PYTHONPATH": str(SERVICE_ROOT)},
             stdout=out,
             stderr=subprocess.STDOUT,
         )
