@@ -78,19 +78,25 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
-def processes_cpu_s(name: str) -> float:
-    """CPU seconds so far of every process whose command name is ``name`` (e.g. all PostgreSQL
-    backends), for the share of the machine each part of the pipeline took in a window."""
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                comm = (entry / "comm").read_text(encoding="ascii", errors="replace").strip()
-            except OSError:
-                continue
-            if comm == name:
-                total += process_cpu_s(int(entry.name))
-    return total
+def backends_cpu_s(pids: list[int]) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend in ``pids`` (ours: other clients of the shared
+    server are not counted); a backend that is gone is left out."""
+    return {pid: process_cpu_s(pid) for pid in pids if Path(f"/proc/{pid}").exists()}
+
+
+def backend_pids(application_name: str) -> list[int]:
+    """The server processes of the connections that gave this application name (PGAPPNAME)."""
+    with psycopg.connect(DSN) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (application_name,)
+        ).fetchall()
+    return [int(row[0]) for row in rows]
+
+
+def cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds spent between two ``backends_cpu_s`` readings (a backend that started in between
+    counts from its start; one that ended in between is lost)."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
 def _cpu_times() -> list[int]:
@@ -204,6 +210,8 @@ def start_service(dsn: str, topic: str, port: int, group: str, **env: str) -> Se
         "HTTP_PORT": str(port),
         "CONFIG_FILE": "",
         "LOG_FORMAT": "json",
+        # libpq's application name: the benchmark finds the service's backends by it.
+        "PGAPPNAME": group,
         **env,
     }
     with log.open("wb") as out:

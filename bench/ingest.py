@@ -5,9 +5,10 @@ orders, and freshness at everyday offered rates.
    in transactions of 500 on one connection - the database's own ceiling for this schema.
 2. End to end (a backlog): N orders are in the topic before the service starts; the rate is N
    divided by the time from the partitions being assigned (first poll) to the last offset committed,
-   with the service process's CPU per order (/proc/<pid>/stat) and the PostgreSQL processes' over
-   the same window, and the host's steal. BENCH_SERVICE_ROOT=<checkout> measures another tree's
-   service with this benchmark (alternated runs against a base commit).
+   with the service process's CPU per order (/proc/<pid>/stat) and its PostgreSQL backends' over
+   the same window (found by the application name; the server is shared), and the host's steal.
+   BENCH_SERVICE_ROOT=<checkout> measures another tree's service with this benchmark (alternated
+   runs against a base commit).
 3. Freshness at 1,000 and 5,000 orders/s offered (bench/freshness.py): per order, from its Kafka
    timestamp to its transaction's commit, seen from outside; p50, p99 and max after a lead-in.
 """
@@ -27,9 +28,11 @@ from bench import freshness
 from bench.common import (
     SERVICE_ROOT,
     CpuMeter,
+    backend_pids,
+    backends_cpu_s,
+    cpu_spent,
     machine,
     orders_file,
-    processes_cpu_s,
     produce,
     read_orders,
     say,
@@ -88,7 +91,7 @@ def copy_rows(cur: psycopg.Cursor[tuple[object, ...]], rows: list[tuple[int, Ord
 @dataclass(frozen=True)
 class RawCopy:
     rate: float  # orders/s
-    postgres_cpu_us: float  # every PostgreSQL process's CPU per order over the COPY
+    postgres_cpu_us: float  # the CPU of the COPY's backend per order
     cpu: str  # the machine's steal and idle share over the COPY
 
     def line(self, orders: int) -> str:
@@ -101,7 +104,8 @@ class RawCopy:
 def raw_copy(dsn: str, values: list[bytes]) -> RawCopy:
     records = [OrderRecord.of(Order.model_validate_json(v)) for v in values]
     with psycopg.connect(dsn) as conn:
-        pg0, meter = processes_cpu_s("postgres"), CpuMeter()
+        backend = [conn.info.backend_pid]
+        pg0, meter = backends_cpu_s(backend), CpuMeter()
         started = perf_counter()
         for start in range(0, len(records), BATCH):
             chunk = records[start : start + BATCH]
@@ -110,14 +114,15 @@ def raw_copy(dsn: str, values: list[bytes]) -> RawCopy:
                 ids = [row[0] for row in cur.fetchall()]
                 copy_rows(cur, list(zip(ids, chunk, strict=True)))
         rate = len(records) / (perf_counter() - started)
-        return RawCopy(rate, (processes_cpu_s("postgres") - pg0) / len(records) * 1e6, meter.line())
+        spent = cpu_spent(pg0, backends_cpu_s(backend))
+        return RawCopy(rate, spent / len(records) * 1e6, meter.line())
 
 
 @dataclass(frozen=True)
 class Drain:
     rate: float  # orders/s, from the partitions being assigned to the last offset committed
     service_cpu_us: float  # the service process's CPU per order over the drain
-    postgres_cpu_us: float  # every PostgreSQL process's CPU per order over the drain
+    postgres_cpu_us: float  # the CPU of the service's backends per order over the drain
     seconds: float
     cpu: str  # the machine's steal and idle share over the drain
 
@@ -136,14 +141,16 @@ def end_to_end(dsn: str, topic: str, n: int, port: int) -> Drain:
         # CPU from the assignment on: the start (imports, migrations check, connections) is not
         # the drain's. Read within one poll (10 ms) of the log line; the drain takes seconds.
         service.wait_event("partitions_assigned", poll_s=0.005)
-        cpu0, pg0, meter = service.cpu_s(), processes_cpu_s("postgres"), CpuMeter()
+        backends = backend_pids(group)  # the writer pool's connections, open since the start
+        cpu0, pg0, meter = service.cpu_s(), backends_cpu_s(backends), CpuMeter()
         finished = wait_committed(topic, group, n, poll_s=0.02)
-        cpu1, pg1, cpu = service.cpu_s(), processes_cpu_s("postgres"), meter.line()
+        # A connection the pool opened during the drain counts from its start.
+        cpu1, pg1, cpu = service.cpu_s(), backends_cpu_s(backends + backend_pids(group)), meter.line()
         finished_wall = time.time() - (time.monotonic() - finished)
         assigned = service.wait_event("partitions_assigned")
         started_wall = datetime.fromisoformat(str(assigned["timestamp"])).timestamp()
         seconds = finished_wall - started_wall
-        return Drain(n / seconds, (cpu1 - cpu0) / n * 1e6, (pg1 - pg0) / n * 1e6, seconds, cpu)
+        return Drain(n / seconds, (cpu1 - cpu0) / n * 1e6, cpu_spent(pg0, pg1) / n * 1e6, seconds, cpu)
     finally:
         service.stop()
 
