@@ -84,11 +84,12 @@ def backends_cpu_s(pids: list[int]) -> dict[int, float]:
     return {pid: process_cpu_s(pid) for pid in pids if Path(f"/proc/{pid}").exists()}
 
 
-def backend_pids(application_name: str) -> list[int]:
-    """The server processes of the connections that gave this application name (PGAPPNAME)."""
+def backend_pids(group: str) -> list[int]:
+    """The server processes of the connections of the service started for ``group`` (its pools'
+    connections are named ``<group>-<pool>``)."""
     with psycopg.connect(DSN) as conn:
         rows = conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (application_name,)
+            "SELECT pid FROM pg_stat_activity WHERE starts_with(application_name, %s)", (f"{group}-",)
         ).fetchall()
     return [int(row[0]) for row in rows]
 
@@ -210,8 +211,8 @@ def start_service(dsn: str, topic: str, port: int, group: str, **env: str) -> Se
         "HTTP_PORT": str(port),
         "CONFIG_FILE": "",
         "LOG_FORMAT": "json",
-        # libpq's application name: the benchmark finds the service's backends by it.
-        "PGAPPNAME": group,
+        # Its pools' connections are named <this>-<pool>: the benchmark finds the service's backends.
+        "POSTGRES_APPLICATION_NAME": group,
         **env,
     }
     with log.open("wb") as out:
