@@ -27,6 +27,9 @@ from internal.pkg.kafka_topics import TopicSpec, delete_topics, ensure_topics
 from internal.store import migrations
 
 ROOT = Path(__file__).resolve().parents[1]
+# The tree whose service the benchmarks start (cmd/service.py): this one unless BENCH_SERVICE_ROOT
+# names another checkout, e.g. the base commit in a worktree, measured by the same benchmark code.
+SERVICE_ROOT = Path(os.environ.get("BENCH_SERVICE_ROOT") or ROOT).resolve()
 BROKERS = os.environ.get("KAFKA_BROKERS", "127.0.0.1:9092")
 DSN = os.environ.get("POSTGRES_DSN", "postgresql://orders:orders@127.0.0.1:5432/orders")
 CACHE = ROOT / ".local" / "bench"
@@ -61,6 +64,40 @@ class CpuMeter:
         total = sum(spent) or 1
         # /proc/stat: user nice system idle iowait irq softirq steal ...
         return f"CPU stolen by the host {spent[7] / total:.1%}, idle {spent[3] / total:.1%}"
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of one process so far (all its threads), from /proc/<pid>/stat;
+    0.0 when it cannot be read (not Linux, or the process is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            # The command name (field 2) may hold spaces: the fields after its closing ")" are fixed.
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def backends_cpu_s(pids: list[int]) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend in ``pids`` (ours: other clients of the shared
+    server are not counted); a backend that is gone is left out."""
+    return {pid: process_cpu_s(pid) for pid in pids if Path(f"/proc/{pid}").exists()}
+
+
+def backend_pids(group: str) -> list[int]:
+    """The server processes of the connections of the service started for ``group`` (its pools'
+    connections are named ``<group>-<pool>``)."""
+    with psycopg.connect(DSN) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE starts_with(application_name, %s)", (f"{group}-",)
+        ).fetchall()
+    return [int(row[0]) for row in rows]
+
+
+def cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds spent between two ``backends_cpu_s`` readings (a backend that started in between
+    counts from its start; one that ended in between is lost)."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
 def _cpu_times() -> list[int]:
@@ -139,7 +176,7 @@ class Service:
             if line.startswith("{"):
                 yield json.loads(line)
 
-    def wait_event(self, event: str, timeout_s: float = 120) -> dict[str, object]:
+    def wait_event(self, event: str, timeout_s: float = 120, poll_s: float = 0.05) -> dict[str, object]:
         """The first log line with this event, once the service wrote it."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -150,8 +187,12 @@ class Service:
                 raise RuntimeError(
                     f"the service exited ({self.proc.returncode}) before {event}; see {self.log}"
                 )
-            time.sleep(0.05)
+            time.sleep(poll_s)
         raise TimeoutError(f"no {event} within {timeout_s}s; see {self.log}")
+
+    def cpu_s(self) -> float:
+        """The service process's CPU seconds so far (every thread of it)."""
+        return process_cpu_s(self.proc.pid)
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -170,12 +211,14 @@ def start_service(dsn: str, topic: str, port: int, group: str, **env: str) -> Se
         "HTTP_PORT": str(port),
         "CONFIG_FILE": "",
         "LOG_FORMAT": "json",
+        # Its pools' connections are named <this>-<pool>: the benchmark finds the service's backends.
+        "POSTGRES_APPLICATION_NAME": group,
         **env,
     }
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "cmd" / "service.py")],
-            env=environment,
+            [sys.executable, str(SERVICE_ROOT / "cmd" / "service.py")],
+            env={**environment, "PYTHONPATH": str(SERVICE_ROOT)},
             stdout=out,
             stderr=subprocess.STDOUT,
         )

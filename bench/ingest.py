@@ -4,7 +4,11 @@ orders, and freshness at everyday offered rates.
 1. Raw COPY reference: the same orders, already decoded, written with the writer's COPY statements
    in transactions of 500 on one connection - the database's own ceiling for this schema.
 2. End to end (a backlog): N orders are in the topic before the service starts; the rate is N
-   divided by the time from the partitions being assigned (first poll) to the last offset committed.
+   divided by the time from the partitions being assigned (first poll) to the last offset committed,
+   with the service process's CPU per order (/proc/<pid>/stat) and its PostgreSQL backends' over
+   the same window (found by the application name; the server is shared), and the host's steal.
+   BENCH_SERVICE_ROOT=<checkout> measures another tree's service with this benchmark (alternated
+   runs against a base commit).
 3. Freshness at 1,000 and 5,000 orders/s offered (bench/freshness.py): per order, from its Kafka
    timestamp to its transaction's commit, seen from outside; p50, p99 and max after a lead-in.
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from time import perf_counter
 
@@ -21,6 +26,11 @@ import psycopg
 
 from bench import freshness
 from bench.common import (
+    SERVICE_ROOT,
+    CpuMeter,
+    backend_pids,
+    backends_cpu_s,
+    cpu_spent,
     machine,
     orders_file,
     produce,
@@ -78,9 +88,24 @@ def copy_rows(cur: psycopg.Cursor[tuple[object, ...]], rows: list[tuple[int, Ord
                 copy.write_row((order_id, position, *(getattr(item, c) for c in ITEM_COLUMNS)))
 
 
-def raw_copy_rate(dsn: str, values: list[bytes]) -> float:
+@dataclass(frozen=True)
+class RawCopy:
+    rate: float  # orders/s
+    postgres_cpu_us: float  # the CPU of the COPY's backend per order
+    cpu: str  # the machine's steal and idle share over the COPY
+
+    def line(self, orders: int) -> str:
+        return (
+            f"raw COPY reference:   {self.rate:,.0f} orders/s ({orders:,} orders, batches of {BATCH})"
+            f"\n  PostgreSQL CPU {self.postgres_cpu_us:.1f} us/order ({self.cpu})"
+        )
+
+
+def raw_copy(dsn: str, values: list[bytes]) -> RawCopy:
     records = [OrderRecord.of(Order.model_validate_json(v)) for v in values]
     with psycopg.connect(dsn) as conn:
+        backend = [conn.info.backend_pid]
+        pg0, meter = backends_cpu_s(backend), CpuMeter()
         started = perf_counter()
         for start in range(0, len(records), BATCH):
             chunk = records[start : start + BATCH]
@@ -88,18 +113,44 @@ def raw_copy_rate(dsn: str, values: list[bytes]) -> float:
                 cur.execute(RESERVE_IDS, (len(chunk),))
                 ids = [row[0] for row in cur.fetchall()]
                 copy_rows(cur, list(zip(ids, chunk, strict=True)))
-        return len(records) / (perf_counter() - started)
+        rate = len(records) / (perf_counter() - started)
+        spent = cpu_spent(pg0, backends_cpu_s(backend))
+        return RawCopy(rate, spent / len(records) * 1e6, meter.line())
 
 
-def end_to_end_rate(dsn: str, topic: str, n: int, path_n: str, port: int) -> float:
+@dataclass(frozen=True)
+class Drain:
+    rate: float  # orders/s, from the partitions being assigned to the last offset committed
+    service_cpu_us: float  # the service process's CPU per order over the drain
+    postgres_cpu_us: float  # the CPU of the service's backends per order over the drain
+    seconds: float
+    cpu: str  # the machine's steal and idle share over the drain
+
+    def line(self, copy: float) -> str:
+        return (
+            f"end-to-end ingest:    {self.rate:,.0f} orders/s  = {self.rate / copy:.2f} x raw COPY"
+            f"\n  service CPU {self.service_cpu_us:.1f} us/order, PostgreSQL CPU {self.postgres_cpu_us:.1f}"
+            f" us/order over {self.seconds:.1f} s ({self.cpu})"
+        )
+
+
+def end_to_end(dsn: str, topic: str, n: int, port: int) -> Drain:
     group = f"bench-{uuid.uuid4().hex[:8]}"
     service = start_service(dsn, topic, port, group)
     try:
-        finished = wait_committed(topic, group, n)
+        # CPU from the assignment on: the start (imports, migrations check, connections) is not
+        # the drain's. Read within one poll (10 ms) of the log line; the drain takes seconds.
+        service.wait_event("partitions_assigned", poll_s=0.005)
+        backends = backend_pids(group)  # the writer pool's connections, open since the start
+        cpu0, pg0, meter = service.cpu_s(), backends_cpu_s(backends), CpuMeter()
+        finished = wait_committed(topic, group, n, poll_s=0.02)
+        # A connection the pool opened during the drain counts from its start.
+        cpu1, pg1, cpu = service.cpu_s(), backends_cpu_s(backends + backend_pids(group)), meter.line()
         finished_wall = time.time() - (time.monotonic() - finished)
         assigned = service.wait_event("partitions_assigned")
         started_wall = datetime.fromisoformat(str(assigned["timestamp"])).timestamp()
-        return n / (finished_wall - started_wall)
+        seconds = finished_wall - started_wall
+        return Drain(n / seconds, (cpu1 - cpu0) / n * 1e6, cpu_spent(pg0, pg1) / n * 1e6, seconds, cpu)
     finally:
         service.stop()
 
@@ -112,18 +163,20 @@ def main() -> None:
     )
     parser.add_argument("--freshness-seconds", type=int, default=10, help="measured seconds per rate")
     parser.add_argument("--port", type=int, default=18080)
+    parser.add_argument("--rounds", type=int, default=1, help="raw COPY + drain pairs, one after the other")
     args = parser.parse_args()
 
     path = orders_file(args.n)
     values = list(read_orders(path))
     say(f"machine: {machine()}")
-    with scratch() as (dsn, _topic):
-        copy = raw_copy_rate(dsn, values)
-    say(f"raw COPY reference:   {copy:,.0f} orders/s ({len(values):,} orders, batches of {BATCH})")
-    with scratch() as (dsn, topic):
-        produce(path, topic)
-        rate = end_to_end_rate(dsn, topic, len(values), str(path), args.port)
-    say(f"end-to-end ingest:    {rate:,.0f} orders/s  = {rate / copy:.2f} x raw COPY")
+    say(f"service: {SERVICE_ROOT}")
+    for _ in range(args.rounds):
+        with scratch() as (dsn, _topic):
+            copy = raw_copy(dsn, values)
+        say(copy.line(len(values)))
+        with scratch() as (dsn, topic):
+            produce(path, topic)
+            say(end_to_end(dsn, topic, len(values), args.port).line(copy.rate))
     for rps in (int(r) for r in args.freshness_rates.split(",") if r.strip()):
         with scratch_topic() as topic:
             floor = freshness.kafka_alone(topic, rps, args.freshness_seconds)

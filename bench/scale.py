@@ -4,6 +4,10 @@ with one versus two instances, and warm-up time and memory for 10k and 100k cach
 Each figure is printed next to its same-run reference (the empty database, the single instance).
 The 1M comparison alternates runs (empty, full, empty, full), each with orders of its own, because
 one pair of runs on this machine differs by more than the 10 % it is meant to show.
+
+``--scale-out-rounds N`` runs only the scale-out comparison, alternated (one instance, two, one,
+two ...), each run with orders of its own; in a two-instance run the second instance joins while the
+first drains (a rebalance under load), and every run counts the stored rows: nothing may be lost.
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ import uuid
 from datetime import datetime
 from time import perf_counter
 
+import psycopg
 from psycopg_pool import ConnectionPool
 
 from bench.common import (
+    CpuMeter,
     machine,
     orders_file,
     produce,
@@ -76,6 +82,47 @@ def ingest_rate(dsn: str, topic: str, n: int, instances: int, port: int, *, seed
             service.stop()
 
 
+def scale_out_run(dsn: str, topic: str, n: int, instances: int, *, port: int, seed: int) -> tuple[float, int]:
+    """Orders/s of ``instances`` services draining ``n`` orders, and the orders stored at the end.
+    The second and later instances join once the first has its partitions: a rebalance under load."""
+    produce(orders_file(n, seed=seed), topic)
+    group = f"bench-{uuid.uuid4().hex[:8]}"
+    services = [start_service(dsn, topic, port, group)]
+    try:
+        services[0].wait_event("partitions_assigned")
+        services += [start_service(dsn, topic, port + i, group) for i in range(1, instances)]
+        finished = wait_committed(topic, group, n)
+        finished_wall = time.time() - (time.monotonic() - finished)
+        first = services[0].wait_event("partitions_assigned")
+        started_wall = datetime.fromisoformat(str(first["timestamp"])).timestamp()
+        with psycopg.connect(dsn) as conn:
+            row = conn.execute("SELECT count(*) FROM orders").fetchone()
+        return n / (finished_wall - started_wall), int(row[0]) if row else 0
+    finally:
+        for service in services:
+            service.stop()
+
+
+def scale_out(n: int, rounds: int, port: int) -> None:
+    ones: list[float] = []
+    twos: list[float] = []
+    for round_no in range(rounds):
+        for instances, rates in ((1, ones), (2, twos)):
+            meter = CpuMeter()
+            with scratch() as (dsn, topic):
+                rate, rows = scale_out_run(
+                    dsn, topic, n, instances, port=port, seed=20 + 2 * round_no + instances
+                )
+            rates.append(rate)
+            lost = "nothing lost" if rows == n else f"{n - rows:,} LOST"
+            say(
+                f"  round {round_no + 1}, {instances} instance(s): {rate:,.0f} orders/s, {rows:,} of {n:,} "
+                f"stored ({lost}; {meter.line()})"
+            )
+    one, two = statistics.median(ones), statistics.median(twos)
+    say(f"ingest with 2 instances: {two:,.0f} orders/s = {two / one:.2f} x one ({one:,.0f}), medians")
+
+
 def warm(dsn: str, count: int) -> tuple[float, float]:
     """Seconds to warm ``count`` orders and bytes per cached order."""
     defaults = CacheSettings()
@@ -98,8 +145,14 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=2, help="alternated empty/full ingest runs")
     parser.add_argument("--port", type=int, default=18100)
+    parser.add_argument(
+        "--scale-out-rounds", type=int, default=0, help="only the alternated 1 vs 2 instances comparison"
+    )
     args = parser.parse_args()
     say(f"machine: {machine()}")
+    if args.scale_out_rounds:
+        scale_out(args.n, args.scale_out_rounds, args.port)
+        return
     with scratch() as (dsn, topic):
         empty = ingest_rate(dsn, topic, args.n, 1, args.port)
         say(f"ingest into an empty database:          {empty:,.0f} orders/s (reference)")

@@ -154,7 +154,10 @@ Rfc3339Text = Annotated[
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    # cache_strings=False: pydantic-core otherwise hashes every short string value into a cache of
+    # Python strings, which pays off for repeated keys of dicts, not for the fields of a model - the
+    # keys here are matched by the schema, and order values (uids, names) rarely repeat.
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, cache_strings=False)
 
 
 # Field order is the message's key order: order_to_json_bytes relies on it.

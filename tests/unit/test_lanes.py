@@ -1,6 +1,7 @@
 """Lanes: the batching policy (an idle lane writes at once, arrivals during a write make the next
-batch, waiting only under a backlog and bounded), batches bounded by count and by bytes, a partition
-always in one lane, in-flight bytes. The clock is the ``now`` handed in."""
+batch, waiting only under a backlog and bounded), batches bounded by count and by bytes, one batch
+at a time per partition and at most one per worker, in-flight bytes. The clock is the ``now`` handed
+in."""
 
 from __future__ import annotations
 
@@ -100,12 +101,47 @@ def test_under_a_backlog_a_full_batch_goes_at_once() -> None:
     assert len(batch) == 3
 
 
-def test_a_partition_always_goes_to_the_same_lane() -> None:
-    lanes = Lanes(2, BatchLimits(max_messages=1, max_bytes=10_000, max_wait_s=60))
-    for partition in (0, 1, 2):
-        lanes.add(message(partition, 0), now=0)
-    batches = [batch for _lane, batch in lanes.due(now=0)]
-    assert sorted(m.partition for b in batches for m in b) == [0, 1]  # 0 and 2 share lane 0
+def test_at_most_slots_batches_run_and_the_longest_waiting_lane_goes_first() -> None:
+    lanes = Lanes(2, BatchLimits(max_messages=10, max_bytes=10_000, max_wait_s=60))
+    lanes.add(message(2, 0), now=0.0)
+    lanes.add(message(0, 0), now=0.2)
+    lanes.add(message(1, 0), now=0.1)
+    started = []
+    for lane, batch in lanes.due(now=1.0):
+        Lanes.start(lane, Future())
+        started.append(batch[0].partition)
+    assert started == [2, 1]  # two slots: the two that waited longest
+    assert list(lanes.due(now=2.0)) == []  # no free slot for partition 0 yet
+    assert lanes.waiting()
+
+
+def test_a_partition_runs_one_batch_at_a_time_however_many_slots_are_free() -> None:
+    lanes = Lanes(4, BatchLimits(max_messages=1, max_bytes=10_000, max_wait_s=60))
+    for offset in range(3):
+        lanes.add(message(0, offset), now=0)
+    lanes.add(message(1, 0), now=0)
+    due = list(lanes.due(now=0))
+    assert sorted((b[0].partition, b[0].offset) for _lane, b in due) == [(0, 0), (1, 0)]
+    for lane, _batch in due:
+        Lanes.start(lane, Future())
+    assert list(lanes.due(now=1)) == []  # partition 0's next message waits for its running batch
+
+
+def test_a_free_worker_takes_any_partition_with_work() -> None:
+    # Six partitions, four workers: with lanes fixed to workers two of them had twice the work.
+    lanes = Lanes(4, BatchLimits(max_messages=1, max_bytes=10_000, max_wait_s=60))
+    for partition in range(6):
+        lanes.add(message(partition, 0), now=partition)
+    first = list(lanes.due(now=10))
+    assert [b[0].partition for _lane, b in first] == [0, 1, 2, 3]
+    futures: list[Future[BatchReport]] = []
+    for lane, _batch in first:
+        future: Future[BatchReport] = Future()
+        Lanes.start(lane, future)
+        futures.append(future)
+    futures[0].set_result(BatchReport((), ()))
+    list(lanes.finished())
+    assert [b[0].partition for _lane, b in lanes.due(now=11)] == [4]  # one free slot: the oldest
 
 
 def test_finished_batches_free_their_lane_and_their_bytes() -> None:
