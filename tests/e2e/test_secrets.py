@@ -37,8 +37,10 @@ def spellings(secret: str) -> list[str]:
     return sorted({secret, quote(secret, safe=""), json.dumps(secret)[1:-1]})
 
 
-def as_superuser(*sql_text: str, database: str = "postgres") -> None:
-    command = ["runuser", "-u", "postgres", "--", "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", database]
+def as_superuser(*sql_text: str, port: str, database: str = "postgres") -> None:
+    """Statements as the cluster's superuser, on the cluster of the port the test was given."""
+    command = ["runuser", "-u", "postgres", "--", "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-p", port]
+    command += ["-d", database]
     for statement in sql_text:
         command += ["-c", statement]
     try:
@@ -54,7 +56,8 @@ def secret_dsn(pg_dsn: str, schema_dsn: str) -> Iterator[str]:
     role = f"l0_secret_{uuid.uuid4().hex[:10]}"
     schema = str(conninfo_to_dict(schema_dsn)["options"]).split("search_path=", 1)[1]
     database = str(conninfo_to_dict(pg_dsn).get("dbname", "orders"))
-    as_superuser(f"CREATE ROLE {role} LOGIN PASSWORD '{PASSWORD}'")
+    port = str(conninfo_to_dict(pg_dsn).get("port") or 5432)
+    as_superuser(f"CREATE ROLE {role} LOGIN PASSWORD '{PASSWORD}'", port=port)
     try:
         with psycopg.connect(pg_dsn, autocommit=True) as conn:
             conn.execute(
@@ -64,7 +67,7 @@ def secret_dsn(pg_dsn: str, schema_dsn: str) -> Iterator[str]:
             )
         yield make_conninfo(schema_dsn, user=role, password=PASSWORD)
     finally:
-        as_superuser(f"DROP OWNED BY {role}", f"DROP ROLE {role}", database=database)
+        as_superuser(f"DROP OWNED BY {role}", f"DROP ROLE {role}", port=port, database=database)
 
 
 class Transcript:
