@@ -17,6 +17,7 @@ from __future__ import annotations
 import gc
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -37,21 +38,29 @@ from internal.api.request_limits import RequestLimits
 from internal.cache.lru import OrderCache
 from internal.cache.warmup import warm_up
 from internal.config import Settings
-from internal.consumer.commits import CommitConfirmations
+from internal.consumer.commits import AtLeastOnceCommit, CommitConfirmations, CommitPolicy, OffsetsAndLetters
 from internal.consumer.dlq import KafkaDeadLetterSink, SinkProducer
 from internal.consumer.lanes import BatchLimits
+from internal.consumer.letters import letter_max_bytes
 from internal.consumer.loop import ConsumerLoop, LoopPolicy, consumer_config
-from internal.consumer.observe import LagFromStatistics, ReportMetrics
+from internal.consumer.observe import LagFromStatistics, LettersCommitted, ReportMetrics
 from internal.consumer.offsets import OffsetTracker
 from internal.consumer.ports import KafkaConsumer, OrderStore
 from internal.consumer.processor import BatchProcessor, ProcessingPolicy
 from internal.consumer.retry import RetryPolicy
 from internal.consumer.state import ConsumerState
+from internal.consumer.transactions import (
+    TransactionalCommit,
+    TransactionalProducer,
+    TransactionsUnavailable,
+    transactional_config,
+)
 from internal.domain.causes import Cause, Component, Failure
 from internal.domain.errors import failure_of
 from internal.lifecycle import Lifecycle, State
 from internal.pkg.backoff import Backoff
 from internal.pkg.health import Health
+from internal.pkg.logging import KAFKA_LOG
 from internal.pkg.metrics import Metrics
 from internal.pkg.paths import templates_dir
 from internal.store.observe import DbObserver
@@ -126,6 +135,8 @@ class Factories:
 
     kafka_consumer: Callable[[dict[str, Any]], KafkaConsumer]
     dlq_producer: Callable[[dict[str, Any]], SinkProducer]
+    # The transactional dead-letter producer (kafka.transactions: true; confluent_kafka.Producer).
+    txn_producer: Callable[[dict[str, Any]], TransactionalProducer]
     pool: Callable[[Settings, PoolSpec], SyncPool]  # built closed: start() opens it
     async_pool: Callable[[Settings, PoolSpec], AsyncConnectionPool]  # opened by the HTTP app's lifespan
     order_writer: Callable[[SyncPool, DbObserver], OrderStore]
@@ -142,6 +153,7 @@ def real_factories() -> Factories:
     return Factories(
         kafka_consumer=Consumer,
         dlq_producer=Producer,
+        txn_producer=Producer,
         pool=_pool,
         async_pool=_async_pool,
         order_writer=lambda pool, observer: PostgresOrderWriter(_real(pool), observer),
@@ -180,19 +192,26 @@ def build(settings: Settings, factories: Factories) -> Service:
     # Readiness's database check: a recent answer, from a connection of its own (store/probe.py).
     probe = f.db_probe(s, observer)
     health = Health(state, probe.problem, lifecycle)
-    dead_letters = KafkaDeadLetterSink(
-        s.kafka.brokers,
-        s.dlq_topic,
-        group=s.kafka.group_id,
-        version=service_version(),
-        max_message_bytes=s.consumer.max_message_bytes,
-        max_error_bytes=s.dlq.max_error_bytes,
-        producer_factory=f.dlq_producer,
+    # Transactional mode: no sink - the workers leave their letters to the commit (commits.py).
+    sink = (
+        None
+        if s.kafka.transactions
+        else KafkaDeadLetterSink(
+            s.kafka.brokers,
+            s.dlq_topic,
+            group=s.kafka.group_id,
+            version=service_version(),
+            max_message_bytes=s.consumer.max_message_bytes,
+            max_error_bytes=s.dlq.max_error_bytes,
+            producer_factory=f.dlq_producer,
+        )
     )
     writer = f.order_writer(writer_pool, observer)
-    loop = _consumer_loop(
-        s, f, metrics=metrics, state=state, cache=cache, dead_letters=dead_letters, writer=writer
+    loop, transactions = _consumer_loop(
+        s, f, metrics=metrics, state=state, cache=cache, dead_letters=sink, writer=writer
     )
+    dead_letters: DeadLetters | None = transactions or sink  # one of them, by kafka.transactions
+    assert dead_letters is not None
     api = create_api(
         cache,
         reader,
@@ -237,11 +256,20 @@ def build(settings: Settings, factories: Factories) -> Service:
         pools=(writer_pool, reader_pool),
         probe=probe,
         dead_letters=dead_letters,
+        transactions=transactions,
         loop=loop,
         server=server,
         clock=f.clock,
         freeze_heap=f.freeze_heap,
     )
+
+
+def transactional_id(s: Settings) -> str:
+    """``kafka.transactional_id``, or one derived per instance: stable across restarts (a restart
+    fences its own zombie) and unique among instances running at once - two on one host differ by
+    their HTTP port."""
+    k = s.kafka
+    return k.transactional_id or f"{k.group_id}.{k.client_id}.{socket.gethostname()}.{s.http.port}"
 
 
 def _consumer_loop(
@@ -251,9 +279,9 @@ def _consumer_loop(
     metrics: Metrics,
     state: ConsumerState,
     cache: OrderCache,
-    dead_letters: KafkaDeadLetterSink,
+    dead_letters: KafkaDeadLetterSink | None,
     writer: OrderStore,
-) -> ConsumerLoop:
+) -> tuple[ConsumerLoop, TransactionalCommit | None]:
     c, k = s.consumer, s.kafka
     processor = BatchProcessor(
         store=writer,
@@ -271,8 +299,38 @@ def _consumer_loop(
     tracker = OffsetTracker()
     config["stats_cb"] = LagFromStatistics(metrics, k.topic, state.reported_commits)
     config["on_commit"] = CommitConfirmations(tracker, metrics.commit_failures.inc)
-    return ConsumerLoop(
-        f.kafka_consumer(config),
+    consumer = f.kafka_consumer(config)
+    transactions: TransactionalCommit | None = None
+    strategy: OffsetsAndLetters = AtLeastOnceCommit(consumer)
+    on_committed = None
+    if k.transactions:
+        producer = f.txn_producer(
+            transactional_config(
+                k.brokers,
+                transactional_id(s),
+                f"{k.client_id}-dlq",
+                letter_max_bytes(c.max_message_bytes, s.dlq.max_error_bytes),
+                k.transaction_timeout_ms,
+            )
+            | {"logger": KAFKA_LOG}
+        )
+        strategy = transactions = TransactionalCommit(
+            producer,
+            consumer,
+            topic=s.dlq_topic,
+            group=k.group_id,
+            version=service_version(),
+            max_error_bytes=s.dlq.max_error_bytes,
+            timeout_s=k.transaction_timeout_ms / 1000,
+        )
+        on_committed = LettersCommitted(metrics)
+
+    def rewound(partitions: int) -> None:
+        metrics.transaction_aborts.inc()
+        metrics.rewinds.inc(partitions)
+
+    loop = ConsumerLoop(
+        consumer,
         processor,
         LoopPolicy(
             topic=k.topic,
@@ -283,13 +341,18 @@ def _consumer_loop(
             revoke_timeout_s=c.revoke_timeout_s,
             max_consecutive_dead_letters=s.dlq.max_consecutive,
             stuck_after_s=c.stuck_after_s,
+            commit=CommitPolicy(every_s=c.commit_interval_ms / 1000),
         ),
         state,
         tracker=tracker,
-        on_report=ReportMetrics(metrics),
+        on_report=ReportMetrics(metrics, letters_at_commit=k.transactions),
         on_commit_failure=metrics.commit_failures.inc,
         clock=f.clock,
+        commit_strategy=strategy,
+        on_rewind=rewound,
+        **({"on_committed": on_committed} if on_committed is not None else {}),
     )
+    return loop, transactions
 
 
 # ---- start and stop -------------------------------------------------------------------------------
@@ -304,6 +367,7 @@ class Service:
     pools: tuple[SyncPool, ...]
     probe: Probe
     dead_letters: DeadLetters
+    transactions: TransactionalCommit | None  # kafka.transactions: init_transactions at the start
     loop: ConsumerLoop
     server: HttpServer
     clock: Callable[[], float]
@@ -400,7 +464,11 @@ class Service:
         crash of the warm-up or of the poll loop - is reported to the life cycle, which stops the
         process (exit code 1)."""
         try:
+            self._init_transactions()
             self._warm_then_consume()
+        except TransactionsUnavailable as exc:  # a deployment problem: the message says what to change
+            self.state.crash(failure_of(exc, exc.cause))
+            log.critical("transactions_unavailable", error=str(exc), cause=exc.cause.value)
         except Exception as exc:  # the loop records its own crashes; this is the warm-up's
             failure = failure_of(exc, Cause.WARMUP_CRASHED)
             self.state.crash(failure)
@@ -409,6 +477,14 @@ class Service:
             )
         if self.state.crashed is not None and not self._stopping.is_set():
             self.lifecycle.crashed(self.state.crashed)
+
+    def _init_transactions(self) -> None:
+        """Register the dead-letter producer's transactional.id (kafka.transactions), before the
+        first poll: a broker that cannot run transactions stops the service at once (exit 1) with a
+        line that says what to change, instead of failing at the first commit."""
+        if self.transactions is not None:
+            self.transactions.init()
+            log.info("transactions_ready", transactional_id=transactional_id(self.settings))
 
     def _warm_then_consume(self) -> None:
         # Warm-up first: the consumer's fresher write-through entries must not be evicted by older
