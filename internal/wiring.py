@@ -297,7 +297,7 @@ def _consumer_loop(
     )
     config = consumer_config(k.brokers, k.group_id, k.client_id, k.session_timeout_ms, k.auto_offset_reset)
     tracker = OffsetTracker()
-    config["stats_cb"] = LagFromStatistics(metrics, k.topic, state.reported_commits)
+    config["stats_cb"] = LagFromStatistics(metrics, k.topic, state.reported_commits, tracker.confirmed_at)
     config["on_commit"] = CommitConfirmations(tracker, metrics.commit_failures.inc)
     consumer = f.kafka_consumer(config)
     transactions: TransactionalCommit | None = None

@@ -92,10 +92,17 @@ class LagFromStatistics:
     committed yet). Partitions no longer assigned are removed from the gauge."""
 
     def __init__(
-        self, metrics: Metrics, topic: str, commits: dict[tuple[str, int], int] | None = None
+        self,
+        metrics: Metrics,
+        topic: str,
+        commits: dict[tuple[str, int], int] | None = None,
+        confirmed: Callable[[str, int], int | None] = lambda _t, _p: None,
     ) -> None:
         self._m = metrics
         self._topic = topic
+        # The commits this consumer confirmed itself (OffsetTracker): a transactional commit goes
+        # through the producer, and librdkafka's consumer statistics never see it.
+        self._confirmed = confirmed
         self._shown: set[str] = set()
         # Each partition's committed position as last reported, for the stuck detector (partitions
         # not polled yet); written and read on the poll thread only.
@@ -115,7 +122,9 @@ class LagFromStatistics:
                 or p.get("hi_offset", -1) < 0
             ):
                 continue
-            committed = p.get("committed_offset", -1001)
+            committed = max(
+                p.get("committed_offset", -1001), self._confirmed(self._topic, int(number)) or -1001
+            )
             lag = (
                 p["hi_offset"] - committed
                 if committed >= 0

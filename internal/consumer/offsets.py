@@ -143,6 +143,11 @@ class OffsetTracker:
         state.committed = state.confirmed
         return state.committable is not None and state.committable != state.committed
 
+    def confirmed_at(self, topic: str, partition: int) -> int | None:
+        """The last position the broker confirmed for the partition (None: none yet, or not ours)."""
+        state = self._partitions.get((topic, partition))
+        return state.confirmed if state is not None else None
+
     def progress(self, topic: str, partition: int) -> int | None:
         """Where the partition's committed position stands as far as this assignment knows: the last
         confirmed commit, else the first offset polled (the group's position when it was assigned)."""

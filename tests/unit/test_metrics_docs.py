@@ -151,3 +151,19 @@ def test_the_http_figures_read_like_prometheus_clients_own_counter_and_histogram
         }
 
     assert samples(ours.registry) == samples(theirs)
+
+
+def test_lag_counts_commits_the_statistics_never_see() -> None:
+    """A transactional commit goes through the producer: the consumer's statistics keep the old
+    committed offset, the tracker knows the confirmed one."""
+    metrics = Metrics("test")
+    commits: dict[tuple[str, int], int] = {}
+    lag = LagFromStatistics(metrics, "orders", commits, lambda _t, p: 48 if p == 0 else None)
+    lag(
+        '{"topics": {"orders": {"partitions": {'
+        '"0": {"fetch_state": "active", "hi_offset": 48, "committed_offset": -1001, "lo_offset": 0},'
+        '"1": {"fetch_state": "active", "hi_offset": 9, "committed_offset": 4, "lo_offset": 0}}}}}'
+    )
+    assert value(metrics, "consumer_lag", topic="orders", partition="0") == 0
+    assert value(metrics, "consumer_lag", topic="orders", partition="1") == 5
+    assert commits == {("orders", 0): 48, ("orders", 1): 4}
