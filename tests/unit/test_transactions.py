@@ -29,6 +29,7 @@ from internal.consumer.offsets import OffsetTracker
 from internal.consumer.state import ConsumerState
 from internal.consumer.transactions import TransactionalCommit, TransactionFatal, TransactionsUnavailable
 from internal.domain.causes import Cause
+from internal.domain.errors import FatalError
 from internal.domain.outcomes import Outcome
 from internal.domain.reasons import DeadLetterReason
 from tests.support import wait_until
@@ -455,3 +456,51 @@ def test_lost_partitions_drop_their_letters_and_commit_nothing(start: Callable[.
 
 def test_fake_producer_is_not_transactional() -> None:
     assert not hasattr(FakeProducer(), "begin_transaction")
+
+
+def test_a_stub_refused_for_good_stops_consuming_as_today() -> None:
+    s = setup()
+    s.producer.refuse_delivery = lambda _v: KafkaError.TOPIC_AUTHORIZATION_FAILED
+    s.finish(0, range(5), letters=[4])
+    s.committer.now_and_then()  # the full letter refused: aborted, remembered
+    s.committer.ledger.drop()
+    s.committer.ledger.add([letter(0, 4)])
+    s.clock.now += 1.0
+    with pytest.raises(FatalError) as raised:
+        s.committer.now_and_then()  # its stub refused too: the topic is unusable
+    assert raised.value.cause is Cause.DEAD_LETTER_REFUSED
+    assert s.producer.aborts == 2
+    assert s.producer.visible == []
+
+
+def test_a_fatal_error_at_begin_is_fatal_and_a_failed_begin_aborts_nothing() -> None:
+    s = setup()
+    s.finish(0, range(5))
+    s.producer.fail("begin_transaction", KafkaError._STATE)
+    s.committer.now_and_then()
+    assert s.producer.aborts == 0  # no transaction was open
+    assert s.aborted == [{(TOPIC, 0)}]
+    s.producer.fail("begin_transaction", KafkaError._FENCED, fatal=True)
+    s.clock.now += 1.0
+    with pytest.raises(TransactionFatal):
+        s.committer.now_and_then()
+
+
+def test_a_rewound_partition_is_read_again_from_its_confirmed_commit() -> None:
+    tracker = OffsetTracker()
+    generation = tracker.assign(TOPIC, 0)
+    for offset in range(10, 20):
+        tracker.track(TOPIC, 0, offset)
+    assert tracker.rewind(TOPIC, 0) == 10  # nothing confirmed: the first offset polled
+    assert tracker.finish(TOPIC, 0, 10, generation) is False  # the old generation's result is ignored
+    tracker.skip_to(TOPIC, 0, 25)  # the position may still be the one before the seek: not taken
+    assert tracker.to_commit() == {}
+    new = tracker.generation(TOPIC, 0)
+    assert new is not None
+    tracker.track(TOPIC, 0, 10)
+    tracker.finish(TOPIC, 0, 10, new)
+    tracker.committed({(TOPIC, 0): 11})
+    tracker.confirmed(TOPIC, 0, 11)
+    tracker.track(TOPIC, 0, 11)
+    assert tracker.rewind(TOPIC, 0) == 11  # the confirmed commit
+    assert tracker.rewind(TOPIC, 1) is None  # not ours
