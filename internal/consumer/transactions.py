@@ -132,7 +132,7 @@ class TransactionalCommit:
             self._producer.init_transactions(self._timeout_s)
         except KafkaException as exc:
             raise TransactionsUnavailable(
-                f"Kafka transactions do not work ({_text(exc)}): the broker needs "
+                f"Kafka transactions do not work ({_text(exc)}): the broker must be reachable and needs "
                 "transaction.state.log.replication.factor and transaction.state.log.min.isr no larger "
                 "than its number of brokers (1 for a single broker), and the principal needs "
                 "TransactionalId write access; or set kafka.transactions=false (KAFKA_TRANSACTIONS=false) "
