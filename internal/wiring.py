@@ -304,24 +304,22 @@ def _consumer_loop(
     strategy: OffsetsAndLetters = AtLeastOnceCommit(consumer)
     on_committed = None
     if k.transactions:
-        producer = f.txn_producer(
-            transactional_config(
-                k.brokers,
-                transactional_id(s),
-                f"{k.client_id}-dlq",
-                letter_max_bytes(c.max_message_bytes, s.dlq.max_error_bytes),
-                k.transaction_timeout_ms,
-            )
-            | {"logger": KAFKA_LOG}
-        )
+        txn_config = transactional_config(
+            k.brokers,
+            transactional_id(s),
+            f"{k.client_id}-dlq",
+            letter_max_bytes(c.max_message_bytes, s.dlq.max_error_bytes),
+            k.transaction_timeout_ms,
+        ) | {"logger": KAFKA_LOG}
         strategy = transactions = TransactionalCommit(
-            producer,
+            f.txn_producer(txn_config),
             consumer,
             topic=s.dlq_topic,
             group=k.group_id,
             version=service_version(),
             max_error_bytes=s.dlq.max_error_bytes,
             timeout_s=k.transaction_timeout_ms / 1000,
+            new_producer=lambda: f.txn_producer(txn_config),
         )
         on_committed = LettersCommitted(metrics)
 

@@ -30,9 +30,11 @@ is remembered and the letter goes as a stub in the next one, as the at-least-onc
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import Any, NoReturn, Protocol
 
 import structlog
@@ -48,12 +50,20 @@ from internal.pkg.kafka_produce import ProduceError, ProduceErrorKind, classify,
 
 log = structlog.get_logger(component="consumer")
 ABORT_PAUSE_S = 0.2  # between retries of a commit or an abort that the broker could not answer
+# A blocking transactional call gets its timeout plus this much before it counts as hung. Seen in the
+# chaos suite: after a broker restart, send_offsets_to_transaction(timeout) did not return for
+# minutes, which would hold the poll thread (and so the group's rebalance) forever.
+HUNG_GRACE_S = 5.0
 Origin = tuple[str, int, int]
 
 
 class TransactionFatal(ServiceError):
     """The transactional producer cannot go on (fenced, or an abort that never finished): the
     service stops in order and exits 1. Not a ``FatalError``: the poll loop records it as a crash."""
+
+
+class _Hung(Exception):
+    """A transactional call did not return within its timeout and ``HUNG_GRACE_S``."""
 
 
 class TransactionsUnavailable(ServiceError):
@@ -112,8 +122,12 @@ class TransactionalCommit:
         timeout_s: float,
         clock: Callable[[], float] = time.monotonic,
         pause: Callable[[float], None] = time.sleep,
+        new_producer: Callable[[], TransactionalProducer] | None = None,
     ) -> None:
         self._producer = producer
+        # Replaces a producer whose call hung (the new one's init_transactions fences the old one and
+        # aborts its open transaction); None: a hang is fatal.
+        self._new_producer = new_producer
         self._consumer = consumer
         self._topic = topic
         self._group = group
@@ -129,8 +143,8 @@ class TransactionalCommit:
         """Register the transactional id with the broker (fencing an older instance of the same id);
         at the start, before the first poll. Raises ``TransactionsUnavailable`` saying what to change."""
         try:
-            self._producer.init_transactions(self._timeout_s)
-        except KafkaException as exc:
+            self._bounded(partial(self._producer.init_transactions, self._timeout_s), self._timeout_s)
+        except (KafkaException, _Hung) as exc:
             raise TransactionsUnavailable(
                 f"Kafka transactions do not work ({_text(exc)}): the broker must be reachable and needs "
                 "transaction.state.log.replication.factor and transaction.state.log.min.isr no larger "
@@ -151,10 +165,16 @@ class TransactionalCommit:
         refused: list[tuple[Origin, KafkaError]] = []
         try:
             sent = [self._produce(letter, refused) for letter in letters]
-            self._producer.send_offsets_to_transaction(
-                offsets, self._consumer.consumer_group_metadata(), self._left(deadline)
+            producer, metadata, left = (
+                self._producer,
+                self._consumer.consumer_group_metadata(),
+                self._left(deadline),
             )
+            self._bounded(lambda: producer.send_offsets_to_transaction(offsets, metadata, left), left)
             self._commit_until(deadline)
+        except _Hung as exc:
+            self._replace(exc)
+            raise TransactionAborted(f"a transactional call hung ({exc}); the producer was replaced") from exc
         except (KafkaException, ProduceError) as exc:
             self._producer.poll(0)  # serve the delivery reports that came: refusals are remembered
             for origin, error in refused:
@@ -198,7 +218,8 @@ class TransactionalCommit:
     def _commit_until(self, deadline: float) -> None:
         while True:
             try:
-                self._producer.commit_transaction(self._left(deadline))
+                left = self._left(deadline)
+                self._bounded(partial(self._producer.commit_transaction, left), left)
                 return
             except KafkaException as exc:
                 error = _error(exc)
@@ -238,8 +259,12 @@ class TransactionalCommit:
         deadline = self._clock() + self._timeout_s
         while True:
             try:
-                self._producer.abort_transaction(self._left(deadline))
+                left = self._left(deadline)
+                self._bounded(partial(self._producer.abort_transaction, left), left)
                 self._producer.poll(0)
+                return
+            except _Hung as exc:
+                self._replace(exc)  # the new producer's init_transactions aborts the open transaction
                 return
             except KafkaException as exc:
                 error = _error(exc)
@@ -251,6 +276,43 @@ class TransactionalCommit:
                     f"({_text(exc)}); the service stops and its supervisor restarts it",
                     cause=Cause.TRANSACTION_FATAL,
                 ) from exc
+
+    def _bounded(self, call: Callable[[], None], timeout_s: float) -> None:
+        """Run a blocking librdkafka call on a helper thread and wait for it at most ``timeout_s`` +
+        ``HUNG_GRACE_S``: the poll thread must never hang (it serves the group's rebalances)."""
+        failure: list[BaseException] = []
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                call()
+            except BaseException as exc:  # handed to the caller as it is
+                failure.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name="txn-call", daemon=True).start()
+        if not done.wait(timeout_s + HUNG_GRACE_S):
+            raise _Hung(f"no answer within {timeout_s + HUNG_GRACE_S:.0f} s")
+        if failure:
+            raise failure[0]
+
+    def _replace(self, why: _Hung) -> None:
+        """Replace a producer whose call hung: a new one, initialised (fencing the old one and
+        aborting its open transaction). Without a factory, or when that fails: fatal."""
+        if self._new_producer is None:
+            raise TransactionFatal(
+                f"a transactional call hung ({why})", cause=Cause.TRANSACTION_FATAL
+            ) from why
+        log.warning("transactional_producer_replaced", why=str(why))
+        self._producer = self._new_producer()
+        try:
+            self.init()
+        except TransactionsUnavailable as exc:
+            raise TransactionFatal(
+                f"a transactional call hung ({why}) and a new producer could not start ({exc})",
+                cause=Cause.TRANSACTION_FATAL,
+            ) from exc
 
     def _left(self, deadline: float) -> float:
         """A bounded timeout for one call (never -1, never 0: librdkafka reads 0 as 'do not wait')."""

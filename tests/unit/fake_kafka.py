@@ -289,6 +289,8 @@ class FakeTxnProducer(FakeProducer):
     aborts: int = 0
     inits: int = 0
     current: list[tuple[bytes | None, list[tuple[str, Any]]]] = field(default_factory=list)
+    hang: set[str] = field(default_factory=set)  # methods whose calls never return
+    released: threading.Event = field(default_factory=threading.Event)
 
     def fail(
         self, method: str, *codes: int, fatal: bool = False, retriable: bool = False, abortable: bool = False
@@ -299,6 +301,8 @@ class FakeTxnProducer(FakeProducer):
 
     def _call(self, method: str) -> None:
         self.calls.append(method)
+        if method in self.hang:  # never answers (for the test's length)
+            self.released.wait(5.0)
         queue = self.errors.get(method)
         if queue:
             raise KafkaException(queue.popleft())

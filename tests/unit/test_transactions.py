@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import pytest
 from confluent_kafka import KafkaError, TopicPartition
 
+from internal.consumer import transactions
 from internal.consumer.commits import (
     AtLeastOnceCommit,
     CommitConfirmations,
@@ -504,3 +505,29 @@ def test_a_rewound_partition_is_read_again_from_its_confirmed_commit() -> None:
     tracker.track(TOPIC, 0, 11)
     assert tracker.rewind(TOPIC, 0) == 11  # the confirmed commit
     assert tracker.rewind(TOPIC, 1) is None  # not ours
+
+
+def test_a_call_that_hangs_replaces_the_producer_and_rewinds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(transactions, "HUNG_GRACE_S", 0.1)
+    s = setup(timeout_s=0.2)
+    second = FakeTxnProducer(consumer=s.consumer)
+    s.strategy._new_producer = lambda: second
+    s.producer.hang.add("send_offsets_to_transaction")
+    s.finish(0, range(5), letters=[1])
+    s.committer.now_and_then()  # bounded: the poll thread is back within timeout + grace
+    assert s.aborted == [{(TOPIC, 0)}]
+    assert second.inits == 1  # the new producer fenced the old one (and its open transaction)
+    s.clock.now += 1.0
+    s.committer.now_and_then()
+    assert second.transactions == [({0: 5}, 1)]
+    s.producer.released.set()
+
+
+def test_a_hang_without_a_way_to_replace_the_producer_is_fatal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(transactions, "HUNG_GRACE_S", 0.1)
+    s = setup(timeout_s=0.2)
+    s.producer.hang.add("commit_transaction")
+    s.finish(0, range(5))
+    with pytest.raises(TransactionFatal):
+        s.committer.now_and_then()
+    s.producer.released.set()
