@@ -17,6 +17,7 @@ from __future__ import annotations
 import gc
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -40,24 +41,33 @@ from internal.api.request_limits import RequestLimits
 from internal.cache.lru import OrderCache
 from internal.cache.warmup import warm_up
 from internal.config import Settings
-from internal.consumer.commits import CommitConfirmations
+from internal.consumer.commits import AtLeastOnceCommit, CommitConfirmations, CommitPolicy, OffsetsAndLetters
 from internal.consumer.dlq import KafkaDeadLetterSink, SinkProducer
 from internal.consumer.drift import DriftGuard, DriftPolicy, DriftTrip
 from internal.consumer.lanes import BatchLimits
+from internal.consumer.letters import letter_max_bytes
 from internal.consumer.loop import ConsumerLoop, LoopPolicy, consumer_config
 from internal.consumer.messages import DeadLetter
-from internal.consumer.observe import LagFromStatistics, ReportMetrics
+from internal.consumer.observe import LagFromStatistics, LettersCommitted, ReportMetrics
 from internal.consumer.offsets import OffsetTracker
 from internal.consumer.ports import KafkaConsumer, OrderStore
 from internal.consumer.processor import BatchProcessor, ProcessingPolicy
 from internal.consumer.retry import RetryPolicy
 from internal.consumer.state import ConsumerState
+from internal.consumer.transactions import (
+    TransactionalCommit,
+    TransactionalProducer,
+    TransactionsUnavailable,
+    transactional_config,
+)
 from internal.domain.causes import Cause, Component, Failure
-from internal.domain.errors import failure_of
+from internal.domain.errors import TransientError, failure_of
 from internal.lifecycle import Lifecycle, State
 from internal.pkg.backoff import Backoff
+from internal.pkg.exc_text import first_line
 from internal.pkg.health import Health
 from internal.pkg.kafka_offsets import TopicSize
+from internal.pkg.logging import KAFKA_LOG
 from internal.pkg.metrics import Metrics
 from internal.pkg.paths import templates_dir
 from internal.store.dead_letters import DeadLetterIndex, DeadLetterQueries, LetterRow
@@ -148,6 +158,8 @@ class Factories:
 
     kafka_consumer: Callable[[dict[str, Any]], KafkaConsumer]
     dlq_producer: Callable[[dict[str, Any]], SinkProducer]
+    # The transactional dead-letter producer (kafka.transactions: true; confluent_kafka.Producer).
+    txn_producer: Callable[[dict[str, Any]], TransactionalProducer]
     pool: Callable[[Settings, PoolSpec], SyncPool]  # built closed: start() opens it
     async_pool: Callable[[Settings, PoolSpec], AsyncConnectionPool]  # opened by the HTTP app's lifespan
     order_writer: Callable[[SyncPool, DbObserver], OrderStore]
@@ -168,6 +180,7 @@ def real_factories() -> Factories:
     return Factories(
         kafka_consumer=Consumer,
         dlq_producer=Producer,
+        txn_producer=Producer,
         pool=_pool,
         async_pool=_async_pool,
         order_writer=lambda pool, observer: PostgresOrderWriter(_real(pool), observer),
@@ -208,24 +221,31 @@ def build(settings: Settings, factories: Factories) -> Service:
     # Readiness's database check: a recent answer, from a connection of its own (store/probe.py).
     probe = f.db_probe(s, observer)
     health = Health(state, probe.problem, lifecycle)
-    dead_letters = KafkaDeadLetterSink(
-        s.kafka.brokers,
-        s.dlq_topic,
-        group=s.kafka.group_id,
-        version=service_version(),
-        max_message_bytes=s.consumer.max_message_bytes,
-        max_error_bytes=s.dlq.max_error_bytes,
-        producer_factory=f.dlq_producer,
+    # Transactional mode: no sink - the workers leave their letters to the commit (commits.py).
+    sink = (
+        None
+        if s.kafka.transactions
+        else KafkaDeadLetterSink(
+            s.kafka.brokers,
+            s.dlq_topic,
+            group=s.kafka.group_id,
+            version=service_version(),
+            max_message_bytes=s.consumer.max_message_bytes,
+            max_error_bytes=s.dlq.max_error_bytes,
+            producer_factory=f.dlq_producer,
+        )
     )
     writer = f.order_writer(writer_pool, observer)
     drift = DriftGuard(
         DriftPolicy(s.consumer.drift_window, s.consumer.drift_ratio), on_change=_DriftReport(metrics)
     )
     index = IndexedLetters(f.letter_index(writer_pool), s.dlq_topic, metrics) if f.letter_index else None
-    loop = _consumer_loop(
-        s, f, metrics=metrics, state=state, cache=cache, dead_letters=dead_letters, writer=writer,
+    loop, transactions = _consumer_loop(
+        s, f, metrics=metrics, state=state, cache=cache, dead_letters=sink, writer=writer,
         drift=drift, letter_index=index,
     )  # fmt: skip
+    dead_letters: DeadLetters | None = transactions or sink  # one of them, by kafka.transactions
+    assert dead_letters is not None
     console_pool = f.async_pool(s, PoolSpec("console", CONSOLE_POOL_SIZE, s.http.request_timeout_ms))
     queries = DeadLetterQueries(console_pool, s.http.request_timeout_ms / 1000)
     console = DlqConsole(
@@ -289,6 +309,7 @@ def build(settings: Settings, factories: Factories) -> Service:
         pools=(writer_pool, reader_pool),
         probe=probe,
         dead_letters=dead_letters,
+        transactions=transactions,
         loop=loop,
         server=server,
         clock=f.clock,
@@ -349,9 +370,48 @@ class IndexedLetters:
         )
 
 
+class IndexAfterCommit:
+    """Transactional mode: letters become visible when their transaction commits, so they enter the
+    console's read model then, on the poll thread, with the place the broker gave them. While the
+    database is away they are kept (at most ``limit``, the oldest dropped with a warning) and tried
+    again at most every ``retry_s``, so an outage never stalls the poll thread for long;
+    ``l0-dlq reindex`` fills any gap from the topic."""
+
+    def __init__(
+        self, index: IndexedLetters, clock: Callable[[], float], limit: int = 10_000, retry_s: float = 5.0
+    ) -> None:
+        self._index, self._clock, self._limit, self._retry_s = index, clock, limit, retry_s
+        self._pending: list[DeadLetter] = []
+        self._next_try = 0.0
+
+    def __call__(self, letters: Sequence[DeadLetter]) -> None:
+        self._pending.extend(letters)
+        if len(self._pending) > self._limit:
+            dropped = len(self._pending) - self._limit
+            del self._pending[:dropped]
+            log.warning("letters_not_indexed", letters=dropped, hint="l0-dlq reindex")
+        if not self._pending or self._clock() < self._next_try:
+            return
+        try:
+            self._index.record(self._pending)
+        except TransientError as exc:
+            self._next_try = self._clock() + self._retry_s
+            log.warning("letter_index_waiting", letters=len(self._pending), error=first_line(exc))
+            return
+        self._pending.clear()
+
+
 def _order_uid(key: bytes | None) -> str | None:
     """The producer keys messages by order_uid (gen_orders.py, docs/producer.md)."""
     return key.decode("utf-8", "replace") if key else None
+
+
+def transactional_id(s: Settings) -> str:
+    """``kafka.transactional_id``, or one derived per instance: stable across restarts (a restart
+    fences its own zombie) and unique among instances running at once - two on one host differ by
+    their HTTP port."""
+    k = s.kafka
+    return k.transactional_id or f"{k.group_id}.{k.client_id}.{socket.gethostname()}.{s.http.port}"
 
 
 def _consumer_loop(
@@ -361,11 +421,11 @@ def _consumer_loop(
     metrics: Metrics,
     state: ConsumerState,
     cache: OrderCache,
-    dead_letters: KafkaDeadLetterSink,
+    dead_letters: KafkaDeadLetterSink | None,
     writer: OrderStore,
     drift: DriftGuard,
     letter_index: IndexedLetters | None,
-) -> ConsumerLoop:
+) -> tuple[ConsumerLoop, TransactionalCommit | None]:
     c, k = s.consumer, s.kafka
     processor = BatchProcessor(
         store=writer,
@@ -379,14 +439,50 @@ def _consumer_loop(
             ),
         ),
         drift=drift,
-        letter_index=letter_index,
+        # Transactional mode: a letter has no place in the topic until its transaction commits, so it
+        # enters the read model then (the Committer's on_committed below), not from the worker.
+        letter_index=None if k.transactions else letter_index,
     )
     config = consumer_config(k.brokers, k.group_id, k.client_id, k.session_timeout_ms, k.auto_offset_reset)
     tracker = OffsetTracker()
-    config["stats_cb"] = LagFromStatistics(metrics, k.topic, state.reported_commits)
+    config["stats_cb"] = LagFromStatistics(metrics, k.topic, state.reported_commits, tracker.confirmed_at)
     config["on_commit"] = CommitConfirmations(tracker, metrics.commit_failures.inc)
-    return ConsumerLoop(
-        f.kafka_consumer(config),
+    consumer = f.kafka_consumer(config)
+    transactions: TransactionalCommit | None = None
+    strategy: OffsetsAndLetters = AtLeastOnceCommit(consumer)
+    on_committed: Callable[[Sequence[DeadLetter], float], None] | None = None
+    if k.transactions:
+        txn_config = transactional_config(
+            k.brokers,
+            transactional_id(s),
+            f"{k.client_id}-dlq",
+            letter_max_bytes(c.max_message_bytes, s.dlq.max_error_bytes),
+            k.transaction_timeout_ms,
+        ) | {"logger": KAFKA_LOG}
+        strategy = transactions = TransactionalCommit(
+            f.txn_producer(txn_config),
+            consumer,
+            topic=s.dlq_topic,
+            group=k.group_id,
+            version=service_version(),
+            max_error_bytes=s.dlq.max_error_bytes,
+            timeout_s=k.transaction_timeout_ms / 1000,
+            new_producer=lambda: f.txn_producer(txn_config),
+        )
+        counted = LettersCommitted(metrics)
+        indexed = IndexAfterCommit(letter_index, f.clock) if letter_index is not None else None
+
+        def on_committed(letters: Sequence[DeadLetter], seconds: float) -> None:
+            counted(letters, seconds)
+            if indexed is not None:
+                indexed(letters)
+
+    def rewound(partitions: int) -> None:
+        metrics.transaction_aborts.inc()
+        metrics.rewinds.inc(partitions)
+
+    loop = ConsumerLoop(
+        consumer,
         processor,
         LoopPolicy(
             topic=k.topic,
@@ -397,13 +493,18 @@ def _consumer_loop(
             revoke_timeout_s=c.revoke_timeout_s,
             max_consecutive_dead_letters=s.dlq.max_consecutive,
             stuck_after_s=c.stuck_after_s,
+            commit=CommitPolicy(every_s=c.commit_interval_ms / 1000),
         ),
         state,
         tracker=tracker,
-        on_report=ReportMetrics(metrics),
+        on_report=ReportMetrics(metrics, letters_at_commit=k.transactions),
         on_commit_failure=metrics.commit_failures.inc,
         clock=f.clock,
+        commit_strategy=strategy,
+        on_rewind=rewound,
+        **({"on_committed": on_committed} if on_committed is not None else {}),
     )
+    return loop, transactions
 
 
 # ---- start and stop -------------------------------------------------------------------------------
@@ -418,6 +519,7 @@ class Service:
     pools: tuple[SyncPool, ...]
     probe: Probe
     dead_letters: DeadLetters
+    transactions: TransactionalCommit | None  # kafka.transactions: init_transactions at the start
     loop: ConsumerLoop
     server: HttpServer
     clock: Callable[[], float]
@@ -519,7 +621,11 @@ class Service:
         crash of the warm-up or of the poll loop - is reported to the life cycle, which stops the
         process (exit code 1)."""
         try:
+            self._init_transactions()
             self._warm_then_consume()
+        except TransactionsUnavailable as exc:  # a deployment problem: the message says what to change
+            self.state.crash(failure_of(exc, exc.cause))
+            log.critical("transactions_unavailable", error=str(exc), cause=exc.cause.value)
         except Exception as exc:  # the loop records its own crashes; this is the warm-up's
             failure = failure_of(exc, Cause.WARMUP_CRASHED)
             self.state.crash(failure)
@@ -528,6 +634,14 @@ class Service:
             )
         if self.state.crashed is not None and not self._stopping.is_set():
             self.lifecycle.crashed(self.state.crashed)
+
+    def _init_transactions(self) -> None:
+        """Register the dead-letter producer's transactional.id (kafka.transactions), before the
+        first poll: a broker that cannot run transactions stops the service at once (exit 1) with a
+        line that says what to change, instead of failing at the first commit."""
+        if self.transactions is not None:
+            self.transactions.init()
+            log.info("transactions_ready", transactional_id=transactional_id(self.settings))
 
     def _warm_then_consume(self) -> None:
         # Warm-up first: the consumer's fresher write-through entries must not be evicted by older

@@ -201,6 +201,23 @@ class KafkaSettings:
     auto_offset_reset: str = setting(
         "earliest", "where a new group starts: earliest or latest", one_of("earliest", "latest")
     )
+    transactions: bool = setting(
+        True,
+        "exactly-once dead letters: each commit is one Kafka transaction holding the letters of the "
+        "committed work and the group's offsets; false = at-least-once (a crash may repeat a letter), "
+        "for brokers that forbid transactions (docs/dlq.md#exactly-once)",
+    )
+    transactional_id: str = setting(
+        "",
+        "transactional.id of the dead-letter producer; must be stable per instance and unique among "
+        "instances running at once; empty means '<group_id>.<client_id>.<hostname>.<http.port>'",
+    )
+    transaction_timeout_ms: int = setting(
+        30000,
+        "transaction.timeout.ms of the dead-letter producer, and the bound of each commit or abort: a "
+        "transaction that cannot finish in it is aborted and its partitions are read again",
+        at_least(1000),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,6 +311,13 @@ class ConsumerSettings:
         0.95,
         "the share of dead letters among the last drift_window messages that pauses consumption",
         between(0.01, 1.0),
+    )
+    commit_interval_ms: int = setting(
+        100,
+        "finished work is committed at most this often: one offset commit, or one Kafka transaction "
+        "with its dead letters (kafka.transactions); longer means fewer transactions and letters "
+        "that become visible later",
+        at_least(1),
     )
 
     def validation_policy(self) -> ValidationPolicy:

@@ -18,14 +18,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from internal.consumer.letters import (
-    LETTER_FRAMING,
-    letter_headers,
-    letter_max_bytes,
-    stub_headers,
-    stub_key,
-    stub_value,
-)
+from internal.consumer.letters import LETTER_FRAMING, letter_max_bytes, wire_form
 from internal.consumer.messages import DeadLetter
 from internal.consumer.ports import LettersPending
 from internal.domain.causes import Cause
@@ -169,13 +162,7 @@ class KafkaDeadLetterSink:
                 with lock:
                     outstanding[0] -= 1
 
-            letter = s.letter
-            if letter.truncated is None:
-                value, key = letter.message.value, letter.message.key
-                headers = letter_headers(letter, self._group, self._version, self._max_error_bytes)
-            else:
-                value, key = stub_value(letter), stub_key(letter)
-                headers = stub_headers(letter, self._group, self._version, self._max_error_bytes)
+            value, key, headers = wire_form(s.letter, self._group, self._version, self._max_error_bytes)
             try:
                 produce(
                     producer,

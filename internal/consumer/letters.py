@@ -132,3 +132,17 @@ def stub_key(letter: DeadLetter) -> bytes | None:
 def stub_value(letter: DeadLetter) -> bytes | None:
     value = letter.message.value
     return value[:STUB_VALUE_BYTES] if value is not None else None
+
+
+def wire_form(
+    letter: DeadLetter, group: str, version: str, max_error_bytes: int
+) -> tuple[bytes | None, bytes | None, Headers]:
+    """What is produced for a letter - value, key, headers: the full letter, or its stub when
+    ``truncated`` is set (both producers of letters, at-least-once and transactional, send this)."""
+    if letter.truncated is None:
+        return (
+            letter.message.value,
+            letter.message.key,
+            letter_headers(letter, group, version, max_error_bytes),
+        )
+    return stub_value(letter), stub_key(letter), stub_headers(letter, group, version, max_error_bytes)

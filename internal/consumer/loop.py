@@ -32,11 +32,11 @@ from typing import Any
 import structlog
 from confluent_kafka import KafkaError, TopicPartition
 
-from internal.consumer.commits import CommitPolicy, Committer
+from internal.consumer.commits import CommitPolicy, Committer, OffsetsAndLetters
 from internal.consumer.control import Abandoned, Control
 from internal.consumer.flow import IDLE_POLL_S, FlowControl, FlowPolicy
 from internal.consumer.lanes import BatchLimits, Lanes
-from internal.consumer.messages import BatchReport, Inbound
+from internal.consumer.messages import BatchReport, DeadLetter, Inbound
 from internal.consumer.offsets import OffsetTracker
 from internal.consumer.ports import BatchHandler, KafkaConsumer, KafkaMessage
 from internal.consumer.state import ConsumerState
@@ -75,6 +75,9 @@ class ConsumerLoop:
         on_report: Callable[[BatchReport], None] = lambda _r: None,
         on_commit_failure: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.monotonic,
+        commit_strategy: OffsetsAndLetters | None = None,
+        on_committed: Callable[[Sequence[DeadLetter], float], None] = lambda _l, _s: None,
+        on_rewind: Callable[[int], None] = lambda _n: None,
     ) -> None:
         self._consumer = consumer
         self._handler = handler
@@ -86,13 +89,26 @@ class ConsumerLoop:
         self._tracker = tracker = tracker or OffsetTracker()
         self._lanes = lanes = Lanes(policy.workers, policy.batch)
         self._storm = StormGuard(policy.max_consecutive_dead_letters)
-        self._commits = Committer(consumer, tracker, policy.commit, clock=clock, on_failure=on_commit_failure)
+        self._commits = commits = Committer(
+            consumer,
+            tracker,
+            policy.commit,
+            clock=clock,
+            strategy=commit_strategy,
+            on_failure=on_commit_failure,
+            on_committed=on_committed,
+            on_abort=self._rewind,
+        )
+        self._letters = commits.ledger  # letters of finished work, until the commit of their offsets
+        self._on_rewind = on_rewind
+        self._revoking: set[tuple[str, int]] = set()
         self._flow = FlowControl(
             consumer,
             state,
             FlowPolicy(policy.max_in_flight, policy.max_in_flight_bytes, policy.batch.max_messages),
             in_flight=tracker.in_flight,
-            bytes_in_flight=lanes.bytes_in_flight,
+            # Letters waiting for their commit hold the messages' bytes too.
+            bytes_in_flight=lambda: lanes.bytes_in_flight() + commits.ledger.bytes,
             on_paused=state.set_paused,
         )
         self._stuck = StuckWatch(consumer, tracker, state, policy.stuck_after_s, clock)
@@ -128,12 +144,15 @@ class ConsumerLoop:
         except FatalError as exc:
             self._state.stop_for_good(failure_of(exc, exc.cause))
             log.critical("consumer_stopped", reason=str(exc), cause=exc.cause.value)
-        except Exception as exc:  # a bug: recorded, so that the service ends the process
-            self._state.crash(failure_of(exc, Cause.POLL_THREAD_CRASHED))
+        except (
+            Exception
+        ) as exc:  # a bug, or a fenced producer: recorded, so that the service ends the process
+            failure = failure_of(exc, Cause.POLL_THREAD_CRASHED)
+            self._state.crash(failure)
             log.critical(
                 "consumer_crashed",
                 error=f"{type(exc).__name__}: {exc}",
-                cause=Cause.POLL_THREAD_CRASHED.value,
+                cause=failure.cause.value,
                 exc_info=True,
             )
         finally:
@@ -283,6 +302,15 @@ class ConsumerLoop:
     def _finish(self, report: BatchReport) -> None:
         for message in report.messages:
             self._tracker.finish(message.topic, message.partition, message.offset, message.generation)
+        if report.letters:  # only those of the current assignment: an older one's are read again
+            generation = self._tracker.generation
+            self._letters.add(
+                [
+                    x
+                    for x in report.letters
+                    if generation(x.message.topic, x.message.partition) == x.message.generation
+                ]
+            )
         self._state.count(report.outcomes)
         try:
             self._on_report(report)
@@ -306,7 +334,11 @@ class ConsumerLoop:
         if not self._stopping:  # at a stop (close() revokes) the drain has waited already
             wait(self._lanes.running(revoked), timeout=self._policy.revoke_timeout_s)
         self._collect_finished()
-        self._commits.commit_now(only=revoked)
+        self._revoking = revoked
+        try:
+            self._commits.commit_now(only=revoked)  # in transactional mode: one transaction, then release
+        finally:
+            self._revoking = set()
         self._drop(revoked)
         log.info("partitions_revoked", partitions=sorted(p for _, p in revoked))
 
@@ -316,7 +348,32 @@ class ConsumerLoop:
         self._drop(lost)
         log.warning("partitions_lost", partitions=sorted(p for _, p in lost))
 
+    # ---- an aborted transaction (the Committer's on_abort) -----------------------------------------
+    def _rewind(self, partitions: set[tuple[str, int]]) -> None:
+        """The transaction that held ``partitions`` was aborted: their letters were never visible and
+        their offsets not committed. Read them again from the last committed offset: the in-flight
+        work gets a new generation (results of the old one are ignored, its retries give up), waiting
+        messages and letters are dropped, and the consumer seeks back. Stored orders come back as
+        duplicates (no letter), refused messages as letters again: nothing lost, nothing doubled.
+        Partitions being revoked or a consumer that is stopping need no seek: the next owner (or the
+        next start) reads from the committed offset anyway."""
+        self._letters.drop(partitions)
+        leaving = self._revoking | (partitions if self._stopping else set())
+        again = sorted(partitions - leaving)
+        self._lanes.forget(set(again))
+        for topic, partition in again:
+            position = self._tracker.rewind(topic, partition)
+            if position is not None:
+                # A seek that fails leaves nothing safe to go on with: raised, it ends the loop as a
+                # crash (exit 1), and the restart reads from the committed offsets.
+                self._consumer.seek(TopicPartition(topic, partition, position))
+        self._on_rewind(len(again))
+        log.warning(
+            "partitions_rewound", partitions=[p for _, p in again], leaving=sorted(p for _, p in leaving)
+        )
+
     def _drop(self, partitions: set[tuple[str, int]]) -> None:
+        self._letters.drop(partitions)
         for topic, partition in partitions:
             self._tracker.drop(topic, partition)
         self._state.assigned = self._state.assigned - partitions
@@ -343,6 +400,9 @@ def _headers(message: KafkaMessage) -> tuple[tuple[str, str | bytes | None], ...
 def consumer_config(
     brokers: str, group: str, client_id: str, session_timeout_ms: int, offset_reset: str
 ) -> dict[str, Any]:
+    """The orders consumer. ``read_committed`` (librdkafka's default, explicit here): a transactional
+    upstream producer's aborted messages are never delivered, and its markers are skipped by the
+    commit positions (``Committer._skip_markers``)."""
     return {
         "bootstrap.servers": brokers,
         "group.id": group,
@@ -350,6 +410,7 @@ def consumer_config(
         "enable.auto.commit": False,  # commits come from the OffsetTracker only
         "enable.auto.offset.store": False,
         "auto.offset.reset": offset_reset,
+        "isolation.level": "read_committed",
         "session.timeout.ms": session_timeout_ms,
         "heartbeat.interval.ms": max(500, session_timeout_ms // 5),
         "partition.assignment.strategy": "roundrobin",

@@ -68,3 +68,6 @@ class BatchReport:
     # Wall-clock time (ms since the epoch) right after the stored orders were committed and handed to
     # the cache: the end of their freshness. None when the batch stored nothing.
     stored_at_ms: float | None = None
+    # Letters left for the commit (transactional mode): they become visible with the commit of their
+    # offsets, in one Kafka transaction. Empty in at-least-once mode, where the worker sent them.
+    letters: tuple[DeadLetter, ...] = ()

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import structlog
 
-from internal.consumer.messages import BatchReport
+from internal.consumer.messages import BatchReport, DeadLetter
 from internal.domain.outcomes import Outcome
 from internal.pkg.metrics import Metrics
 
@@ -20,9 +20,17 @@ class ReportMetrics:
     """The loop's ``on_report``: outcomes, dead-letters, batch size and time, message age, and the
     freshness of stored orders (measured at the commit, in the worker; observed here)."""
 
-    def __init__(self, metrics: Metrics, clock_ms: Callable[[], float] = lambda: time.time() * 1000) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        clock_ms: Callable[[], float] = lambda: time.time() * 1000,
+        *,
+        letters_at_commit: bool = False,
+    ) -> None:
         self._m = metrics
         self._clock_ms = clock_ms
+        # Transactional mode: a batch's letters are not sent yet; LettersCommitted counts them.
+        self._count_letters = not letters_at_commit
 
     def __call__(self, report: BatchReport) -> None:
         m = self._m
@@ -31,7 +39,7 @@ class ReportMetrics:
         # Counted per batch, not per message: labels() takes a lock and a dict look-up each time.
         for outcome, count in Counter(report.outcomes).items():
             m.messages.labels(outcome.value).inc(count)
-            if outcome.dead_lettered:
+            if outcome.dead_lettered and self._count_letters:
                 m.dead_letters.labels(outcome.reason.value).inc(count)
         if report.truncated_letters:
             m.truncated_letters.inc(report.truncated_letters)
@@ -49,16 +57,52 @@ class ReportMetrics:
                     fresh(max(0.0, (visible_ms - message.timestamp_ms) / 1000))
 
 
+class LettersCommitted:
+    """The Committer's ``on_committed`` in transactional mode: the letters that just became visible
+    (counted and logged now, never at an aborted attempt) and the time the transaction took."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._m = metrics
+
+    def __call__(self, letters: Sequence[DeadLetter], seconds: float) -> None:
+        m = self._m
+        m.transaction_commit.observe(seconds)
+        for reason, count in Counter(x.reason for x in letters).items():
+            m.dead_letters.labels(reason.value).inc(count)
+        truncated = sum(1 for x in letters if x.truncated is not None)
+        if truncated:
+            m.truncated_letters.inc(truncated)
+        for letter in letters:  # after the commit: each line is a fact, not an intention
+            message = letter.message
+            log.warning(
+                "dead_lettered",
+                reason=letter.reason.value,
+                error=letter.error[:300],
+                truncated=letter.truncated,
+                topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+                order_uid=message.key.decode("utf-8", "replace") if message.key else None,
+            )
+
+
 class LagFromStatistics:
     """librdkafka's ``stats_cb`` (every ``statistics.interval.ms``, on the poll thread): per assigned
     partition, consumer_lag = high watermark - committed offset (the whole partition when nothing is
     committed yet). Partitions no longer assigned are removed from the gauge."""
 
     def __init__(
-        self, metrics: Metrics, topic: str, commits: dict[tuple[str, int], int] | None = None
+        self,
+        metrics: Metrics,
+        topic: str,
+        commits: dict[tuple[str, int], int] | None = None,
+        confirmed: Callable[[str, int], int | None] = lambda _t, _p: None,
     ) -> None:
         self._m = metrics
         self._topic = topic
+        # The commits this consumer confirmed itself (OffsetTracker): a transactional commit goes
+        # through the producer, and librdkafka's consumer statistics never see it.
+        self._confirmed = confirmed
         self._shown: set[str] = set()
         # Each partition's committed position as last reported, for the stuck detector (partitions
         # not polled yet); written and read on the poll thread only.
@@ -78,7 +122,9 @@ class LagFromStatistics:
                 or p.get("hi_offset", -1) < 0
             ):
                 continue
-            committed = p.get("committed_offset", -1001)
+            committed = max(
+                p.get("committed_offset", -1001), self._confirmed(self._topic, int(number)) or -1001
+            )
             lag = (
                 p["hi_offset"] - committed
                 if committed >= 0

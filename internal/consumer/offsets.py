@@ -26,6 +26,9 @@ class _PartitionState:
     committed: int | None = None  # the position last sent in a commit
     confirmed: int | None = None  # the position the broker last confirmed
     first: int | None = None  # the first offset polled in this assignment
+    # False after a rewind until a message of the new generation is polled: until then the consumer's
+    # position may still be the one before the seek, and must not be taken as committable.
+    settled: bool = True
 
 
 class OffsetTracker:
@@ -39,6 +42,40 @@ class OffsetTracker:
         self._partitions[(topic, partition)] = _PartitionState(self._generation)
         return self._generation
 
+    def rewind(self, topic: str, partition: int) -> int | None:
+        """Forget the partition's in-flight work (a new generation: results of the old one are
+        ignored) and return where it is to be read again from - its last confirmed commit, else the
+        first offset polled; None when nothing was polled (nothing to read again)."""
+        state = self._partitions.get((topic, partition))
+        if state is None or state.first is None:
+            return None
+        position = state.confirmed if state.confirmed is not None else state.first
+        fresh = _PartitionState(self.assign(topic, partition), settled=False)
+        fresh.confirmed = fresh.committed = state.confirmed
+        self._partitions[(topic, partition)] = fresh
+        return position
+
+    def partitions(self) -> set[tuple[str, int]]:
+        return set(self._partitions)
+
+    def idle(self, partitions: set[tuple[str, int]] | None = None) -> list[tuple[str, int]]:
+        """Partitions whose every polled message is finished (``skip_to`` may move them)."""
+        return [
+            tp
+            for tp, s in self._partitions.items()
+            if (partitions is None or tp in partitions) and not s.in_order and s.settled
+        ]
+
+    def skip_to(self, topic: str, partition: int, position: int) -> None:
+        """The consumer's position of an idle partition: past every message polled and past the
+        transaction markers after them, so it is committable when it is ahead."""
+        state = self._partitions.get((topic, partition))
+        if state is None or state.in_order or not state.settled:
+            return
+        known = state.committable if state.committable is not None else state.confirmed
+        if known is None or position > known:
+            state.committable = position
+
     def drop(self, topic: str, partition: int) -> None:
         self._partitions.pop((topic, partition), None)
 
@@ -50,6 +87,7 @@ class OffsetTracker:
         state = self._partitions[(topic, partition)]
         if state.first is None:
             state.first = offset
+        state.settled = True
         state.in_order.append(offset)
 
     def finish(self, topic: str, partition: int, offset: int, generation: int) -> bool:
@@ -104,6 +142,11 @@ class OffsetTracker:
             return False
         state.committed = state.confirmed
         return state.committable is not None and state.committable != state.committed
+
+    def confirmed_at(self, topic: str, partition: int) -> int | None:
+        """The last position the broker confirmed for the partition (None: none yet, or not ours)."""
+        state = self._partitions.get((topic, partition))
+        return state.confirmed if state is not None else None
 
     def progress(self, topic: str, partition: int) -> int | None:
         """Where the partition's committed position stands as far as this assignment knows: the last

@@ -105,7 +105,7 @@ class BatchProcessor:
         self,
         *,
         store: OrderStore,
-        dead_letters: DeadLetterSink,
+        dead_letters: DeadLetterSink | None,
         stored_sink: StoredOrderSink,
         outage: OutageListener,
         policy: ProcessingPolicy,
@@ -121,6 +121,9 @@ class BatchProcessor:
         self._outage = outage
         self._policy = policy
         self._clock = clock
+        # No sink (transactional mode): the letters are computed here but sent by the commit, in the
+        # Kafka transaction that commits their offsets (commits.py); the batch finishes without them.
+        self._letters_at_commit = dead_letters is None
 
     def process(self, batch: Sequence[Inbound], control: Control) -> BatchReport:
         """Finish every message of the batch (stored, duplicate or dead-lettered) or raise
@@ -166,6 +169,12 @@ class BatchProcessor:
             stored_at_ms = self._clock().timestamp() * 1000  # committed and in the cache: visible now
         if self._drift is not None:
             self._hold_while_drifting(self._drift, batch, letters, control)
+        if self._letters_at_commit:
+            final = tuple(o for o in outcomes if o is not None)
+            assert len(final) == len(batch), "every message of a batch gets an outcome"
+            return BatchReport(
+                tuple(batch), final, time.perf_counter() - started, 0, stored_at_ms, tuple(letters)
+            )
         delivered = self._dead_letter(letters, control) if letters else []
         if delivered and self._index is not None:
             self._record(self._index, delivered, control)
@@ -240,10 +249,13 @@ class BatchProcessor:
         pending = letters
         delivered: list[DeadLetter] = []
 
+        sink = self._dlq
+        assert sink is not None, "letters are sent here only in at-least-once mode"
+
         def step() -> None:
             nonlocal pending
             try:
-                delivered.extend(self._dlq.send(pending))
+                delivered.extend(sink.send(pending))
             except LettersPending as exc:
                 delivered.extend(exc.delivered)  # done: never sent again
                 pending = list(exc.pending)

@@ -47,6 +47,8 @@ class Cause(Enum):
     DATABASE_TIMEOUT = "database_timeout"
     DATABASE_UNUSABLE = "database_unusable"  # schema missing, no privilege, wrong password
     KAFKA_FATAL = "kafka_fatal"  # librdkafka reported a fatal error
+    TRANSACTIONS_UNAVAILABLE = "transactions_unavailable"  # init_transactions failed at the start
+    TRANSACTION_FATAL = "transaction_fatal"  # the dead-letter producer was fenced, or an abort hung
     DEAD_LETTER_UNACKNOWLEDGED = "dead_letter_unacknowledged"
     DEAD_LETTER_REFUSED = "dead_letter_refused"  # the topic refuses even a stub letter
     DEAD_LETTERING_BUG = "dead_lettering_bug"  # unexpected exceptions while dead-lettering
@@ -83,6 +85,8 @@ _TRAITS: dict[Cause, tuple[Component, Kind]] = {
     Cause.DATABASE_TIMEOUT: (Component.DATABASE, Kind.TIMEOUT),
     Cause.DATABASE_UNUSABLE: (Component.DATABASE, Kind.UNUSABLE),
     Cause.KAFKA_FATAL: (Component.KAFKA, Kind.UNUSABLE),
+    Cause.TRANSACTIONS_UNAVAILABLE: (Component.KAFKA, Kind.UNUSABLE),
+    Cause.TRANSACTION_FATAL: (Component.KAFKA, Kind.UNUSABLE),
     Cause.DEAD_LETTER_UNACKNOWLEDGED: (Component.DEAD_LETTER_TOPIC, Kind.UNAVAILABLE),
     Cause.DEAD_LETTER_REFUSED: (Component.DEAD_LETTER_TOPIC, Kind.UNUSABLE),
     Cause.DEAD_LETTERING_BUG: (Component.DEAD_LETTER_TOPIC, Kind.BUG),

@@ -66,6 +66,9 @@ METRIC_NAMES = (
     "consumer_paused",
     "consumer_partition_stuck",
     "consumer_commit_failures_total",
+    "consumer_transaction_aborts_total",
+    "consumer_rewinds_total",
+    "consumer_transaction_commit_seconds",
     "consumer_stopped",
     "consumer_drift_paused",
     "consumer_drift_trips_total",
@@ -131,6 +134,22 @@ class Metrics:
         self.paused = Gauge("consumer_paused", "1 while partitions are paused by an outage", registry=r)
         self.commit_failures = Counter(
             "consumer_commit_failures_total", "Offset commits the broker did not confirm", registry=r
+        )
+        self.transaction_aborts = Counter(
+            "consumer_transaction_aborts_total",
+            "Dead-letter transactions aborted (their partitions are read again)",
+            registry=r,
+        )
+        self.rewinds = Counter(
+            "consumer_rewinds_total",
+            "Partitions read again from their committed offset after an aborted transaction",
+            registry=r,
+        )
+        self.transaction_commit = Histogram(
+            "consumer_transaction_commit_seconds",
+            "Time of one transaction: begin, letters, offsets, commit",
+            buckets=FAST,
+            registry=r,
         )
         self.stopped = Gauge(
             "consumer_stopped", "1 when consumption stopped for good (fatal error or crash)", registry=r

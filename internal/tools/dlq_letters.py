@@ -175,9 +175,13 @@ def _consumer(brokers: str) -> Consumer:
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
                 "auto.offset.reset": "earliest",
-                # Only letters whose batch the broker committed (librdkafka's default, stated: a
-                # transactional dead-letter producer must never show an aborted letter).
+                # Only letters of committed transactions (the service writes letters in transactions,
+                # docs/dlq.md#exactly-once): an aborted letter was never a fact. The default of
+                # librdkafka, explicit here because listing, showing and replaying depend on it.
                 "isolation.level": "read_committed",
+                # The end of a partition is where reading stops: with transactions the last offsets
+                # are markers, never delivered, so the last letter's offset + 1 may never be reached.
+                "enable.partition.eof": True,
                 "log_level": 0,
                 "error_cb": quiet,
             }
@@ -249,6 +253,10 @@ def _read(
         while pending:
             batch = consumer.consume(500, 0.5)
             for message in batch:
+                error = message.error()
+                if error is not None and error.code() == KafkaError._PARTITION_EOF:
+                    pending.discard(message.partition() or 0)  # past its last committed letter
+                    continue
                 letter, p = read_message(topic, message), message.partition() or 0
                 if p not in pending or letter.offset >= ends[p]:
                     continue  # newer than the end this run reads to
@@ -284,6 +292,9 @@ def read_letter(brokers: str, topic: str, offset: int, partition: int = 0) -> Le
             message = consumer.poll(0.5)
             if message is None:
                 continue
+            error = message.error()
+            if error is not None and error.code() == KafkaError._PARTITION_EOF:
+                break  # nothing committed at that offset (an aborted letter, or a marker)
             letter = read_message(topic, message)
             if letter.offset == offset:
                 return letter

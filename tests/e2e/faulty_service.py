@@ -7,7 +7,10 @@ exactly as cmd/service.py does. ``L0_TEST_FAULT`` picks the fault:
 * ``store:<order_uid>`` - every batch write that holds this order raises RuntimeError (an
   unexpected exception in a batch);
 * ``poll:<n>`` - the n-th dispatch of the poll loop raises RuntimeError (an exception on the poll
-  thread, like a failing pause/resume/assign).
+  thread, like a failing pause/resume/assign);
+* ``txn-pause:<seconds>`` - every dead-letter transaction pauses this long after its letters and
+  offsets were sent and before it commits, and says so on stdout (``injected_txn_pause``): the window
+  between the database commit of the orders and the transaction commit, made wide for a SIGKILL.
 
 Test code only: nothing in internal/ knows about it.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from internal import app
 from internal.consumer.loop import ConsumerLoop
+from internal.consumer.transactions import TransactionalCommit
 from internal.domain.outcomes import Outcome
 from internal.domain.records import OrderRecord
 from internal.store.writer import PostgresOrderWriter
@@ -51,6 +56,15 @@ def inject(fault: str) -> None:
                     raise RuntimeError("injected failure on the poll thread")
 
         ConsumerLoop._dispatch = failing_dispatch  # type: ignore[method-assign]
+    elif kind == "txn-pause":
+        commit = TransactionalCommit._commit_until
+
+        def paused_commit(self: TransactionalCommit, deadline: float) -> None:
+            print('{"event": "injected_txn_pause"}', flush=True)
+            time.sleep(float(arg))
+            commit(self, deadline + float(arg))
+
+        TransactionalCommit._commit_until = paused_commit  # type: ignore[method-assign]
     else:
         raise SystemExit(f"unknown L0_TEST_FAULT {fault!r}")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from psycopg_pool import ConnectionPool
 
 import gen_orders
@@ -115,25 +115,33 @@ def wait_committed_to_end(
 
 
 def read_topic(brokers: str, topic: str) -> list[Message]:
-    """Every message of a topic, from the beginning to the current end."""
+    """Every committed message of a topic (``read_committed``: the service writes dead letters in
+    transactions), from the beginning to the current end. A partition's end is reached when the
+    consumer says so (partition EOF at or past the end asked for): its last offsets may be
+    transaction markers, never delivered."""
     ends = partition_ends(brokers, topic)
     consumer = Consumer(
         {
             "bootstrap.servers": brokers,
             "group.id": f"reader-{uuid.uuid4().hex}",
             "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
         }
     )
     consumer.assign([TopicPartition(topic, p, 0) for p in ends])
     messages: list[Message] = []
-    positions = dict.fromkeys(ends, 0)
+    reached = {p: end == 0 for p, end in ends.items()}
 
     def caught_up() -> bool:
         for message in consumer.consume(500, 0.5):
-            if message.error() is None:
+            error, p = message.error(), message.partition() or 0
+            if error is None:
                 messages.append(message)
-                positions[message.partition() or 0] = (message.offset() or 0) + 1
-        return all(positions[p] >= end for p, end in ends.items())
+                reached[p] = reached[p] or (message.offset() or 0) + 1 >= ends[p]
+            elif error.code() == KafkaError._PARTITION_EOF and (message.offset() or 0) >= ends[p]:
+                reached[p] = True
+        return all(reached.values())
 
     try:
         wait_until(caught_up, timeout_s=60, what=f"reading {topic} to its end")

@@ -537,3 +537,38 @@ def test_revalidate_runs_the_current_rules_over_the_selected_letters(
         "stubs 0, still failing 1"
     )
     assert out.splitlines()[1].split(maxsplit=1) == ["1", "undecodable · not UTF-8"]
+
+
+def test_only_letters_of_committed_transactions_are_listed_shown_and_replayed(
+    capsys: pytest.CaptureFixture[str], kafka_brokers: str, topics: Topics, db: str
+) -> None:
+    """The service writes letters in transactions (docs/dlq.md#exactly-once): a letter of an aborted
+    transaction was never a fact. The tool reads read_committed, and the markers after the last
+    letter do not keep it waiting for an offset that never comes."""
+    producer = Producer({"bootstrap.servers": kafka_brokers, "transactional.id": f"{topics.group}-txn"})
+    producer.init_transactions(30)
+    for spec, commit in ((SPECS[0], True), (SPECS[1], False), (SPECS[4], True)):
+        producer.begin_transaction()
+        inbound = Inbound(
+            topics.orders, spec.partition, spec.offset, spec.key, spec.value, spec.headers, 1, 1
+        )
+        headers = letter_headers(
+            DeadLetter(inbound, DeadLetterReason(spec.reason), spec.error, 1), topics.group, "test", 4096
+        )
+        producer.produce(topics.dlq, key=spec.key, value=spec.value, headers=headers)
+        assert producer.flush(30) == 0  # written to the log, aborted or not (an abort purges unsent ones)
+        if commit:
+            producer.commit_transaction(30)
+        else:
+            producer.abort_transaction(30)
+    code, out, _ = run(capsys, kafka_brokers, topics, "list")
+    assert code == 0
+    listed = rows(out)
+    assert [line.split()[1] for line in listed.values()] == ["invalid", "conflict"]  # not the aborted one
+    aborted = 2  # offset 0: the first letter, 1: its marker, 2: the aborted letter, 3: its marker
+    code, out, err = run(capsys, kafka_brokers, topics, "show", str(aborted))
+    assert code != 0, out
+    assert "no letter at offset" in err
+    code, out, _ = run(capsys, kafka_brokers, topics, "replay", "--dry-run", "--force")
+    assert code == 0
+    assert "undecodable" not in out

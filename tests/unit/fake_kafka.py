@@ -78,6 +78,9 @@ class FakeConsumer:
     watermark_reads: int = 0  # calls of get_watermark_offsets() (the stuck detector's looks)
     waits: list[float] = field(default_factory=list)  # the timeout of each consume() that found nothing
     fail_on: dict[str, Exception] = field(default_factory=dict)  # method name -> what it raises
+    seeks: list[tuple[int, int]] = field(default_factory=list)  # (partition, offset) of each seek
+    # What position() answers, where set (e.g. past transaction markers); else the confirmed commit.
+    positions: dict[int, int] = field(default_factory=dict)
 
     # ---- scripting (test thread) ---------------------------------------------------------
     def add(self, partition: int, count: int, value: Callable[[int], bytes] = lambda _o: b"{}") -> None:
@@ -200,9 +203,24 @@ class FakeConsumer:
     def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
         with self.lock:
             return [
-                TopicPartition(TOPIC, tp.partition, self.confirmed.get(tp.partition, -1001))
+                TopicPartition(
+                    TOPIC,
+                    tp.partition,
+                    self.positions.get(tp.partition, self.confirmed.get(tp.partition, -1001)),
+                )
                 for tp in partitions
             ]
+
+    def seek(self, partition: TopicPartition) -> None:
+        """Read the partition again from ``partition.offset`` (what is queued is dropped)."""
+        self._maybe_fail("seek")
+        with self.lock:
+            self.seeks.append((partition.partition, partition.offset))
+            p = partition.partition
+            self.queued[p] = deque(FakeMessage(p, o) for o in range(partition.offset, self.ends.get(p, 0)))
+
+    def consumer_group_metadata(self) -> Any:
+        return ("group-metadata", self.rebalances)
 
     def close(self) -> None:
         self.closed = True
@@ -253,3 +271,92 @@ class FakeProducer:
         if in_queue:
             for _value, _headers, callback in done:
                 callback(KafkaError(KafkaError._PURGE_QUEUE), None)
+
+
+@dataclass
+class FakeTxnProducer(FakeProducer):
+    """A transactional producer: letters produced in a transaction become ``visible`` only at its
+    commit, which also commits the offsets into ``consumer`` (as send_offsets_to_transaction does).
+    ``errors[method]`` is a queue of KafkaErrors the next calls of that method raise."""
+
+    consumer: FakeConsumer | None = None
+    errors: dict[str, deque[KafkaError]] = field(default_factory=dict)
+    calls: list[str] = field(default_factory=list)
+    open: bool = False
+    offsets: dict[int, int] = field(default_factory=dict)
+    visible: list[tuple[bytes | None, list[tuple[str, Any]]]] = field(default_factory=list)
+    transactions: list[tuple[dict[int, int], int]] = field(default_factory=list)  # offsets, letters
+    aborts: int = 0
+    inits: int = 0
+    current: list[tuple[bytes | None, list[tuple[str, Any]]]] = field(default_factory=list)
+    hang: set[str] = field(default_factory=set)  # methods whose calls never return
+    released: threading.Event = field(default_factory=threading.Event)
+
+    def fail(
+        self, method: str, *codes: int, fatal: bool = False, retriable: bool = False, abortable: bool = False
+    ) -> None:
+        queue = self.errors.setdefault(method, deque())
+        for code in codes:
+            queue.append(KafkaError(code, fatal=fatal, retriable=retriable, txn_requires_abort=abortable))
+
+    def _call(self, method: str) -> None:
+        self.calls.append(method)
+        if method in self.hang:  # never answers (for the test's length)
+            self.released.wait(5.0)
+        queue = self.errors.get(method)
+        if queue:
+            raise KafkaException(queue.popleft())
+
+    def init_transactions(self, timeout: float) -> None:
+        assert timeout > 0
+        self._call("init_transactions")
+        self.inits += 1
+
+    def begin_transaction(self) -> None:
+        self._call("begin_transaction")
+        assert not self.open, "a transaction is open already"
+        self.open, self.offsets, self.current = True, {}, []
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        *,
+        on_delivery: Any = None,
+        headers: Any = None,
+    ) -> None:
+        assert self.open, "a letter outside a transaction"
+        super().produce(topic, value, key, on_delivery=on_delivery, headers=headers)
+        self.current.append((value, list(headers or [])))
+
+    def send_offsets_to_transaction(
+        self, positions: list[TopicPartition], group_metadata: Any, timeout: float
+    ) -> None:
+        assert timeout > 0
+        assert group_metadata is not None
+        self._call("send_offsets_to_transaction")
+        self.offsets = {tp.partition: tp.offset for tp in positions}
+
+    def commit_transaction(self, timeout: float) -> None:
+        """Flushes; a letter refused in the delivery report fails the commit (abortable), as in
+        librdkafka. A failed commit leaves the transaction open: only an abort ends it."""
+        assert timeout > 0
+        assert self.open
+        self._call("commit_transaction")
+        self.poll(0)
+        if any(self.refuse_delivery(value) is not None for value, _h in self.current):
+            raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE, txn_requires_abort=True))
+        self.visible.extend(self.current)
+        self.transactions.append((dict(self.offsets), len(self.current)))
+        if self.consumer is not None:
+            with self.consumer.lock:
+                self.consumer.confirmed.update(self.offsets)
+        self.open, self.current = False, []
+
+    def abort_transaction(self, timeout: float) -> None:
+        assert timeout > 0
+        self._call("abort_transaction")
+        self.poll(0)
+        self.open, self.current, self.offsets = False, [], {}
+        self.aborts += 1

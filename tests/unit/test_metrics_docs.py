@@ -162,3 +162,19 @@ def test_letters_count_by_reason_and_a_bounded_set_of_groups() -> None:
     assert value(metrics, "dlq_letters_total", reason="invalid", group=groups[GROUP_LABELS]) == 0
     assert value(metrics, "dlq_letters_total", reason="invalid", group=OTHER_GROUP) == 5
     assert value(metrics, "dlq_newest_letter_timestamp_seconds") == 1234.5
+
+
+def test_lag_counts_commits_the_statistics_never_see() -> None:
+    """A transactional commit goes through the producer: the consumer's statistics keep the old
+    committed offset, the tracker knows the confirmed one."""
+    metrics = Metrics("test")
+    commits: dict[tuple[str, int], int] = {}
+    lag = LagFromStatistics(metrics, "orders", commits, lambda _t, p: 48 if p == 0 else None)
+    lag(
+        '{"topics": {"orders": {"partitions": {'
+        '"0": {"fetch_state": "active", "hi_offset": 48, "committed_offset": -1001, "lo_offset": 0},'
+        '"1": {"fetch_state": "active", "hi_offset": 9, "committed_offset": 4, "lo_offset": 0}}}}}'
+    )
+    assert value(metrics, "consumer_lag", topic="orders", partition="0") == 0
+    assert value(metrics, "consumer_lag", topic="orders", partition="1") == 5
+    assert commits == {("orders", 0): 48, ("orders", 1): 4}

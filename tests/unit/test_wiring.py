@@ -16,7 +16,7 @@ from typing import Any, cast
 
 import pytest
 import uvicorn
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaError, TopicPartition
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from internal.config import Settings
@@ -30,7 +30,7 @@ from internal.store.reader import PostgresOrderReader, StoredOrder
 from internal.wiring import Factories, PoolSpec, Service, SyncPool, build, exit_now_if_stuck
 from tests.orders import order_bytes
 from tests.support import wait_until
-from tests.unit.fake_kafka import FakeConsumer, FakeProducer
+from tests.unit.fake_kafka import FakeConsumer, FakeProducer, FakeTxnProducer
 from tests.unit.test_processor import FakeStore
 
 TIMEOUT_S = 10.0
@@ -69,6 +69,26 @@ class RecordingConsumer(FakeConsumer):
 
 class RecordingProducer(FakeProducer):
     world: World | None = None
+
+    def flush(self, timeout: float) -> int:
+        if self.world is not None:
+            self.world.note("producer flush")
+        return super().flush(timeout)
+
+
+class RecordingTxnProducer(FakeTxnProducer):
+    world: World | None = None
+    config: dict[str, Any] | None = None
+
+    def init_transactions(self, timeout: float) -> None:
+        if self.world is not None:
+            self.world.note("init transactions")
+        super().init_transactions(timeout)
+
+    def commit_transaction(self, timeout: float) -> None:
+        super().commit_transaction(timeout)
+        if self.world is not None:
+            self.world.note("transaction commit")
 
     def flush(self, timeout: float) -> int:
         if self.world is not None:
@@ -155,6 +175,7 @@ class Fakes:
     store: StoreHeldUntilHttpStopped
     consumer: RecordingConsumer
     producer: RecordingProducer
+    txn: RecordingTxnProducer
     server: FakeServer
     factories: Factories
 
@@ -165,6 +186,13 @@ def fakes(held: set[str] | None = None, **server: bool) -> Fakes:
     consumer = RecordingConsumer(world)
     producer = RecordingProducer()
     producer.world = world
+    txn = RecordingTxnProducer(consumer=consumer)
+    txn.world = world
+
+    def txn_producer(config: dict[str, Any]) -> RecordingTxnProducer:
+        txn.config = config
+        return txn
+
     http = FakeServer(world, **server)
 
     def pool(_s: Settings, spec: PoolSpec) -> SyncPool:
@@ -179,6 +207,7 @@ def fakes(held: set[str] | None = None, **server: bool) -> Fakes:
     factories = Factories(
         kafka_consumer=lambda _config: cast(KafkaConsumer, consumer),
         dlq_producer=lambda _config: producer,
+        txn_producer=txn_producer,
         pool=pool,
         async_pool=lambda _s, spec: AsyncConnectionPool("", open=False, name=spec.name),
         order_writer=lambda _pool, _observer: store,
@@ -187,12 +216,17 @@ def fakes(held: set[str] | None = None, **server: bool) -> Fakes:
         http_server=http_server,
         freeze_heap=lambda: None,
     )
-    return Fakes(world, store, consumer, producer, http, factories)
+    return Fakes(world, store, consumer, producer, txn, http, factories)
 
 
-def settings() -> Settings:
+def settings(transactions: bool = False) -> Settings:
+    """At-least-once unless asked: most tests here are about the order of the stop, the same in both."""
     s = Settings()
-    return replace(s, shutdown=replace(s.shutdown, timeout_s=5.0))
+    return replace(
+        s,
+        shutdown=replace(s.shutdown, timeout_s=5.0),
+        kafka=replace(s.kafka, transactions=transactions),
+    )
 
 
 @dataclass
@@ -212,8 +246,8 @@ def run() -> Iterator[Any]:
     """Start a built service as run() does, minus the signal handlers (those need the main thread)."""
     started: list[Running] = []
 
-    def start(f: Fakes) -> Running:
-        service = build(settings(), f.factories)
+    def start(f: Fakes, transactions: bool = False) -> Running:
+        service = build(settings(transactions), f.factories)
         code: list[int] = []
 
         def main() -> None:
@@ -278,6 +312,39 @@ def test_the_start_order_and_the_ordered_stop(run: Any) -> None:
         State.DRAINING,
         State.STOPPED,
     ]
+
+
+def test_the_transactional_mode_starts_with_init_transactions_and_commits_in_transactions(run: Any) -> None:
+    f = fakes()
+    f.consumer.add(0, 4, order_bytes)
+    f.consumer.add(0, 1, lambda _o: b"not json")  # offset 4: a letter, visible with its commit
+    f.consumer.rebalance(assign=[0])
+    running = run(f, transactions=True)
+    wait_until(lambda: f.consumer.committed_positions().get(0) == 5, timeout_s=TIMEOUT_S, what="commits")
+    assert f.txn.inits == 1
+    assert f.txn.config is not None
+    assert f.txn.config["transactional.id"].startswith("orders-consumer.orders-service.")
+    assert len(f.txn.visible) == 1
+    assert f.producer.produced == []  # no at-least-once sink in this mode
+    assert f.consumer.commits == []  # offsets went with the transaction, not as consumer commits
+    running.service.request_stop("SIGTERM")
+    assert running.finish() == 0
+    events = f.world.events
+    assert events.index("init transactions") < events.index("transaction commit")
+    assert events.index("consumer close") < events.index("producer flush")
+    metrics = running.service.metrics
+    assert metrics.dead_letters.labels("undecodable")._value.get() == 1  # counted once, at the commit
+
+
+def test_a_broker_without_transactions_stops_the_start_with_exit_code_1(run: Any) -> None:
+    f = fakes()
+    f.txn.fail("init_transactions", KafkaError._TIMED_OUT, retriable=True)
+    running = run(f, transactions=True)
+    assert running.finish() == 1
+    crash = running.service.lifecycle.crash
+    assert crash is not None
+    assert crash.cause is Cause.TRANSACTIONS_UNAVAILABLE
+    assert "kafka.transactions=false" in crash.detail
 
 
 def test_a_crash_on_the_poll_thread_stops_the_service_in_order_with_exit_code_1(run: Any) -> None:
