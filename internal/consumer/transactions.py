@@ -211,9 +211,10 @@ class TransactionalCommit:
         refused: list[tuple[Origin, KafkaError]],
         places: dict[int, tuple[int, int]],
     ) -> None:
-        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+        def on_delivery(err: KafkaError | None, msg: Message | None) -> None:
             if err is None:
-                places[id(letter)] = (msg.partition() or 0, msg.offset() or 0)
+                if msg is not None:
+                    places[id(letter)] = (msg.partition() or 0, msg.offset() or 0)
             elif classify(err) is ProduceErrorKind.PERMANENT:
                 if letter.truncated is not None:  # even the stub: the topic is unusable
                     refused.append(((_STUB_REFUSED, 0, 0), err))
