@@ -20,14 +20,17 @@ from confluent_kafka import KafkaError, TopicPartition
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from internal.config import Settings
+from internal.consumer.messages import DeadLetter, Inbound
 from internal.consumer.ports import KafkaConsumer
 from internal.domain.causes import Cause, Failure
+from internal.domain.errors import TransientError
 from internal.domain.outcomes import Outcome
+from internal.domain.reasons import DeadLetterReason
 from internal.domain.records import OrderRecord
 from internal.lifecycle import InvalidTransition, Lifecycle, State
 from internal.store.observe import DbObserver
 from internal.store.reader import PostgresOrderReader, StoredOrder
-from internal.wiring import Factories, PoolSpec, Service, SyncPool, build, exit_now_if_stuck
+from internal.wiring import Factories, IndexAfterCommit, PoolSpec, Service, SyncPool, build, exit_now_if_stuck
 from tests.orders import order_bytes
 from tests.support import wait_until
 from tests.unit.fake_kafka import FakeConsumer, FakeProducer, FakeTxnProducer
@@ -438,3 +441,39 @@ def test_the_first_stop_request_counts_and_a_crash_dates_the_stop() -> None:
     assert life.stop_reason == "crash"
     assert life.stop_began_at == 10.0
     assert life.crash == Failure(Cause.POLL_THREAD_CRASHED, "boom")
+
+
+class FlakyIndex:
+    """An ``IndexedLetters`` whose database is away while ``down``."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.recorded: list[list[DeadLetter]] = []
+
+    def record(self, letters: Sequence[DeadLetter]) -> None:
+        if self.down:
+            raise TransientError("database unavailable: connection refused")
+        self.recorded.append(list(letters))
+
+
+def a_letter(offset: int) -> DeadLetter:
+    message = Inbound("orders", 0, offset, None, b"{}", (), None, 1)
+    return DeadLetter(message, DeadLetterReason.INVALID, "bad", 1, dlq_partition=0, dlq_offset=offset)
+
+
+def test_committed_letters_are_indexed_and_kept_through_an_outage_without_stalling() -> None:
+    """Transactional mode: letters enter the read model after their commit; while the database is
+    away they wait (bounded) and are tried again at most every retry_s, not at every commit."""
+    index, now = FlakyIndex(), [0.0]
+    after_commit = IndexAfterCommit(index, lambda: now[0], limit=3, retry_s=5.0)  # type: ignore[arg-type]
+    after_commit([a_letter(0)])
+    assert [[x.dlq_offset for x in r] for r in index.recorded] == [[0]]
+    index.down = True
+    after_commit([a_letter(1), a_letter(2)])  # tried once, kept
+    now[0] = 1.0
+    after_commit([a_letter(3)])  # within retry_s: not tried again; the oldest beyond 3 dropped
+    assert len(index.recorded) == 1
+    index.down = False
+    now[0] = 5.5
+    after_commit([])
+    assert [[x.dlq_offset for x in r] for r in index.recorded] == [[0], [1, 2, 3]]
