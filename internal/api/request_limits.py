@@ -33,7 +33,10 @@ class RequestLimits:
 
     def protocol(self) -> type[HttpToolsProtocol]:
         """uvicorn's httptools protocol with these limits (``uvicorn.Config(http=...)`` takes a class)."""
-        head_bound = self.max_request_line_bytes + self.max_header_bytes
+        # The raw head also holds the framing around the counted bytes: the method and " HTTP/1.1",
+        # ": " and CRLF per field (spaces around a value are allowed, so a margin), the final CRLF.
+        framing = HEAD_FRAMING_BYTES + self.max_headers * FIELD_FRAMING_BYTES
+        head_bound = self.max_request_line_bytes + self.max_header_bytes + framing
         attributes = {"limits": self, "_head_bound": head_bound}
         return type("BoundedHttpToolsProtocol", (BoundedHttpToolsProtocol,), attributes)
 
@@ -41,6 +44,9 @@ class RequestLimits:
 class _Refused(Exception):
     """Raised in a parser callback to stop parsing; httptools re-raises it as an HttpParserError."""
 
+
+HEAD_FRAMING_BYTES = 64
+FIELD_FRAMING_BYTES = 8
 
 _REASONS = {414: b"URI Too Long", 431: b"Request Header Fields Too Large"}
 
@@ -82,7 +88,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_read = read
         HttpToolsProtocol.data_received(self, data)  # not super(): this runs for every read
         if (
-            read > self._head_bound
+            self._head_read > self._head_bound  # reset to 0 when a head completed in this read
             and self.headers is not self._done_headers
             and not self.transport.is_closing()
         ):
@@ -106,6 +112,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         ):
             self._refuse(431, f"the header fields are over {limits.max_header_bytes} bytes")
             raise _Refused
+        # This head is done: the next is counted from the next read (the rest of this read, at most
+        # one read's bytes, is not), so pipelined requests never add up to one false refusal.
+        self._head_read = 0
         HttpToolsProtocol.on_headers_complete(self)
 
     def send_400_response(self, msg: str) -> None:

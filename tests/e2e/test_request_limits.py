@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import time
 
 import pytest
 
@@ -94,3 +95,47 @@ def test_a_head_just_within_the_limits_is_served(service: ServiceProcess) -> Non
     assert status not in (414, 431), body[:200]
     assert status < 500
     assert "x-request-id" in headers  # the application answered
+
+
+def edge_head() -> bytes:
+    """A head exactly at the limits: 100 fields, 32 KiB of them, an 8 KiB target."""
+    small = [(f"X{i:02d}", "") for i in range(98)]
+    host = len("Host") + len("127.0.0.1")
+    big = ("X-Big", "h" * (32768 - host - len("X-Big") - sum(len(k) for k, _ in small)))
+    return get("/api/orders/" + "g" * (8192 - 12), [big, *small])
+
+
+def test_a_head_at_the_limits_in_many_small_reads_is_served(service: ServiceProcess) -> None:
+    """Split into 1 KiB writes (each its own segment, with no delay between them merged away by
+    Nagle), the raw head - framing included - must never count as over the limits."""
+    head = edge_head() + b"\r\n"
+    with socket.create_connection(("127.0.0.1", service.port), timeout=30) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for start in range(0, len(head), 1024):
+            sock.sendall(head[start : start + 1024])
+            time.sleep(0.002)  # separate reads on the server, not synchronisation: nothing waits on it
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    status = int(answer.split(b" ", 2)[1])
+    assert status not in (414, 431), answer[:300]
+    assert b"x-request-id" in answer.lower()
+
+
+def test_pipelined_requests_of_any_number_are_all_answered(service: ServiceProcess) -> None:
+    """2,000 small requests in one write (~90 KB, more than any one head may be): every one answered,
+    none refused - finished heads never add up."""
+    one = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + b"p" * 30 + b"\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", service.port), timeout=60) as sock:
+        sock.sendall(one * 2000)
+        answer = b""
+        while answer.count(b"HTTP/1.1 ") < 2000:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                break
+            answer += chunk
+    assert answer.count(b"HTTP/1.1 200 ") == 2000
+    assert b" 431 " not in answer
