@@ -85,6 +85,11 @@ class TransactionalProducer(SinkProducer, Protocol):
 class GroupMember(Protocol):
     def consumer_group_metadata(self) -> Any: ...
 
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        """The group's committed offsets of ``partitions``, asked of the broker; blocks up to
+        ``timeout``; raises KafkaException."""
+        ...
+
 
 def transactional_config(
     brokers: str, transactional_id: str, client_id: str, letter_max: int, timeout_ms: int
@@ -175,6 +180,14 @@ class TransactionalCommit:
             self._commit_until(deadline)
         except _Hung as exc:
             self._replace(exc)
+            # A commit_transaction that hung after its request reached the broker is completed, not
+            # aborted, by the new producer's init_transactions: then the letters are visible and the
+            # offsets committed, and a rewind would send the letters a second time.
+            if self._applied(offsets):
+                log.warning("transaction_applied_after_hang", why=str(exc))
+                self._producer.poll(0)
+                placed = [_placed(letter, places.get(id(letter))) for letter in sent]
+                return Committed([TopicPartition(t.topic, t.partition, t.offset) for t in offsets], placed)
             raise TransactionAborted(f"a transactional call hung ({exc}); the producer was replaced") from exc
         except (KafkaException, ProduceError) as exc:
             self._producer.poll(0)  # serve the delivery reports that came: refusals are remembered
@@ -329,6 +342,19 @@ class TransactionalCommit:
                 f"a transactional call hung ({why}) and a new producer could not start ({exc})",
                 cause=Cause.TRANSACTION_FATAL,
             ) from exc
+
+    def _applied(self, offsets: list[TopicPartition]) -> bool:
+        """Whether the broker holds these offsets as committed (a hung commit that went through)."""
+        try:
+            committed = self._consumer.committed(
+                [TopicPartition(t.topic, t.partition) for t in offsets], self._timeout_s
+            )
+        except KafkaException as exc:  # unknown: rewinding is the safe side (a letter may repeat)
+            log.warning("committed_offsets_unknown", error=_text(exc))
+            return False
+        wanted = {(t.topic, t.partition): t.offset for t in offsets}
+        got = {(t.topic, t.partition): t.offset for t in committed if t.error is None}
+        return all(got.get(key, -1) >= offset for key, offset in wanted.items())
 
     def _left(self, deadline: float) -> float:
         """A bounded timeout for one call (never -1, never 0: librdkafka reads 0 as 'do not wait')."""

@@ -117,6 +117,14 @@ class FakeConsumer:
         with self.lock:
             return dict(self.confirmed)
 
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        assert timeout > 0
+        with self.lock:
+            return [
+                TopicPartition(tp.topic, tp.partition, self.confirmed.get(tp.partition, -1001))
+                for tp in partitions
+            ]
+
     # ---- the KafkaConsumer protocol (poll thread) ----------------------------------------
     def _maybe_fail(self, name: str) -> None:
         error = self.fail_on.get(name)

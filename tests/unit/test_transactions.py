@@ -523,6 +523,30 @@ def test_a_call_that_hangs_replaces_the_producer_and_rewinds(monkeypatch: pytest
     s.producer.released.set()
 
 
+def test_a_hung_commit_the_broker_completed_is_not_rewound(monkeypatch: pytest.MonkeyPatch) -> None:
+    """commit_transaction hung after its request reached the broker: the new producer's
+    init_transactions completes it. The offsets are committed and the letter visible, so nothing is
+    rewound and the letter is not sent again."""
+    monkeypatch.setattr(transactions, "HUNG_GRACE_S", 0.1)
+    s = setup(timeout_s=0.2)
+    second = FakeTxnProducer(consumer=s.consumer)
+
+    def replacement() -> FakeTxnProducer:
+        with s.consumer.lock:  # what the broker did with the hung commit
+            s.consumer.confirmed.update({0: 5})
+        return second
+
+    s.strategy._new_producer = replacement
+    s.producer.hang.add("commit_transaction")
+    s.finish(0, range(5), letters=[1])
+    s.committer.now_and_then()
+    assert s.aborted == []
+    s.clock.now += 1.0
+    s.committer.now_and_then()
+    assert second.transactions == []  # nothing left to commit: the letter goes once
+    s.producer.released.set()
+
+
 def test_a_hang_without_a_way_to_replace_the_producer_is_fatal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(transactions, "HUNG_GRACE_S", 0.1)
     s = setup(timeout_s=0.2)
