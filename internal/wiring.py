@@ -398,6 +398,10 @@ class IndexAfterCommit:
             self._next_try = self._clock() + self._retry_s
             log.warning("letter_index_waiting", letters=len(self._pending), error=first_line(exc))
             return
+        except Exception:  # a bug: the letters are safe in the topic; never retried at every commit
+            self._next_try = self._clock() + self._retry_s
+            log.exception("letter_index_failed_unexpectedly", letters=len(self._pending))
+            return
         self._pending.clear()
 
 

@@ -25,7 +25,8 @@ else
   HOST=${ADDRESS%%,*}; HOST=${HOST%:*}
   PORT=${ADDRESS%%,*}; PORT=${PORT##*:}
 fi
-CONTROLLER_PORT=$((PORT + 1))
+CONTROLLER_PORT=0
+[[ $MANAGED == 1 ]] && CONTROLLER_PORT=$((PORT + 1))  # a port of ours: digits, matched above
 DEFAULT_STATE="$ROOT/.local/kafka"
 [[ $PORT == 9092 ]] || DEFAULT_STATE="$ROOT/.local/kafka-$PORT"
 STATE="${KAFKA_STATE_DIR:-$DEFAULT_STATE}"
@@ -92,7 +93,14 @@ up() {
     log "using the broker at $ADDRESS (not run by this script)"
     return
   fi
-  if pid=$(running_pid) && port_open; then
+  if pid=$(running_pid); then
+    # Ours already: running, or still starting (a second one would die on the data directory's lock
+    # and overwrite the pid file, orphaning the first).
+    local deadline=$((SECONDS + START_TIMEOUT_S))
+    until port_open; do
+      ((SECONDS < deadline)) || die "the broker (pid $pid) did not accept connections within ${START_TIMEOUT_S}s (see $LOGS)"
+      sleep 0.2
+    done
     log "already running (pid $pid) on $HOST:$PORT"
     return
   fi

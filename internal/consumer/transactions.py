@@ -226,8 +226,9 @@ class TransactionalCommit:
     ) -> None:
         def on_delivery(err: KafkaError | None, msg: Message | None) -> None:
             if err is None:
-                if msg is not None:
-                    places[id(letter)] = (msg.partition() or 0, msg.offset() or 0)
+                partition, offset = (msg.partition(), msg.offset()) if msg is not None else (None, None)
+                if partition is not None and offset is not None and offset >= 0:  # else: place unknown
+                    places[id(letter)] = (partition, offset)
             elif classify(err) is ProduceErrorKind.PERMANENT:
                 if letter.truncated is not None:  # even the stub: the topic is unusable
                     refused.append(((_STUB_REFUSED, 0, 0), err))
