@@ -141,8 +141,12 @@ class TransactionalCommit:
         self._timeout_s = timeout_s
         self._clock = clock
         self._pause = pause
-        # Letters the broker refused for good in an aborted transaction, by origin: sent as stubs next.
+        # Letters the broker refused for good in an aborted transaction, by origin. The broker refuses a
+        # whole record batch (e.g. one letter over the topic's max.message.bytes refuses every letter
+        # batched with it), so a first refusal only means "send it alone next time" (``_alone``); a
+        # letter refused when it was alone goes as a stub (``_refused``).
         self._refused: dict[Origin, str] = {}
+        self._alone: set[Origin] = set()
 
     def init(self) -> None:
         """Register the transactional id with the broker (fencing an older instance of the same id);
@@ -169,8 +173,9 @@ class TransactionalCommit:
             self._fail(exc, opened=False)
         refused: list[tuple[Origin, KafkaError]] = []
         places: dict[int, tuple[int, int]] = {}  # id of a sent letter -> its DLQ partition and offset
+        sent_alone: set[Origin] = set()
         try:
-            sent = [self._produce(letter, refused, places) for letter in letters]
+            sent = [self._produce(letter, refused, places, sent_alone) for letter in letters]
             producer, metadata, left = (
                 self._producer,
                 self._consumer.consumer_group_metadata(),
@@ -192,11 +197,15 @@ class TransactionalCommit:
         except (KafkaException, ProduceError) as exc:
             self._producer.poll(0)  # serve the delivery reports that came: refusals are remembered
             for origin, error in refused:
-                self._refused[origin] = describe(error)
+                if origin in sent_alone or origin == (_STUB_REFUSED, 0, 0):
+                    self._refused[origin] = describe(error)
+                else:
+                    self._alone.add(origin)
             self._fail(exc, opened=True)
         self._producer.poll(0)  # the delivery reports the commit's flush left: the letters' places
         for letter in sent:
             self._refused.pop(_origin(letter), None)
+            self._alone.discard(_origin(letter))
         placed = [_placed(letter, places.get(id(letter))) for letter in sent]
         return Committed([TopicPartition(t.topic, t.partition, t.offset) for t in offsets], placed)
 
@@ -205,10 +214,16 @@ class TransactionalCommit:
         letter: DeadLetter,
         refused: list[tuple[Origin, KafkaError]],
         places: dict[int, tuple[int, int]],
+        sent_alone: set[Origin],
     ) -> DeadLetter:
-        earlier = self._refused.get(_origin(letter))
+        origin = _origin(letter)
+        earlier = self._refused.get(origin)
         if earlier is not None and letter.truncated is None:
             letter = replace(letter, truncated=earlier)
+        alone = origin in self._alone and letter.truncated is None
+        if alone:  # in a record batch of its own: what came before goes first, it goes by itself
+            self._flush()
+            sent_alone.add(origin)
         try:
             self._send(letter, refused, places)
         except ProduceError as exc:
@@ -216,7 +231,14 @@ class TransactionalCommit:
                 raise
             letter = replace(letter, truncated=describe(exc.error))  # refused before queuing: a stub
             self._send(letter, refused, places)
+        if alone:
+            self._flush()
         return letter
+
+    def _flush(self) -> None:
+        """Send what is queued now (inside the transaction), so that the next letter is batched alone."""
+        if self._producer.flush(self._timeout_s) > 0:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "letters not sent within the timeout"))
 
     def _send(
         self,

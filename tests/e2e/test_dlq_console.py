@@ -163,6 +163,9 @@ def test_the_grouped_view_and_letter_pages_after_a_mixed_run(  # noqa: PLR0915 -
 
     # A JSON letter: pretty value, every header, every violation, the uid (not stored: no link).
     page.goto(base + "/dlq?g=" + urllib.parse.quote("invalid · items[].price · must be at least 0"))
+    # None of them a stub: the oversized letter (undecodable) was refused in a record batch with
+    # some of these, and only it may go as a stub (its neighbours go again, alone).
+    expect(page.locator("table.letters tbody tr .badge")).to_have_count(0)
     page.locator("table.letters tbody tr a").first.click()
     expect(page.get_by_role("heading", name="Value (JSON)")).to_be_visible()
     expect(page.locator("pre.value")).to_contain_text('"price": -')

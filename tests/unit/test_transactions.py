@@ -233,7 +233,15 @@ def test_a_letter_refused_by_the_broker_aborts_then_goes_as_a_stub() -> None:
     s.committer.now_and_then()
     assert s.producer.aborts == 1
     assert s.aborted == [{(TOPIC, 0)}]
-    # The loop rewinds; the message is refused again and its letter computed again: now a stub.
+    # The loop rewinds; the message is refused again and its letter computed again. The broker refuses
+    # a whole record batch, so first it goes alone (refused again: it was the one) ...
+    s.committer.ledger.drop()
+    s.clock.now += 1.0
+    s.committer.ledger.add([letter(0, 4, value=HUGE)])
+    s.committer.now_and_then()
+    assert s.producer.aborts == 2
+    assert s.producer.visible == []
+    # ... then as a stub.
     s.committer.ledger.drop()
     s.clock.now += 1.0
     s.committer.ledger.add([letter(0, 4, value=HUGE)])
@@ -464,13 +472,16 @@ def test_a_stub_refused_for_good_stops_consuming_as_today() -> None:
     s.producer.refuse_delivery = lambda _v: KafkaError.TOPIC_AUTHORIZATION_FAILED
     s.finish(0, range(5), letters=[4])
     s.committer.now_and_then()  # the full letter refused: aborted, remembered
-    s.committer.ledger.drop()
-    s.committer.ledger.add([letter(0, 4)])
-    s.clock.now += 1.0
+    for attempt in range(2):  # refused alone too (it was the one, not a neighbour in its batch): a stub next
+        s.committer.ledger.drop()
+        s.committer.ledger.add([letter(0, 4)])
+        s.clock.now += 1.0
+        if attempt == 0:
+            s.committer.now_and_then()
     with pytest.raises(FatalError) as raised:
         s.committer.now_and_then()  # its stub refused too: the topic is unusable
     assert raised.value.cause is Cause.DEAD_LETTER_REFUSED
-    assert s.producer.aborts == 2
+    assert s.producer.aborts == 3
     assert s.producer.visible == []
 
 
