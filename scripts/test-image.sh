@@ -14,7 +14,7 @@
 # database, the topics and the image. What stays is the cache under .local/container (stand-in base,
 # podman's layer cache).
 #
-# --context DIR builds another tree's Dockerfile (tests/container/broken-dockerfile.sh: a broken
+# --context DIR builds another tree's Dockerfile (scripts/test-containers-broken.sh: a broken
 # Dockerfile must make this check fail).
 set -euo pipefail
 
@@ -30,9 +30,10 @@ while (($#)); do
   esac
 done
 
-KAFKA=127.0.0.1:9092
+# The local stack the rest of the suite was given (scripts/kafka.sh, scripts/postgres.sh).
+KAFKA=${KAFKA_BROKERS:-127.0.0.1:9092}
 PG_HOST=127.0.0.1
-PG_PORT=5432
+PG_PORT=${PG_PORT:-5432}
 RUN_ID=$$-$RANDOM
 # Scratch names: unique per run, recognisable as this check's.
 SCRATCH=l0_imagecheck_${RUN_ID//-/_}
