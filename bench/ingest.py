@@ -68,23 +68,25 @@ COPY_PAYMENTS = f"COPY payments (order_id, {', '.join(PAYMENT_COLUMNS)}) FROM ST
 COPY_ITEMS = f"COPY items (order_id, position, {', '.join(ITEM_COLUMNS)}) FROM STDIN"
 
 
-def copy_rows(cur: psycopg.Cursor[tuple[object, ...]], rows: list[tuple[int, OrderRecord]]) -> None:
+Decoded = tuple[Order, OrderRecord]  # the reference keeps the models the service lets go
+
+
+def copy_rows(cur: psycopg.Cursor[tuple[object, ...]], rows: list[tuple[int, Decoded]]) -> None:
     """The reference write: COPY of already decoded orders, row by row, into the four tables."""
     with cur.copy(COPY_ORDERS) as copy:
-        for order_id, rec in rows:
-            order = rec.order
+        for order_id, (order, rec) in rows:
             copy.write_row(
                 (order_id, *(getattr(order, c) for c in ORDER_COLUMNS), order.date_created, rec.content_hash)
             )
     with cur.copy(COPY_DELIVERIES) as copy:
-        for order_id, rec in rows:
-            copy.write_row((order_id, *(getattr(rec.order.delivery, c) for c in DELIVERY_COLUMNS)))
+        for order_id, (order, _) in rows:
+            copy.write_row((order_id, *(getattr(order.delivery, c) for c in DELIVERY_COLUMNS)))
     with cur.copy(COPY_PAYMENTS) as copy:
-        for order_id, rec in rows:
-            copy.write_row((order_id, *(getattr(rec.order.payment, c) for c in PAYMENT_COLUMNS)))
+        for order_id, (order, _) in rows:
+            copy.write_row((order_id, *(getattr(order.payment, c) for c in PAYMENT_COLUMNS)))
     with cur.copy(COPY_ITEMS) as copy:
-        for order_id, rec in rows:
-            for position, item in enumerate(rec.order.items):
+        for order_id, (order, _) in rows:
+            for position, item in enumerate(order.items):
                 copy.write_row((order_id, position, *(getattr(item, c) for c in ITEM_COLUMNS)))
 
 
@@ -102,7 +104,8 @@ class RawCopy:
 
 
 def raw_copy(dsn: str, values: list[bytes]) -> RawCopy:
-    records = [OrderRecord.of(Order.model_validate_json(v)) for v in values]
+    orders = [Order.model_validate_json(v) for v in values]
+    records = [(order, OrderRecord.of(order)) for order in orders]
     with psycopg.connect(dsn) as conn:
         backend = [conn.info.backend_pid]
         pg0, meter = backends_cpu_s(backend), CpuMeter()

@@ -7,13 +7,17 @@ workers never touch Kafka objects, and so that the decision table can be tested 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from internal.domain.outcomes import Outcome
 from internal.domain.reasons import DeadLetterReason
 
 
-@dataclass(frozen=True, slots=True)
-class Inbound:
+class Inbound(NamedTuple):
+    """One consumed message. A NamedTuple rather than a frozen dataclass: one is made per message on
+    the poll thread, and a frozen dataclass's ``__init__`` (a guarded ``__setattr__`` per field) cost
+    four times as much (docs/performance.md, issue 25)."""
+
     topic: str
     partition: int
     offset: int

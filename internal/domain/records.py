@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from internal.domain.order import Order, hash_form, json_digest, order_to_json_bytes
 
 
-@dataclass(frozen=True, slots=True)
-class OrderRecord:
-    """A validated order with the two derived forms every later step needs, computed once."""
+class OrderRecord(NamedTuple):
+    """A validated order in the forms every later step needs, computed once.
 
-    order: Order
+    It keeps the order's uid and bytes, not the ``Order`` itself: a validated model is a dozen
+    objects the cyclic garbage collector tracks (each pydantic model has its own fields-set), and a
+    batch in flight kept thousands of them alive through every young collection, which then cost
+    more than the validation (docs/performance.md, issue 25). Dropped right after ``of``, they are
+    freed by reference counting and the collector never sees them. A NamedTuple (one per order):
+    cheaper to make than a frozen dataclass."""
+
+    uid: str
     content_hash: bytes
     json: bytes  # the order as the API serves it: encoded once, cached as is
     # SHA-256 of exactly ``json`` (the cache's ETag) when it is known; the content hash is that digest
@@ -23,8 +29,4 @@ class OrderRecord:
         body = order_to_json_bytes(order)
         form = hash_form(order, body)
         digest = json_digest(form)  # == content_hash(order), without a second dump
-        return cls(order, digest, body, digest if form is body else None)
-
-    @property
-    def uid(self) -> str:
-        return self.order.order_uid
+        return cls(order.order_uid, digest, body, digest if form is body else None)

@@ -139,9 +139,9 @@ def test_the_charged_bytes_cover_what_the_entries_really_allocate() -> None:
         before = tracemalloc.get_traced_memory()[0]
         for i, t in enumerate(templates):
             # a fresh uid and a fresh, exact-size copy of the JSON, so that all the cache keeps is traced
-            order = t.order.model_copy(update={"order_uid": f"{i:064d}"})
-            cache.put(OrderRecord(order=order, content_hash=t.content_hash, json=bytes(memoryview(t.json))))
-            del order
+            uid = f"{i:064d}"
+            cache.put(OrderRecord(uid=uid, content_hash=t.content_hash, json=bytes(memoryview(t.json))))
+            del uid
         gc.collect()
         traced = tracemalloc.get_traced_memory()[0] - before
     finally:
@@ -153,7 +153,7 @@ def test_the_charged_bytes_cover_what_the_entries_really_allocate() -> None:
 def test_the_project_encoder_returns_right_sized_bytes() -> None:
     """A bytes object from an over-allocating encoder would keep its slack alive in the cache; pydantic's
     dump_json allocates exactly getsizeof (len + 33) per result, so the cache stores it without a copy."""
-    order = record(0, items=3).order
+    order = Order.model_validate_json(order_bytes(0, items=3))
     order_to_json_bytes(order)  # any lazy set-up of the serializer happens outside the measurement
     kept = [b""] * 200  # allocated beforehand: only the results are traced
     tracemalloc.start()
@@ -241,7 +241,7 @@ def test_warm_skips_oversize_and_broken_records_and_keeps_cached_ones() -> None:
     small, big, other, fresh = record(0, items=1), record(1, items=40), record(2, items=1), record(3)
     cache = OrderCache(BIG, BIG, max_entry_bytes=max(cost(small), cost(other), cost(fresh)))
     cache.put(fresh)
-    broken = OrderRecord(order=record(4).order, content_hash=b"", json=cast(bytes, "not bytes"))
+    broken = OrderRecord(uid=record(4).uid, content_hash=b"", json=cast(bytes, "not bytes"))
     with capture_logs() as logs:
         assert cache.warm([other, broken, big, small, fresh]) == 2
     assert [e["event"] for e in logs] == ["cache_warm_record_failed"]
@@ -293,7 +293,7 @@ def test_stats_count_hits_misses_and_evictions() -> None:
 
 def test_put_many_never_raises_and_caches_the_good_records() -> None:
     good, other = record(0), record(1)
-    not_bytes = OrderRecord(order=record(2).order, content_hash=b"", json=cast(bytes, "not bytes"))
+    not_bytes = OrderRecord(uid=record(2).uid, content_hash=b"", json=cast(bytes, "not bytes"))
     not_a_record = cast(OrderRecord, object())
     cache = OrderCache(BIG, BIG, BIG)
     with capture_logs() as logs:
@@ -393,7 +393,7 @@ def test_a_page_attached_to_the_entry_is_served_with_it_and_charged() -> None:
 def test_write_through_replaces_the_entry_and_so_drops_its_page() -> None:
     cache = OrderCache(BIG, BIG, BIG)
     old, new = record(0), record(1)
-    changed = OrderRecord(old.order.model_copy(update={"order_uid": old.uid}), new.content_hash, new.json)
+    changed = OrderRecord(old.uid, new.content_hash, new.json)
     cache.put(old)
     entry = cache.get(old.uid)
     assert entry is not None
@@ -413,7 +413,7 @@ def test_a_page_rendered_from_a_replaced_entry_is_not_attached() -> None:
     cache.put(r)
     stale = cache.get(r.uid)
     assert stale is not None
-    cache.put_many([OrderRecord(r.order, record(1).content_hash, record(1).json)])
+    cache.put_many([OrderRecord(r.uid, record(1).content_hash, record(1).json)])
     assert cache.attach_page(r.uid, stale, PAGE) is False
     current = cache.get(r.uid)
     assert current is not None
@@ -510,7 +510,7 @@ def test_page_views_and_write_through_in_threads_never_pair_a_page_with_other_js
         for _ in range(3000):
             i = rng.randrange(len(pool))
             r = pool[i] if rng.random() < 0.5 else versions[i]
-            cache.put_many([OrderRecord(pool[i].order, r.content_hash, r.json)])
+            cache.put_many([OrderRecord(pool[i].uid, r.content_hash, r.json)])
 
     run_interleaved([(viewer, 1), (viewer, 2), (writer, 3), (writer, 4)])
     live = [cache.get(r.uid) for r in pool]
