@@ -22,7 +22,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from internal.pkg.kafka_offsets import committed_offsets, partition_ends
+from internal.pkg.kafka_offsets import CommittedOffsets, partition_ends
 from internal.pkg.kafka_topics import TopicSpec, delete_topics, ensure_topics
 from internal.store import migrations
 
@@ -229,9 +229,10 @@ def wait_committed(topic: str, group: str, total: int, timeout_s: float = 600, p
     """Block until the group committed every one of ``total`` messages; returns the monotonic time."""
     deadline = time.monotonic() + timeout_s
     partitions = list(partition_ends(BROKERS, topic))
-    while time.monotonic() < deadline:
-        done = committed_offsets(BROKERS, topic, group, partitions)
-        if sum(max(0, o) for o in done.values()) >= total:
-            return time.monotonic()
-        time.sleep(poll_s)
+    with CommittedOffsets(BROKERS, group) as committed:  # one client for every question
+        while time.monotonic() < deadline:
+            done = committed(topic, partitions)
+            if sum(max(0, o) for o in done.values()) >= total:
+                return time.monotonic()
+            time.sleep(poll_s)
     raise TimeoutError(f"group {group} did not commit {total} messages within {timeout_s}s")
