@@ -59,7 +59,7 @@ ITEM_COLUMNS = (
     "chrt_id", "track_number", "price", "rid", "name", "sale", "size", "total_price", "nm_id", "brand",
     "status",
 )  # fmt: skip
-RESERVE_IDS = "SELECT nextval(pg_get_serial_sequence('orders', 'id')) FROM generate_series(1, %s)"
+RESERVE_IDS = "SELECT nextval('orders_id_seq') FROM generate_series(1, %s)"  # as the writer takes them
 # Column names are constants of the store, never input.
 # date_created_text: the text as sent, next to the instant (sql/0004), as the writer stores it.
 COPY_ORDERS = f"COPY orders (id, {', '.join(ORDER_COLUMNS)}, date_created_text, content_hash) FROM STDIN"
