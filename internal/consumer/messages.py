@@ -15,8 +15,8 @@ from internal.domain.reasons import DeadLetterReason
 
 class Inbound(NamedTuple):
     """One consumed message. A NamedTuple rather than a frozen dataclass: one is made per message on
-    the poll thread, and a frozen dataclass's ``__init__`` (a guarded ``__setattr__`` per field) cost
-    four times as much (docs/performance.md, issue 25)."""
+    the poll thread, and a frozen dataclass's ``__init__`` goes through a guarded ``__setattr__`` per
+    field (the cost: docs/performance.md, issue 25)."""
 
     topic: str
     partition: int

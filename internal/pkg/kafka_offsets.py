@@ -38,8 +38,8 @@ def committed_offsets(
 
 class CommittedOffsets:
     """A group's committed positions, asked as often as needed through one client. A client per
-    question costs a connection, a coordinator look-up and librdkafka's threads each time: asked
-    every 20 ms, that was a fifth of a core taken from what a benchmark measures."""
+    question costs a connection, a coordinator look-up and librdkafka's threads each time, which a
+    loop that asks every few milliseconds takes from what it waits for (docs/performance.md)."""
 
     def __init__(self, brokers: str, group: str) -> None:
         self._probe = _probe(brokers, group)

@@ -36,11 +36,11 @@ from internal.store.observe import DbObserver
 # anyway); PostgreSQL parses it once into jsonb and unpacks it in C. Measured on 2 cores this is as
 # fast as COPY fed row by row from Python, without spending Python's core on per-value formatting.
 # Ids come from the sequence in the materialized "batch" CTE, so children need no RETURNING join
-# back by uid; a skipped (conflicting) row only leaves a gap in the sequence. The sequence by its
-# name (BIGSERIAL's, sql/0001), a constant resolved once per plan: pg_get_serial_sequence() ran its
-# catalog look-up for every row, ~4 % of the backend's CPU (perf, docs/performance.md). The content hashes
-# travel as ONE bytea, 32 bytes per order in the array's order: a bytea[] parameter cost psycopg
-# about 3 % of the service's GIL time to format. date_created is kept twice: the text as sent (the
+# back by uid; a skipped (conflicting) row only leaves a gap in the sequence. The sequence is named
+# (BIGSERIAL's, sql/0001), a constant resolved once per plan: pg_get_serial_sequence() ran its catalog
+# look-up for every row (docs/performance.md). The content hashes travel as ONE bytea, 32 bytes per
+# order in the array's order: a bytea[] parameter cost psycopg about 3 % of the service's GIL time to
+# format. date_created is kept twice: the text as sent (the
 # reader serves it) and its instant, with fraction digits past microseconds cut first - the
 # validator's instant truncates them, and timestamptz would round.
 INSERT_BATCH = """

@@ -20,7 +20,7 @@ from psycopg_pool import ConnectionPool
 
 import gen_orders
 from internal.domain.order import Order
-from internal.pkg.kafka_offsets import committed_offsets, partition_ends
+from internal.pkg.kafka_offsets import CommittedOffsets, partition_ends
 from internal.store.reader import PostgresOrderReader
 from internal.tools import producer
 from tests.service_proc import ROOT, ServiceProcess
@@ -99,19 +99,20 @@ def wait_committed_to_end(
     """Wait until the group's committed offsets reach the end of every partition (and the topic holds
     ``expected_total`` messages, so the producer is done); fail early if a service died."""
 
-    def done() -> bool:
-        for service in services:
-            service.assert_alive()
-        ends = partition_ends(brokers, topic)
-        if sum(ends.values()) < expected_total:
-            return False
-        done = committed_offsets(brokers, topic, group, list(ends))
-        # An empty partition has nothing to commit: its position stays "none" (negative).
-        return all(done[p] == end or (end == 0 and done[p] < 0) for p, end in ends.items())
+    with CommittedOffsets(brokers, group) as committed:  # one client for every question
 
-    wait_until(
-        done, timeout_s=timeout_s, what=f"group {group} to commit every message of {topic}", interval_s=0.5
-    )
+        def done() -> bool:
+            for service in services:
+                service.assert_alive()
+            ends = partition_ends(brokers, topic)
+            if sum(ends.values()) < expected_total:
+                return False
+            done = committed(topic, list(ends))
+            # An empty partition has nothing to commit: its position stays "none" (negative).
+            return all(done[p] == end or (end == 0 and done[p] < 0) for p, end in ends.items())
+
+        what = f"group {group} to commit every message of {topic}"
+        wait_until(done, timeout_s=timeout_s, what=what, interval_s=0.5)
 
 
 def read_topic(brokers: str, topic: str) -> list[Message]:

@@ -11,7 +11,7 @@ import time
 import pytest
 from confluent_kafka import Producer
 
-from internal.pkg.kafka_offsets import committed_offsets, partition_ends
+from internal.pkg.kafka_offsets import CommittedOffsets, partition_ends
 from tests.conftest import Topics
 from tests.e2e.helpers import headers, log_events, read_topic, stored_orders
 from tests.orders import order_bytes, order_doc
@@ -60,11 +60,13 @@ def test_a_transactional_upstream_producer_committed_stored_aborted_never_offset
         lambda: partition_ends(kafka_brokers, topics.orders)[0] == end, timeout_s=30, what="every marker"
     )
 
-    def settled() -> bool:
-        service.assert_alive()
-        return committed_offsets(kafka_brokers, topics.orders, topics.group, [0])[0] == end
+    with CommittedOffsets(kafka_brokers, topics.group) as positions:  # one client for every question
 
-    wait_until(settled, timeout_s=60, what="the committed offset at the end, past the markers")
+        def settled() -> bool:
+            service.assert_alive()
+            return positions(topics.orders, [0])[0] == end
+
+        wait_until(settled, timeout_s=60, what="the committed offset at the end, past the markers")
     assert set(stored_orders(schema_dsn)) == committed  # aborted orders never stored
     letters = read_topic(kafka_brokers, topics.dlq)
     assert sorted(m.value() or b"" for m in letters) == [b"not json 0", b"not json 2"]  # once, none aborted
@@ -99,11 +101,13 @@ def test_the_switch_off_runs_at_least_once_through_the_same_commit_path(
     producer.produce(topics.orders, b"not json", partition=0)
     assert producer.flush(30) == 0
 
-    def done() -> bool:
-        service.assert_alive()
-        return committed_offsets(kafka_brokers, topics.orders, topics.group, [0])[0] == 21
+    with CommittedOffsets(kafka_brokers, topics.group) as positions:
 
-    wait_until(done, timeout_s=60, what="every message committed")
+        def done() -> bool:
+            service.assert_alive()
+            return positions(topics.orders, [0])[0] == 21
+
+        wait_until(done, timeout_s=60, what="every message committed")
     assert len(stored_orders(schema_dsn)) == 20
     (letter,) = read_topic(kafka_brokers, topics.dlq)
     assert headers(letter)["dlq.original.offset"] == "20"
