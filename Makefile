@@ -146,7 +146,7 @@ clean: ## stop everything, delete .venv, .local, mock.json, dist/ and caches; as
 config-example: venv ## regenerate config.yaml.example from internal/config/settings.py
 	$(PY) -m internal.config.example > config.yaml.example
 
-bench-ingest: venv infra-up ## ingest rate with a backlog vs raw COPY of the same orders; freshness at 1k/s and 5k/s offered
+bench-ingest: venv infra-up ## ingest rate with a backlog vs raw COPY of the same orders and the essential work alone; freshness at 1k/s and 5k/s offered
 	$(PY) -m bench.ingest
 
 bench: venv infra-up ## every benchmark; writes the figures into docs/performance.md (about 15 minutes)

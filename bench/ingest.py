@@ -9,7 +9,10 @@ orders, and freshness at everyday offered rates.
    the same window (found by the application name; the server is shared), and the host's steal.
    BENCH_SERVICE_ROOT=<checkout> measures another tree's service with this benchmark (alternated
    runs against a base commit).
-3. Freshness at 1,000 and 5,000 orders/s offered (bench/freshness.py): per order, from its Kafka
+3. The essential work (bench/essential.py): the same backlog consumed, validated, encoded and stored by the
+   essential work alone, without the service's cache, metrics, commits and threads: where between
+   the service and the raw COPY the gap lies.
+4. Freshness at 1,000 and 5,000 orders/s offered (bench/freshness.py): per order, from its Kafka
    timestamp to its transaction's commit, seen from outside; p50, p99 and max after a lead-in.
 """
 
@@ -24,7 +27,7 @@ from time import perf_counter
 
 import psycopg
 
-from bench import freshness
+from bench import essential, freshness
 from bench.common import (
     SERVICE_ROOT,
     CpuMeter,
@@ -167,6 +170,12 @@ def main() -> None:
     parser.add_argument("--freshness-seconds", type=int, default=10, help="measured seconds per rate")
     parser.add_argument("--port", type=int, default=18080)
     parser.add_argument("--rounds", type=int, default=1, help="raw COPY + drain pairs, one after the other")
+    parser.add_argument(
+        "--essential",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="after each drain, the essential work alone on the same backlog (bench/essential.py)",
+    )
     args = parser.parse_args()
 
     path = orders_file(args.n)
@@ -180,6 +189,10 @@ def main() -> None:
         with scratch() as (dsn, topic):
             produce(path, topic)
             say(end_to_end(dsn, topic, len(values), args.port).line(copy.rate))
+        if args.essential:
+            with scratch() as (dsn, topic):
+                produce(path, topic)
+                say(essential.drain(dsn, topic, len(values)).line(copy.rate))
     for rps in (int(r) for r in args.freshness_rates.split(",") if r.strip()):
         with scratch_topic() as topic:
             floor = freshness.kafka_alone(topic, rps, args.freshness_seconds)
