@@ -45,38 +45,42 @@ class Essential:
         )
 
 
-def drain(dsn: str, topic: str, n: int) -> Essential:
-    """Consume, validate, encode and store the ``n`` orders of ``topic`` (all valid: the benchmark's
-    own input; a refused one raises)."""
+def drain(dsn: str, topic: str, n: int, stall_s: float = 30) -> Essential:
+    """Consume, validate, encode and store the ``n`` orders of ``topic`` (all valid and distinct: the
+    benchmark's own input; a refused or unstored one raises, and so does no message for ``stall_s``)."""
     group = f"essential-{uuid.uuid4().hex[:8]}"
     consumer = Consumer(consumer_config(BROKERS, group, "bench-essential", 10_000, "earliest"))
     policy = ValidationPolicy()
     try:
         consumer.subscribe([topic])
-        pending = consumer.consume(BATCH, 30)  # the wait for the assignment is not the drain's
-        if not pending:
-            raise RuntimeError(f"no message from {topic} within 30 s")
+        pending = consumer.consume(BATCH, stall_s)  # the wait for the assignment is not the drain's
         with psycopg.connect(dsn, autocommit=True) as conn, ThreadPoolExecutor(1) as writer:
             backend = [conn.info.backend_pid]
             pg0, cpu0, meter = backends_cpu_s(backend), time.process_time(), CpuMeter()
-            started = time.perf_counter()
+            started = last_message = time.perf_counter()
             writing: Future[set[str]] | None = None
-            done = 0
-            while done < n:
+            decoded = stored = 0
+            while decoded < n:
                 if len(pending) < BATCH:
-                    pending += consumer.consume(min(BATCH - len(pending), n - done - len(pending)), 0.1)
-                now = datetime.now(UTC)
+                    pending += consumer.consume(min(BATCH - len(pending), n - decoded - len(pending)), 0.1)
+                if not pending:
+                    if time.perf_counter() - last_message > stall_s:
+                        raise RuntimeError(f"{decoded:,} of {n:,} orders came from {topic}, then none")
+                    continue
+                last_message, now = time.perf_counter(), datetime.now(UTC)
                 records = [OrderRecord.of(decode_order(m.value(), policy, now)) for m in pending]
-                done += len(records)
+                decoded += len(records)
                 pending = []
                 if writing is not None:
-                    writing.result()
+                    stored += len(writing.result())
                 writing = writer.submit(_write, conn, records)
             if writing is not None:
-                writing.result()
+                stored += len(writing.result())
             rate = n / (time.perf_counter() - started)
             cpu = time.process_time() - cpu0
             pg = cpu_spent(pg0, backends_cpu_s(backend))
+        if stored != n:
+            raise RuntimeError(f"{stored:,} of {n:,} orders stored")
         return Essential(rate, cpu / n * 1e6, pg / n * 1e6, meter.line())
     finally:
         consumer.close()
