@@ -9,9 +9,9 @@ orders, and freshness at everyday offered rates.
    the same window (found by the application name; the server is shared), and the host's steal.
    BENCH_SERVICE_ROOT=<checkout> measures another tree's service with this benchmark (alternated
    runs against a base commit).
-3. The essential work (bench/essential.py): the same backlog consumed, validated, encoded and stored by the
-   essential work alone, without the service's cache, metrics, commits and threads: where between
-   the service and the raw COPY the gap lies.
+3. The essential work (bench/essential.py): the same backlog consumed, validated, encoded and stored
+   with nothing else (no cache, metrics, commits, lanes, retries): where between the service and
+   the raw COPY the gap lies.
 4. Freshness at 1,000 and 5,000 orders/s offered (bench/freshness.py): per order, from its Kafka
    timestamp to its transaction's commit, seen from outside; p50, p99 and max after a lead-in.
 """
@@ -176,6 +176,12 @@ def main() -> None:
         default=True,
         help="after each drain, the essential work alone on the same backlog (bench/essential.py)",
     )
+    parser.add_argument(
+        "--essential-writers",
+        type=int,
+        default=2,
+        help="connections (batches in flight) of the essential work",
+    )
     args = parser.parse_args()
 
     path = orders_file(args.n)
@@ -192,7 +198,7 @@ def main() -> None:
         if args.essential:
             with scratch() as (dsn, topic):
                 produce(path, topic)
-                say(essential.drain(dsn, topic, len(values)).line(copy.rate))
+                say(essential.drain(dsn, topic, len(values), args.essential_writers).line(copy.rate))
     for rps in (int(r) for r in args.freshness_rates.split(",") if r.strip()):
         with scratch_topic() as topic:
             floor = freshness.kafka_alone(topic, rps, args.freshness_seconds)

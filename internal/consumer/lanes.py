@@ -37,6 +37,9 @@ class BatchLimits:
 @dataclass
 class Lane:
     pending: list[Inbound] = field(default_factory=list)
+    # Each waiting message's size, in the same order: under a backlog a lane holds more than a batch,
+    # and cutting one off counts sizes; ``Inbound.size`` walks the headers each time it is asked.
+    sizes: list[int] = field(default_factory=list)
     pending_bytes: int = 0
     oldest_at: float = 0.0
     running: Future[BatchReport] | None = None
@@ -57,8 +60,10 @@ class Lanes:
             lane = self._lanes[key] = Lane()
         if not lane.pending:
             lane.oldest_at = now
+        size = message.size
         lane.pending.append(message)
-        lane.pending_bytes += message.size
+        lane.sizes.append(size)
+        lane.pending_bytes += size
 
     def due(self, now: float, backlog: bool = False) -> Iterator[tuple[Lane, list[Inbound]]]:
         """The idle lanes whose waiting messages make a batch now, longest waiting first, as many as
@@ -96,13 +101,14 @@ class Lanes:
             batch, taken = lane.pending, lane.pending_bytes  # the common case: all of it, no counting
         else:
             count = taken = 0
-            for message in lane.pending[: limits.max_messages]:
-                if count and taken + message.size > limits.max_bytes:
+            for size in lane.sizes[: limits.max_messages]:
+                if count and taken + size > limits.max_bytes:
                     break
                 count += 1
-                taken += message.size
+                taken += size
             batch = lane.pending[:count]
         lane.pending = lane.pending[len(batch) :]
+        lane.sizes = lane.sizes[len(batch) :]
         lane.pending_bytes -= taken
         lane.oldest_at = now
         lane.batch, lane.batch_bytes = batch, taken
@@ -136,7 +142,7 @@ class Lanes:
             lane = self._lanes.get(key)
             if lane is None:
                 continue
-            lane.pending, lane.pending_bytes = [], 0
+            lane.pending, lane.sizes, lane.pending_bytes = [], [], 0
             if lane.running is None:
                 del self._lanes[key]
 

@@ -44,17 +44,19 @@ class ReportMetrics:
         if report.truncated_letters:
             m.truncated_letters.inc(report.truncated_letters)
         now_ms = self._clock_ms()
-        observe = m.message_age.observe
-        for message in report.messages:
-            if message.timestamp_ms is not None:
-                observe(max(0.0, (now_ms - message.timestamp_ms) / 1000))
+        # A producer's clock ahead of ours would make an age negative: counted as 0.
+        m.message_age.observe_many(
+            max(0.0, (now_ms - message.timestamp_ms) / 1000)
+            for message in report.messages
+            if message.timestamp_ms is not None
+        )
         visible_ms = report.stored_at_ms
         if visible_ms is not None:
-            fresh = m.freshness.observe
-            for message, outcome in zip(report.messages, report.outcomes, strict=True):
-                if outcome is Outcome.STORED and message.timestamp_ms is not None:
-                    # A producer's clock ahead of ours would make it negative: counted as 0.
-                    fresh(max(0.0, (visible_ms - message.timestamp_ms) / 1000))
+            m.freshness.observe_many(
+                max(0.0, (visible_ms - message.timestamp_ms) / 1000)
+                for message, outcome in zip(report.messages, report.outcomes, strict=True)
+                if outcome is Outcome.STORED and message.timestamp_ms is not None
+            )
 
 
 class LettersCommitted:

@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from internal.cache.lru import OrderCache, entry_cost, make_entry
@@ -14,7 +15,7 @@ from internal.consumer.observe import LagFromStatistics, ReportMetrics
 from internal.domain.order import Order
 from internal.domain.outcomes import Outcome
 from internal.domain.records import OrderRecord
-from internal.pkg.metrics import FAST, GROUP_LABELS, METRIC_NAMES, OTHER_GROUP, Metrics
+from internal.pkg.metrics import FAST, GROUP_LABELS, METRIC_NAMES, OTHER_GROUP, Distribution, Metrics
 from tests.orders import order_bytes
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
@@ -73,6 +74,30 @@ def test_freshness_counts_stored_orders_only_up_to_their_commit() -> None:
     assert value(metrics, "consumer_order_freshness_seconds_sum") == 0.03  # 30 ms, and 0 for the clock skew
     assert value(metrics, "consumer_order_freshness_seconds_bucket", le="0.05") == 2
     assert value(metrics, "consumer_freshness_objective_seconds") == 0.25
+
+
+def test_a_distribution_counts_a_batch_like_a_histogram_counts_one_value_at_a_time() -> None:
+    """Observations on the bounds, between them, past the last and at zero, in batches of any size
+    (an empty one too): the exposition is the one prometheus_client's Histogram gives."""
+    values = [0.0, 0.005, 0.0051, 0.1, 0.3, 2.0, 1000.0, 0.005]
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    mine = Distribution("age_seconds", "age", (0.005, 0.1, 1.0))
+    ours.register(mine)
+    reference = Histogram("age_seconds", "age", buckets=(0.005, 0.1, 1.0), registry=theirs)
+    for batch in (values[:3], [], values[3:]):
+        mine.observe_many(iter(batch))  # any iterable, consumed once
+        for v in batch:
+            reference.observe(v)
+    for name, labels in [
+        *(("age_seconds_bucket", {"le": le}) for le in ("0.005", "0.1", "1.0", "+Inf")),
+        ("age_seconds_count", {}),
+    ]:
+        assert ours.get_sample_value(name, labels) == theirs.get_sample_value(name, labels), (name, labels)
+    # Summed a batch at a time, in another order: equal up to rounding.
+    assert ours.get_sample_value("age_seconds_sum") == pytest.approx(
+        theirs.get_sample_value("age_seconds_sum")
+    )
+    assert ours.get_sample_value("age_seconds_bucket", {"le": "0.005"}) == 3
 
 
 def test_lag_comes_from_librdkafka_statistics_and_forgets_revoked_partitions() -> None:
