@@ -20,12 +20,16 @@ def partition_ends(brokers: str, topic: str, timeout_s: float = 10.0) -> dict[in
     """The high watermark (offset of the next message) of every partition of ``topic``."""
     probe = _probe(brokers, f"probe-{uuid.uuid4().hex}")
     try:
-        partitions = probe.list_topics(topic, timeout=timeout_s).topics[topic].partitions
-        return {
-            p: probe.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)[1] for p in partitions
-        }
+        return _ends(probe, topic, timeout_s)
     finally:
         probe.close()
+
+
+def _ends(probe: Consumer, topic: str, timeout_s: float) -> dict[int, int]:
+    partitions = probe.list_topics(topic, timeout=timeout_s).topics[topic].partitions
+    return {
+        p: probe.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)[1] for p in partitions
+    }
 
 
 def committed_offsets(
@@ -48,6 +52,10 @@ class CommittedOffsets:
         """The committed position per partition (negative when nothing is committed yet)."""
         answer = self._probe.committed([TopicPartition(topic, p) for p in partitions], timeout=timeout_s)
         return {tp.partition: tp.offset for tp in answer}
+
+    def ends(self, topic: str, timeout_s: float = 10.0) -> dict[int, int]:
+        """``partition_ends`` through the same client (a wait asks both, again and again)."""
+        return _ends(self._probe, topic, timeout_s)
 
     def __enter__(self) -> CommittedOffsets:
         return self

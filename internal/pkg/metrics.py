@@ -9,7 +9,6 @@ measures; each hands in a callable (``watch_cache``, ``watch_partitions``).
 
 from __future__ import annotations
 
-import math
 import threading
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
@@ -18,7 +17,8 @@ from typing import Protocol
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
+
+from internal.pkg.histograms import Distribution, cumulative, le_labels
 
 
 class CacheFigures(Protocol):
@@ -243,11 +243,7 @@ class HttpRequests(Collector):
 
     def __init__(self, buckets: Iterable[float]) -> None:
         self._bounds = tuple(buckets)
-        # The "le" labels, spelt as prometheus_client spells them (+Inf last).
-        self._le: tuple[str, ...] = tuple(
-            floatToGoString(b)  # type: ignore[no-untyped-call]
-            for b in (*self._bounds, math.inf)
-        )
+        self._le = le_labels(self._bounds)
         self._counts: dict[tuple[str, str, int], int] = {}
         # (method, route) -> [sum of seconds, count per bucket (the last one: above every bound)]
         self._timings: dict[tuple[str, str], tuple[list[float], list[int]]] = {}
@@ -272,53 +268,8 @@ class HttpRequests(Collector):
             "http_request_duration_seconds", "HTTP request time", labels=["method", "route"]
         )
         for (method, route), (total, counts) in list(self._timings.items()):
-            cumulative, buckets = 0, []
-            for le, count in zip(self._le, counts, strict=True):
-                cumulative += count
-                buckets.append((le, cumulative))
-            durations.add_metric([method, route], buckets, sum_value=total[0])
+            durations.add_metric([method, route], cumulative(self._le, counts), sum_value=total[0])
         yield durations
-
-
-class Distribution(Collector):
-    """A histogram without labels that takes its observations a batch at a time.
-
-    The consumer observes two values per message (age and freshness); prometheus_client's Histogram
-    takes two locks and walks its buckets in Python for each, which on the poll thread cost more than
-    accepting the message (docs/performance.md, issue 25). Here a batch is counted outside the lock
-    and added under one lock hold; a scrape copies under the same lock, so it never sees a sum
-    without its counts."""
-
-    def __init__(self, name: str, documentation: str, buckets: Iterable[float]) -> None:
-        self._name, self._documentation = name, documentation
-        self._bounds = tuple(buckets)
-        self._le: tuple[str, ...] = tuple(
-            floatToGoString(b)  # type: ignore[no-untyped-call]
-            for b in (*self._bounds, math.inf)
-        )
-        self._lock = threading.Lock()
-        self._sum = 0.0
-        self._counts = [0] * (len(self._bounds) + 1)  # the last one: above every bound
-
-    def observe_many(self, values: Iterable[float]) -> None:
-        bounds = self._bounds
-        counts = [0] * len(self._counts)
-        total = 0.0
-        for value in values:
-            counts[bisect_left(bounds, value)] += 1  # the first bound >= value: le semantics
-            total += value
-        with self._lock:
-            self._sum += total
-            self._counts = [a + b for a, b in zip(self._counts, counts, strict=True)]
-
-    def collect(self) -> Iterator[HistogramMetricFamily]:
-        with self._lock:
-            total, counts = self._sum, list(self._counts)
-        cumulative, buckets = 0, []
-        for le, count in zip(self._le, counts, strict=True):
-            cumulative += count
-            buckets.append((le, cumulative))
-        yield HistogramMetricFamily(self._name, self._documentation, buckets=buckets, sum_value=total)
 
 
 class PartitionsCollector(Collector):

@@ -104,7 +104,7 @@ def wait_committed_to_end(
         def done() -> bool:
             for service in services:
                 service.assert_alive()
-            ends = partition_ends(brokers, topic)
+            ends = committed.ends(topic)
             if sum(ends.values()) < expected_total:
                 return False
             done = committed(topic, list(ends))

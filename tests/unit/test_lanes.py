@@ -34,6 +34,25 @@ def test_a_batch_is_due_when_full_by_bytes_and_stays_within_them() -> None:
     assert lanes.bytes_in_flight() == 400  # two waiting, two in the batch
 
 
+def test_successive_cuts_of_a_long_lane_count_each_message_by_its_own_size() -> None:
+    """Sizes are remembered per waiting message: after one cut, the next is bounded by the sizes of
+    the messages that are left, not those of the ones taken."""
+    lanes = Lanes(1, BatchLimits(max_messages=3, max_bytes=250, max_wait_s=60))
+    for offset, size in enumerate((100, 100, 10, 200, 40, 30, 250, 1)):
+        lanes.add(message(0, offset, size=size), now=0)
+    cuts: list[list[int]] = []
+    while lanes.waiting():
+        ((lane, batch),) = lanes.due(now=0)
+        cuts.append([m.offset for m in batch])
+        future: Future[BatchReport] = Future()
+        Lanes.start(lane, future)
+        future.set_result(BatchReport((), ()))
+        list(lanes.finished())
+    # 100+100+10 | 200+40 (+30 would pass 250) | 30 (+250 would) | 250 (+1 would) | 1
+    assert cuts == [[0, 1, 2], [3, 4], [5], [6], [7]]
+    assert lanes.bytes_in_flight() == 0
+
+
 def test_a_message_larger_than_the_byte_bound_goes_alone() -> None:
     lanes = Lanes(1, BatchLimits(max_messages=100, max_bytes=250, max_wait_s=60))
     lanes.add(message(0, 0, size=1000), now=0)

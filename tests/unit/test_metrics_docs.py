@@ -15,7 +15,8 @@ from internal.consumer.observe import LagFromStatistics, ReportMetrics
 from internal.domain.order import Order
 from internal.domain.outcomes import Outcome
 from internal.domain.records import OrderRecord
-from internal.pkg.metrics import FAST, GROUP_LABELS, METRIC_NAMES, OTHER_GROUP, Distribution, Metrics
+from internal.pkg.histograms import Distribution
+from internal.pkg.metrics import FAST, GROUP_LABELS, METRIC_NAMES, OTHER_GROUP, Metrics
 from tests.orders import order_bytes
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
