@@ -51,19 +51,45 @@ def machine() -> str:
 class CpuMeter:
     """The share of the machine's CPU time the hypervisor gave to others ("steal") and the share left
     idle, since the meter was made. On this VM the steal swings from ~0 to ~30 % within minutes, and
-    the latency figures with it: every latency figure is printed next to the steal of its window."""
+    the latency figures with it: every latency figure is printed next to the steal of its window.
+
+    Given the orders of the window, the line adds the broker's CPU per order too (the project's own
+    broker, when it is the one benchmarked): on two cores it shares the machine with the service and
+    PostgreSQL, and a drain is limited by what all three together spend per order."""
 
     def __init__(self) -> None:
         self._start = _cpu_times()
+        self._broker = broker_pid()
+        self._broker_start = process_cpu_s(self._broker) if self._broker is not None else 0.0
 
-    def line(self) -> str:
+    def line(self, orders: int = 0) -> str:
         now = _cpu_times()
         if not any(now):
             return "CPU steal unknown (no /proc/stat)"
         spent = [b - a for a, b in zip(self._start, now, strict=True)]
         total = sum(spent) or 1
         # /proc/stat: user nice system idle iowait irq softirq steal ...
-        return f"CPU stolen by the host {spent[7] / total:.1%}, idle {spent[3] / total:.1%}"
+        text = f"CPU stolen by the host {spent[7] / total:.1%}, idle {spent[3] / total:.1%}"
+        if orders and self._broker is not None:
+            broker_s = process_cpu_s(self._broker) - self._broker_start
+            text += f", the broker {broker_s / orders * 1e6:.1f} us/order"
+        return text
+
+
+def broker_pid() -> int | None:
+    """The pid of the broker scripts/kafka.sh started for this tree, when it is the one at ``BROKERS``
+    (its listener's port); None otherwise (another broker, or none of ours running). The state
+    directory is found as the script finds it."""
+    port = BROKERS.split(",")[0].rsplit(":", 1)[-1]
+    default = ROOT / ".local" / ("kafka" if port == "9092" else f"kafka-{port}")
+    state = Path(os.environ.get("KAFKA_STATE_DIR") or default)
+    try:
+        pid = int((state / "broker.pid").read_text(encoding="ascii").strip())
+        listeners = (state / "server.properties").read_text(encoding="utf-8")
+    except (OSError, ValueError):
+        return None
+    ours = f"PLAINTEXT://127.0.0.1:{port}" in listeners or f"PLAINTEXT://localhost:{port}" in listeners
+    return pid if ours and Path(f"/proc/{pid}").exists() else None
 
 
 def process_cpu_s(pid: int) -> float:

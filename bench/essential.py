@@ -109,7 +109,7 @@ def drain(dsn: str, topic: str, n: int, writers: int = 2, stall_s: float = 30) -
         pg = cpu_spent(pg0, after) / n * 1e6 if len(after) == writers else None
         if stored != n:
             raise RuntimeError(f"{stored:,} of {n:,} orders stored")
-        return Essential(writers, n / (finished - started), cpu / n * 1e6, pg, meter.line())
+        return Essential(writers, n / (finished - started), cpu / n * 1e6, pg, meter.line(n))
     finally:
         consumer.close()
         for conn in connections:

@@ -121,7 +121,7 @@ def raw_copy(dsn: str, values: list[bytes]) -> RawCopy:
                 copy_rows(cur, list(zip(ids, chunk, strict=True)))
         rate = len(records) / (perf_counter() - started)
         spent = cpu_spent(pg0, backends_cpu_s(backend))
-        return RawCopy(rate, spent / len(records) * 1e6, meter.line())
+        return RawCopy(rate, spent / len(records) * 1e6, meter.line(len(records)))
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,7 @@ def end_to_end(dsn: str, topic: str, n: int, port: int) -> Drain:
         cpu0, pg0, meter = service.cpu_s(), backends_cpu_s(backends), CpuMeter()
         finished = wait_committed(topic, group, n, poll_s=0.02)
         # A connection the pool opened during the drain counts from its start.
-        cpu1, pg1, cpu = service.cpu_s(), backends_cpu_s(backends + backend_pids(group)), meter.line()
+        cpu1, pg1, cpu = service.cpu_s(), backends_cpu_s(backends + backend_pids(group)), meter.line(n)
         finished_wall = time.time() - (time.monotonic() - finished)
         assigned = service.wait_event("partitions_assigned")
         started_wall = datetime.fromisoformat(str(assigned["timestamp"])).timestamp()

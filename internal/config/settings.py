@@ -316,7 +316,9 @@ class ConsumerSettings:
         100,
         "finished work is committed at most this often: one offset commit, or one Kafka transaction "
         "with its dead letters (kafka.transactions); longer means fewer transactions and letters "
-        "that become visible later",
+        "that become visible later. While work is in flight, slow transactions (a loaded host) are "
+        "spaced out further, so that they block the poll thread at most a tenth of the time (the "
+        "next one at most 1 s later)",
         at_least(1),
     )
 

@@ -34,6 +34,8 @@ from internal.consumer.ports import DeadLetterSink, KafkaConsumer
 
 log = structlog.get_logger(component="consumer")
 COMMIT_EVERY_S = 0.1  # commits (or transactions) at most this often (CommitPolicy)
+MAX_BLOCKING_SHARE = 0.1  # of the poll thread's busy time that commits which block it may take (CommitPolicy)
+MAX_STRETCH_S = 1.0  # the longest a slow commit pushes the next one away (CommitPolicy)
 Positions = dict[tuple[str, int], int]
 
 
@@ -72,9 +74,19 @@ class CommitPolicy:
     themselves, hundreds finish a second at everyday rates, and a commit request (or a transaction)
     each would cost the broker and librdkafka more than the writes. A later commit only means more
     redelivery after a crash, which the idempotent writer absorbs, and letters that become visible
-    later. Revokes and stops commit synchronously at once (``Committer.commit_now``)."""
+    later. Revokes and stops commit synchronously at once (``Committer.commit_now``).
+
+    A commit that blocks the poll thread - a Kafka transaction waits for the broker twice - holds
+    back the hand-out and collection of batches while it lasts: a few ms on a quiet host, tens of ms
+    under a backlog, when its threads wait for the GIL behind the workers; and each one costs the
+    broker CPU. So while work is in flight, the next commit also waits until the last one took at
+    most ``max_blocking_share`` of the time since it began, but never more than ``max_stretch_s``
+    (a transaction that failed after its whole timeout must not delay the next try by minutes); once
+    everything polled is finished, nothing waits behind a commit and the cadence is ``every_s``."""
 
     every_s: float = COMMIT_EVERY_S
+    max_blocking_share: float = MAX_BLOCKING_SHARE
+    max_stretch_s: float = MAX_STRETCH_S
 
 
 # ---- the outcomes of one commit -----------------------------------------------------------------
@@ -226,18 +238,24 @@ class Committer:
         self._on_failure = on_failure
         self._on_committed = on_committed  # letters made visible, and how long the commit took
         self._on_abort = on_abort
-        self._next = 0.0
+        self._next = 0.0  # when the next commit is due while work is in flight
+        self._next_idle = 0.0  # ... and when nothing is
 
     @property
     def transactional(self) -> bool:
         return self._strategy.transactional
 
     def now_and_then(self) -> None:
-        """Commit when ``every_s`` passed since the last time (asynchronously unless transactional)."""
+        """Commit when it is due (asynchronously unless transactional): ``every_s`` after the last
+        one began, or later while work is in flight and that one blocked for long (``CommitPolicy``)."""
         now = self._clock()
-        if now >= self._next:
-            self._next = now + self._policy.every_s
+        due = self._next if self._tracker.in_flight() else self._next_idle
+        if now >= due:
             self._commit(synchronous=False, only=None)
+            took, policy = self._clock() - now, self._policy
+            self._next_idle = now + policy.every_s
+            stretched = min(took / policy.max_blocking_share, policy.max_stretch_s)
+            self._next = now + max(policy.every_s, stretched)
 
     def commit_now(self, only: set[tuple[str, int]] | None = None) -> None:
         """Commit synchronously (a revoke of ``only``, or the stop): blocks for the broker's answer."""

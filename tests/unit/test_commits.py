@@ -3,9 +3,13 @@ synchronous commits with per-partition answers, and failures that lose nothing."
 
 from __future__ import annotations
 
-from confluent_kafka import KafkaException
+from collections.abc import Sequence
+from itertools import pairwise
 
-from internal.consumer.commits import CommitConfirmations, CommitPolicy, Committer
+from confluent_kafka import KafkaException, TopicPartition
+
+from internal.consumer.commits import CommitConfirmations, CommitPolicy, Committed, Committer
+from internal.consumer.messages import DeadLetter
 from internal.consumer.offsets import OffsetTracker
 from tests.unit.fake_kafka import TOPIC, FakeConsumer
 
@@ -59,3 +63,86 @@ def test_a_failing_commit_is_counted_and_the_same_positions_are_offered_again() 
     now[0] += 1.0
     committer.now_and_then()
     assert consumer.commits == [({0: 2}, True)]
+
+
+class SlowTransactions:
+    """A strategy whose every commit blocks for ``takes_s`` of the test's clock, as a transaction does."""
+
+    transactional = True
+
+    def __init__(self, now: list[float], takes_s: float) -> None:
+        self.now, self.takes_s = now, takes_s
+        self.started: list[float] = []
+
+    def commit(
+        self, offsets: list[TopicPartition], letters: Sequence[DeadLetter], *, synchronous: bool
+    ) -> Committed:
+        self.started.append(self.now[0])
+        self.now[0] += self.takes_s
+        return Committed([TopicPartition(t.topic, t.partition, t.offset) for t in offsets])
+
+
+def slow_commits(takes_s: float) -> tuple[SlowTransactions, OffsetTracker, Committer, list[float]]:
+    """A committer whose commits block for ``takes_s``, and a partition with 1,000 messages polled."""
+    now, tracker = [100.0], OffsetTracker()
+    strategy = SlowTransactions(now, takes_s)
+    policy = CommitPolicy(every_s=0.1, max_blocking_share=0.1)
+    committer = Committer(FakeConsumer(), tracker, policy, clock=lambda: now[0], strategy=strategy)
+    tracker.assign(TOPIC, 0)
+    for offset in range(1000):
+        tracker.track(TOPIC, 0, offset)
+    return strategy, tracker, committer, now
+
+
+def finish_one_per_turn(committer: Committer, tracker: OffsetTracker, now: list[float], turns: int) -> None:
+    """The poll loop's turns, 10 ms apart: one more message finished and the committer asked each turn."""
+    generation = tracker.generation(TOPIC, 0)
+    assert generation is not None
+    for offset in range(turns):
+        tracker.finish(TOPIC, 0, offset, generation)
+        committer.now_and_then()
+        now[0] += 0.01
+
+
+def test_quick_blocking_commits_keep_the_interval() -> None:
+    strategy, tracker, committer, now = slow_commits(takes_s=0.002)
+    finish_one_per_turn(committer, tracker, now, 100)
+    gaps = [b - a for a, b in pairwise(strategy.started)]
+    assert len(gaps) >= 7
+    assert all(0.1 <= gap < 0.12 + 1e-9 for gap in gaps), gaps
+
+
+def test_slow_blocking_commits_take_at_most_their_share_of_the_time_while_work_is_in_flight() -> None:
+    strategy, tracker, committer, now = slow_commits(takes_s=0.04)  # 40 ms each: one per 0.4 s at most
+    finish_one_per_turn(committer, tracker, now, 200)
+    gaps = [b - a for a, b in pairwise(strategy.started)]
+    assert len(gaps) >= 3
+    assert all(gap >= 0.4 - 1e-9 for gap in gaps), gaps
+    assert 0.04 * len(strategy.started) <= 0.1 * (now[0] - strategy.started[0]) + 0.04
+
+
+def test_once_everything_polled_is_finished_the_last_work_is_committed_at_the_interval() -> None:
+    strategy, tracker, committer, now = slow_commits(takes_s=0.04)
+    finish_one_per_turn(committer, tracker, now, 999)  # the last message still runs: stretched
+    commits = len(strategy.started)
+    while len(strategy.started) == commits:  # up to a commit, so that the next is 0.4 s away
+        committer.now_and_then()
+        now[0] += 0.01
+    last = strategy.started[-1]
+    generation = tracker.generation(TOPIC, 0)
+    assert generation is not None
+    tracker.finish(TOPIC, 0, 999, generation)  # nothing in flight now
+    while len(strategy.started) == commits + 1:
+        committer.now_and_then()
+        now[0] += 0.01
+    assert strategy.started[-1] - last <= 0.1 + 0.01 + 1e-9  # the interval, not the stretched 0.4 s
+    assert tracker.to_commit() == {}  # everything went in that commit
+
+
+def test_a_commit_that_took_its_whole_timeout_delays_the_next_try_by_a_second_at_most() -> None:
+    strategy, tracker, committer, now = slow_commits(takes_s=30.0)  # e.g. the broker away: 30 s, then aborted
+    finish_one_per_turn(committer, tracker, now, 2)
+    while len(strategy.started) < 2:
+        committer.now_and_then()
+        now[0] += 0.01
+    assert strategy.started[1] - strategy.started[0] <= 30.0 + 1.0 + 0.01 + 1e-9
