@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -77,19 +78,25 @@ class CpuMeter:
 
 
 def broker_pid() -> int | None:
-    """The pid of the broker scripts/kafka.sh started for this tree, when it is the one at ``BROKERS``
-    (its listener's port); None otherwise (another broker, or none of ours running). The state
-    directory is found as the script finds it."""
-    port = BROKERS.split(",")[0].rsplit(":", 1)[-1]
+    """The pid of the broker scripts/kafka.sh runs for this tree when ``BROKERS`` is that broker: one
+    local address (the script manages no other), its state directory found as the script finds it,
+    and a live Kafka process behind the pid file; None otherwise."""
+    managed = re.fullmatch(r"(?:127\.0\.0\.1|localhost):([0-9]+)", BROKERS)
+    if managed is None:
+        return None
+    port = managed.group(1)
     default = ROOT / ".local" / ("kafka" if port == "9092" else f"kafka-{port}")
     state = Path(os.environ.get("KAFKA_STATE_DIR") or default)
     try:
         pid = int((state / "broker.pid").read_text(encoding="ascii").strip())
         listeners = (state / "server.properties").read_text(encoding="utf-8")
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, ValueError):
         return None
-    ours = f"PLAINTEXT://127.0.0.1:{port}" in listeners or f"PLAINTEXT://localhost:{port}" in listeners
-    return pid if ours and Path(f"/proc/{pid}").exists() else None
+    entries = {e.strip() for line in listeners.splitlines() if line.startswith("listeners=")
+               for e in line.removeprefix("listeners=").split(",")}  # fmt: skip
+    ours = f"PLAINTEXT://127.0.0.1:{port}" in entries or f"PLAINTEXT://localhost:{port}" in entries
+    return pid if ours and b"kafka.Kafka" in command else None
 
 
 def process_cpu_s(pid: int) -> float:

@@ -121,7 +121,7 @@ def raw_copy(dsn: str, values: list[bytes]) -> RawCopy:
                 copy_rows(cur, list(zip(ids, chunk, strict=True)))
         rate = len(records) / (perf_counter() - started)
         spent = cpu_spent(pg0, backends_cpu_s(backend))
-        return RawCopy(rate, spent / len(records) * 1e6, meter.line(len(records)))
+        return RawCopy(rate, spent / len(records) * 1e6, meter.line())
 
 
 @dataclass(frozen=True)

@@ -81,12 +81,18 @@ class CommitPolicy:
     under a backlog, when its threads wait for the GIL behind the workers; and each one costs the
     broker CPU. So while work is in flight, the next commit also waits until the last one took at
     most ``max_blocking_share`` of the time since it began, but never more than ``max_stretch_s``
-    (a transaction that failed after its whole timeout must not delay the next try by minutes); once
+    later (a transaction that failed after its whole timeout must not delay the next try by minutes,
+    and the stuck-partition check must keep seeing commits move: the wiring keeps it under a
+    quarter of ``consumer.stuck_after_s``); once
     everything polled is finished, nothing waits behind a commit and the cadence is ``every_s``."""
 
     every_s: float = COMMIT_EVERY_S
     max_blocking_share: float = MAX_BLOCKING_SHARE
     max_stretch_s: float = MAX_STRETCH_S
+
+    def __post_init__(self) -> None:
+        if not 0 < self.max_blocking_share <= 1:
+            raise ValueError(f"max_blocking_share must be in (0, 1], got {self.max_blocking_share}")
 
 
 # ---- the outcomes of one commit -----------------------------------------------------------------
@@ -247,15 +253,18 @@ class Committer:
 
     def now_and_then(self) -> None:
         """Commit when it is due (asynchronously unless transactional): ``every_s`` after the last
-        one began, or later while work is in flight and that one blocked for long (``CommitPolicy``)."""
+        one began, or later while work is in flight and that one - a transaction - blocked for long
+        (``CommitPolicy``). An asynchronous commit does not block: its cadence is ``every_s``."""
         now = self._clock()
         due = self._next if self._tracker.in_flight() else self._next_idle
         if now >= due:
             self._commit(synchronous=False, only=None)
-            took, policy = self._clock() - now, self._policy
-            self._next_idle = now + policy.every_s
-            stretched = min(took / policy.max_blocking_share, policy.max_stretch_s)
-            self._next = now + max(policy.every_s, stretched)
+            policy = self._policy
+            self._next_idle = self._next = now + policy.every_s
+            if self._strategy.transactional:
+                took = self._clock() - now
+                stretched = min(took / policy.max_blocking_share, policy.max_stretch_s)
+                self._next = now + max(policy.every_s, stretched)
 
     def commit_now(self, only: set[tuple[str, int]] | None = None) -> None:
         """Commit synchronously (a revoke of ``only``, or the stop): blocks for the broker's answer."""

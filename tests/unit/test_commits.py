@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from itertools import pairwise
 
+import pytest
 from confluent_kafka import KafkaException, TopicPartition
 
 from internal.consumer.commits import CommitConfirmations, CommitPolicy, Committed, Committer
@@ -66,12 +67,12 @@ def test_a_failing_commit_is_counted_and_the_same_positions_are_offered_again() 
 
 
 class SlowTransactions:
-    """A strategy whose every commit blocks for ``takes_s`` of the test's clock, as a transaction does."""
+    """A strategy whose every commit blocks for ``takes_s`` of the test's clock, as a transaction does
+    (``transactional=False``: a commit that took as long without being a transaction, e.g. the poll
+    thread lost the GIL in the middle of an asynchronous one)."""
 
-    transactional = True
-
-    def __init__(self, now: list[float], takes_s: float) -> None:
-        self.now, self.takes_s = now, takes_s
+    def __init__(self, now: list[float], takes_s: float, transactional: bool = True) -> None:
+        self.now, self.takes_s, self.transactional = now, takes_s, transactional
         self.started: list[float] = []
 
     def commit(
@@ -82,10 +83,12 @@ class SlowTransactions:
         return Committed([TopicPartition(t.topic, t.partition, t.offset) for t in offsets])
 
 
-def slow_commits(takes_s: float) -> tuple[SlowTransactions, OffsetTracker, Committer, list[float]]:
+def slow_commits(
+    takes_s: float, transactional: bool = True
+) -> tuple[SlowTransactions, OffsetTracker, Committer, list[float]]:
     """A committer whose commits block for ``takes_s``, and a partition with 1,000 messages polled."""
     now, tracker = [100.0], OffsetTracker()
-    strategy = SlowTransactions(now, takes_s)
+    strategy = SlowTransactions(now, takes_s, transactional)
     policy = CommitPolicy(every_s=0.1, max_blocking_share=0.1)
     committer = Committer(FakeConsumer(), tracker, policy, clock=lambda: now[0], strategy=strategy)
     tracker.assign(TOPIC, 0)
@@ -117,7 +120,7 @@ def test_slow_blocking_commits_take_at_most_their_share_of_the_time_while_work_i
     finish_one_per_turn(committer, tracker, now, 200)
     gaps = [b - a for a, b in pairwise(strategy.started)]
     assert len(gaps) >= 3
-    assert all(gap >= 0.4 - 1e-9 for gap in gaps), gaps
+    assert all(0.4 - 1e-9 <= gap <= 0.4 + 0.01 + 1e-9 for gap in gaps), gaps  # 10 ms: one loop turn
     assert 0.04 * len(strategy.started) <= 0.1 * (now[0] - strategy.started[0]) + 0.04
 
 
@@ -137,6 +140,28 @@ def test_once_everything_polled_is_finished_the_last_work_is_committed_at_the_in
         now[0] += 0.01
     assert strategy.started[-1] - last <= 0.1 + 0.01 + 1e-9  # the interval, not the stretched 0.4 s
     assert tracker.to_commit() == {}  # everything went in that commit
+
+
+def test_a_slow_commit_delays_the_next_by_at_most_the_stretch_limit() -> None:
+    strategy, tracker, committer, now = slow_commits(takes_s=0.2)  # a tenth would mean 2 s apart
+    finish_one_per_turn(committer, tracker, now, 400)
+    gaps = [b - a for a, b in pairwise(strategy.started)]
+    assert len(gaps) >= 2
+    assert all(1.0 - 1e-9 <= gap <= 1.0 + 0.01 + 1e-9 for gap in gaps), gaps  # CommitPolicy.max_stretch_s
+
+
+def test_a_commit_that_is_not_a_transaction_keeps_the_interval_however_long_it_took() -> None:
+    strategy, tracker, committer, now = slow_commits(takes_s=0.04, transactional=False)
+    finish_one_per_turn(committer, tracker, now, 100)
+    gaps = [b - a for a, b in pairwise(strategy.started)]
+    assert len(gaps) >= 5
+    assert all(gap <= 0.1 + 0.01 + 1e-9 for gap in gaps), gaps
+
+
+def test_a_blocking_share_outside_zero_to_one_is_refused() -> None:
+    for share in (0.0, -0.1, 1.5):
+        with pytest.raises(ValueError, match="max_blocking_share"):
+            CommitPolicy(max_blocking_share=share)
 
 
 def test_a_commit_that_took_its_whole_timeout_delays_the_next_try_by_a_second_at_most() -> None:
