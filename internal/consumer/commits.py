@@ -83,8 +83,8 @@ class CommitPolicy:
     most ``max_blocking_share`` of the time since it began, but never more than ``max_stretch_s``
     later (a transaction that failed after its whole timeout must not delay the next try by minutes,
     and the stuck-partition check must keep seeing commits move: the wiring keeps it under a
-    quarter of ``consumer.stuck_after_s``); once
-    everything polled is finished, nothing waits behind a commit and the cadence is ``every_s``."""
+    quarter of ``consumer.stuck_after_s``); once everything polled is finished, nothing waits
+    behind a commit and the cadence is ``every_s``."""
 
     every_s: float = COMMIT_EVERY_S
     max_blocking_share: float = MAX_BLOCKING_SHARE
@@ -244,8 +244,8 @@ class Committer:
         self._on_failure = on_failure
         self._on_committed = on_committed  # letters made visible, and how long the commit took
         self._on_abort = on_abort
-        self._next = 0.0  # when the next commit is due while work is in flight
-        self._next_idle = 0.0  # ... and when nothing is
+        self._next_idle = 0.0  # when the next commit is due when nothing is in flight...
+        self._next = 0.0  # ... and while work is (never earlier)
 
     @property
     def transactional(self) -> bool:
@@ -256,15 +256,17 @@ class Committer:
         one began, or later while work is in flight and that one - a transaction - blocked for long
         (``CommitPolicy``). An asynchronous commit does not block: its cadence is ``every_s``."""
         now = self._clock()
-        due = self._next if self._tracker.in_flight() else self._next_idle
-        if now >= due:
-            self._commit(synchronous=False, only=None)
-            policy = self._policy
-            self._next_idle = self._next = now + policy.every_s
-            if self._strategy.transactional:
-                took = self._clock() - now
-                stretched = min(took / policy.max_blocking_share, policy.max_stretch_s)
-                self._next = now + max(policy.every_s, stretched)
+        if now < self._next_idle:  # the common turn: not due in any case, nothing counted
+            return
+        if now < self._next and self._tracker.in_flight():
+            return  # stretched after a slow transaction, and work is still coming
+        self._commit(synchronous=False, only=None)
+        policy = self._policy
+        self._next_idle = self._next = now + policy.every_s
+        if self._strategy.transactional:
+            took = self._clock() - now
+            stretched = min(took / policy.max_blocking_share, policy.max_stretch_s)
+            self._next = now + max(policy.every_s, stretched)
 
     def commit_now(self, only: set[tuple[str, int]] | None = None) -> None:
         """Commit synchronously (a revoke of ``only``, or the stop): blocks for the broker's answer."""
