@@ -41,13 +41,7 @@ from internal.api.request_limits import RequestLimits
 from internal.cache.lru import OrderCache
 from internal.cache.warmup import warm_up
 from internal.config import Settings
-from internal.consumer.commits import (
-    MAX_STRETCH_S,
-    AtLeastOnceCommit,
-    CommitConfirmations,
-    CommitPolicy,
-    OffsetsAndLetters,
-)
+from internal.consumer.commits import AtLeastOnceCommit, CommitConfirmations, CommitPolicy, OffsetsAndLetters
 from internal.consumer.dlq import KafkaDeadLetterSink, SinkProducer
 from internal.consumer.drift import DriftGuard, DriftPolicy, DriftTrip
 from internal.consumer.lanes import BatchLimits
@@ -503,11 +497,7 @@ def _consumer_loop(
             revoke_timeout_s=c.revoke_timeout_s,
             max_consecutive_dead_letters=s.dlq.max_consecutive,
             stuck_after_s=c.stuck_after_s,
-            # A stretched commit cadence stays well inside the stuck check's window (stuck.py).
-            commit=CommitPolicy(
-                every_s=c.commit_interval_ms / 1000,
-                max_stretch_s=min(MAX_STRETCH_S, c.stuck_after_s / 4),
-            ),
+            commit=CommitPolicy.watched(c.commit_interval_ms / 1000, c.stuck_after_s),
         ),
         state,
         tracker=tracker,

@@ -82,9 +82,9 @@ class CommitPolicy:
     broker CPU. So while work is in flight, the next commit also waits until the last one took at
     most ``max_blocking_share`` of the time since it began, but never more than ``max_stretch_s``
     later (a transaction that failed after its whole timeout must not delay the next try by minutes,
-    and the stuck-partition check must keep seeing commits move: the wiring keeps it under a
-    quarter of ``consumer.stuck_after_s``); once everything polled is finished, nothing waits
-    behind a commit and the cadence is ``every_s``."""
+    and the stuck-partition check must keep seeing commits move: ``watched`` keeps it under a
+    quarter of ``consumer.stuck_after_s``); once everything polled is finished, nothing waits behind
+    a commit and the cadence is ``every_s``."""
 
     every_s: float = COMMIT_EVERY_S
     max_blocking_share: float = MAX_BLOCKING_SHARE
@@ -93,6 +93,12 @@ class CommitPolicy:
     def __post_init__(self) -> None:
         if not 0 < self.max_blocking_share <= 1:
             raise ValueError(f"max_blocking_share must be in (0, 1], got {self.max_blocking_share}")
+
+    @classmethod
+    def watched(cls, every_s: float, stuck_after_s: float) -> CommitPolicy:
+        """The policy of a loop whose stuck check fires after ``stuck_after_s`` without a commit:
+        the stretch stays under a quarter of that, so a moving partition never looks stuck."""
+        return cls(every_s=every_s, max_stretch_s=min(MAX_STRETCH_S, stuck_after_s / 4))
 
 
 # ---- the outcomes of one commit -----------------------------------------------------------------

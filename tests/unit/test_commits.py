@@ -171,3 +171,9 @@ def test_a_commit_that_took_its_whole_timeout_delays_the_next_try_by_a_second_at
         committer.now_and_then()
         now[0] += 0.01
     assert strategy.started[1] - strategy.started[0] <= 30.0 + 1.0 + 0.01 + 1e-9
+
+
+def test_the_stretch_stays_under_a_quarter_of_the_stuck_window() -> None:
+    assert CommitPolicy.watched(0.1, stuck_after_s=60).max_stretch_s == 1.0
+    assert CommitPolicy.watched(0.1, stuck_after_s=1).max_stretch_s == 0.25  # the setting's minimum
+    assert CommitPolicy.watched(0.25, stuck_after_s=2).every_s == 0.25
